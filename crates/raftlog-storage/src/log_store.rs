@@ -1,0 +1,555 @@
+//! `SegmentLog`: one group's Raft log, stored in segment files, made durable by group commit.
+//!
+//! Durability, write path by write path:
+//! - `append`: frames are written to the page cache, then the node's flusher `fdatasync`s the
+//!   segment; openraft's callback fires only after that sync succeeded.
+//! - segment roll: the full segment is trimmed and synced, the new one created, preallocated and
+//!   synced, and the directory synced, before any entry goes into the new segment.
+//! - `save_vote`: the metadata file is replaced atomically and synced before returning.
+//! - `truncate`: later segments are deleted and the directory synced; the cut in the last
+//!   remaining segment is synced before returning, so removed entries never come back.
+//! - `purge`: the new purge point is made durable first, then whole segments are deleted. A crash
+//!   in between leaves segments that the next open deletes, never a hole.
+//! - `save_committed`: kept in memory and written (atomically) at most once per
+//!   `committed_persist_interval`, and on drop. openraft treats it as optional: a stale value
+//!   only means fewer entries are re-applied at start-up before the leader's next heartbeat.
+
+use std::fmt::Debug;
+use std::ops::Bound;
+use std::ops::RangeBounds;
+use std::path::Path;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+use std::time::Instant;
+
+use openraft::storage::LogFlushed;
+use openraft::storage::RaftLogStorage;
+use openraft::LogState;
+use openraft::OptionalSend;
+use openraft::RaftLogReader;
+use parking_lot::Mutex;
+use parking_lot::RwLock;
+use raftlog_types::limits::ENTRY_BYTES_MAX;
+use raftlog_types::limits::SEGMENT_BYTES_DEFAULT;
+use raftlog_types::limits::SEGMENT_BYTES_MAX;
+use raftlog_types::limits::SEGMENT_BYTES_MIN;
+use raftlog_types::limits::SEGMENT_INDEX_INTERVAL_BYTES;
+use raftlog_types::type_config::Entry;
+use raftlog_types::type_config::LogId;
+use raftlog_types::type_config::Vote;
+use raftlog_types::GroupId;
+use raftlog_types::TypeConfig;
+
+use crate::error::raft_log_read_error;
+use crate::error::raft_log_write_error;
+use crate::error::raft_vote_write_error;
+use crate::error::Result;
+use crate::error::StorageError;
+use crate::frame::encode_frame_in_place;
+use crate::frame::FRAME_HEADER_BYTES;
+use crate::fsutil;
+use crate::group_commit::Completion;
+use crate::group_commit::GroupCommit;
+use crate::meta::LogMeta;
+use crate::meta::MetaFile;
+use crate::segment::parse_segment_file_name;
+use crate::segment::OpenOptionsForSegment;
+use crate::segment::PendingFrame;
+use crate::segment::Segment;
+use crate::segment::TailState;
+
+type RaftStorageError = openraft::StorageError<u64>;
+
+/// Tunables of a segment log.
+#[derive(Clone, Debug)]
+pub struct LogConfig {
+    /// A segment is sealed and a new one started once it holds this many bytes.
+    pub segment_bytes: u64,
+    /// Preallocate each segment to `segment_bytes` so appends do not grow the file.
+    pub preallocate: bool,
+    /// Bytes of log between two entries of the sparse position index.
+    pub index_interval_bytes: u64,
+    /// How often, at most, the committed log id is written to disk.
+    pub committed_persist_interval: Duration,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            segment_bytes: SEGMENT_BYTES_DEFAULT,
+            preallocate: true,
+            index_interval_bytes: SEGMENT_INDEX_INTERVAL_BYTES,
+            committed_persist_interval: Duration::from_secs(1),
+        }
+    }
+}
+
+/// A configuration value out of its allowed range.
+#[derive(Debug, thiserror::Error)]
+#[error("{key} = {value} is out of range: allowed {min} ..= {max}")]
+pub struct LogConfigError {
+    /// The configuration key.
+    pub key: &'static str,
+    /// The value given.
+    pub value: u64,
+    /// Smallest allowed value.
+    pub min: u64,
+    /// Largest allowed value.
+    pub max: u64,
+}
+
+impl LogConfig {
+    /// Checks every value against its allowed range.
+    pub fn validate(&self) -> std::result::Result<(), LogConfigError> {
+        let check = |key, value, min, max| {
+            if (min..=max).contains(&value) {
+                Ok(())
+            } else {
+                Err(LogConfigError { key, value, min, max })
+            }
+        };
+        check("segment_bytes", self.segment_bytes, SEGMENT_BYTES_MIN, SEGMENT_BYTES_MAX)?;
+        check("index_interval_bytes", self.index_interval_bytes, 1, self.segment_bytes)?;
+        Ok(())
+    }
+
+    fn preallocate_bytes(&self) -> u64 {
+        if self.preallocate {
+            self.segment_bytes
+        } else {
+            0
+        }
+    }
+}
+
+/// The Raft log of one group. Cloning gives another handle to the same log: openraft's
+/// replication tasks read through clones while the Raft core appends.
+#[derive(Clone)]
+pub struct SegmentLog {
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    group: GroupId,
+    log_dir: PathBuf,
+    config: LogConfig,
+    flusher: GroupCommit,
+    state: RwLock<LogFiles>,
+    meta: Mutex<MetaState>,
+}
+
+struct LogFiles {
+    /// Segments in index order; only the last one is written to.
+    segments: Vec<Segment>,
+    /// Log id of the last entry, or the last purged one if no entry is left.
+    last_log_id: Option<LogId>,
+    /// Entries up to and including this one are gone.
+    last_purged: Option<LogId>,
+}
+
+struct MetaState {
+    file: MetaFile,
+    /// The committed log id as openraft last reported it; may be ahead of the file.
+    committed: Option<LogId>,
+    committed_written_at: Option<Instant>,
+}
+
+/// What `SegmentLog::open` found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OpenReport {
+    /// Number of segment files in use.
+    pub segments: usize,
+    /// Segments left over from an interrupted purge and deleted.
+    pub purged_segments_removed: usize,
+    /// How the tail of the last segment was found.
+    pub tail: TailState,
+}
+
+impl LogFiles {
+    fn next_index(&self) -> Option<u64> {
+        self.last_log_id.map(|id| id.index + 1)
+    }
+}
+
+impl SegmentLog {
+    /// Opens (or creates) the log stored under `group_dir`.
+    ///
+    /// Every frame is checked. A torn final write is cut off; any other damage, and any gap
+    /// between segments, is an error naming the file and position, with nothing changed on disk.
+    pub fn open(group: GroupId, group_dir: &Path, config: LogConfig, flusher: GroupCommit) -> Result<(SegmentLog, OpenReport)> {
+        let log_dir = group_dir.join("log");
+        fsutil::ensure_dir(group_dir)?;
+        fsutil::ensure_dir(&log_dir)?;
+        let meta_file = MetaFile::open(group_dir)?;
+        let stored = meta_file.stored().clone();
+        let purged_index = stored.last_purged.map(|id| id.index);
+
+        let mut bases = Vec::new();
+        for dir_entry in std::fs::read_dir(&log_dir).map_err(StorageError::io("list directory", &log_dir))? {
+            let dir_entry = dir_entry.map_err(StorageError::io("list directory", &log_dir))?;
+            if let Some(base) = dir_entry.file_name().to_str().and_then(parse_segment_file_name) {
+                bases.push(base);
+            }
+        }
+        bases.sort_unstable();
+
+        // A segment whose successor starts at or below purged + 1 holds only purged entries:
+        // a purge was interrupted after its purge point became durable.
+        let mut purged_segments_removed = 0;
+        if let Some(purged) = purged_index {
+            while bases.len() >= 2 && bases[1] <= purged + 1 {
+                let path = log_dir.join(crate::segment::segment_file_name(bases[0]));
+                std::fs::remove_file(&path).map_err(StorageError::io("remove purged segment", &path))?;
+                bases.remove(0);
+                purged_segments_removed += 1;
+            }
+            if purged_segments_removed > 0 {
+                fsutil::sync_dir(&log_dir)?;
+            }
+        }
+
+        let mut segments: Vec<Segment> = Vec::with_capacity(bases.len());
+        let mut tail = TailState::Clean;
+        let mut last_log_id = stored.last_purged;
+        for (position, base) in bases.iter().enumerate() {
+            let path = log_dir.join(crate::segment::segment_file_name(*base));
+            if let Some(previous) = segments.last() {
+                if previous.next_index != *base {
+                    return Err(StorageError::Corrupt {
+                        path,
+                        position: 0,
+                        reason: format!(
+                            "segment starts at index {base} but the previous one ends before {}: entries are missing",
+                            previous.next_index
+                        ),
+                    });
+                }
+            } else if let Some(purged) = purged_index {
+                if *base > purged + 1 {
+                    return Err(StorageError::Corrupt {
+                        path,
+                        position: 0,
+                        reason: format!("first segment starts at index {base}, but only entries up to {purged} were purged"),
+                    });
+                }
+            }
+            let options = OpenOptionsForSegment {
+                is_last: position + 1 == bases.len(),
+                committed_index: stored.committed.map(|id| id.index),
+                index_interval_bytes: config.index_interval_bytes,
+            };
+            let (segment, segment_tail) = Segment::open(&path, *base, &options)?;
+            if let TailState::TornTailTruncated { position, reason } = &segment_tail {
+                tracing::warn!(group = group.0, path = %path.display(), position, reason = %reason, "cut off a torn write at the log's tail");
+            }
+            tail = segment_tail;
+            if let Some(id) = segment.last_log_id {
+                if purged_index.is_none_or(|purged| id.index > purged) {
+                    last_log_id = Some(id);
+                }
+            }
+            segments.push(segment);
+        }
+        if let Some(active) = segments.last() {
+            active.reopen_for_append(config.preallocate_bytes())?;
+        }
+
+        tracing::info!(group = group.0, segments = segments.len(), last_index = ?last_log_id.map(|id| id.index), "opened log");
+        let report = OpenReport { segments: segments.len(), purged_segments_removed, tail };
+        let shared = Shared {
+            group,
+            log_dir,
+            flusher,
+            state: RwLock::new(LogFiles { segments, last_log_id, last_purged: stored.last_purged }),
+            meta: Mutex::new(MetaState { committed: stored.committed, file: meta_file, committed_written_at: None }),
+            config,
+        };
+        Ok((SegmentLog { shared: Arc::new(shared) }, report))
+    }
+
+    /// The group this log belongs to.
+    pub fn group(&self) -> GroupId {
+        self.shared.group
+    }
+
+    /// Log id of the last entry (or the last purged one), as openraft's `get_log_state` reports.
+    pub fn last_log_id(&self) -> Option<LogId> {
+        self.shared.state.read().last_log_id
+    }
+
+    /// Last purged log id.
+    pub fn last_purged_log_id(&self) -> Option<LogId> {
+        self.shared.state.read().last_purged
+    }
+
+    /// Appends entries, which must continue the log without a gap. They are readable when this
+    /// returns; `on_durable` runs once they are fsynced (or with the error that prevented it).
+    pub fn append_entries(&self, entries: impl IntoIterator<Item = Entry>, on_durable: Completion) -> Result<()> {
+        let shared = &self.shared;
+        let mut files = shared.state.write();
+        let mut buffer: Vec<u8> = Vec::new();
+        let mut frames: Vec<PendingFrame> = Vec::new();
+        // An empty log accepts any first index, unless an (empty) segment already names it.
+        let mut expected = files.next_index().or_else(|| files.segments.last().map(|s| s.next_index));
+        for entry in entries {
+            let index = entry.log_id.index;
+            if let Some(expected) = expected {
+                if index != expected {
+                    return Err(StorageError::Hole {
+                        group: shared.group,
+                        reason: format!("appending entry {index} where {expected} is next"),
+                    });
+                }
+            }
+            expected = Some(index + 1);
+
+            let frame_start = buffer.len();
+            buffer.resize(frame_start + FRAME_HEADER_BYTES, 0);
+            buffer = postcard::to_extend(&entry, buffer).map_err(|source| StorageError::Encode { group: shared.group, index, source })?;
+            let frame_bytes = (buffer.len() - frame_start) as u64;
+            if frame_bytes - FRAME_HEADER_BYTES as u64 > ENTRY_BYTES_MAX {
+                return Err(StorageError::EntryTooLarge {
+                    group: shared.group,
+                    index,
+                    size_bytes: frame_bytes,
+                    limit_bytes: ENTRY_BYTES_MAX,
+                });
+            }
+            encode_frame_in_place(&mut buffer[frame_start..]);
+
+            let needs_new_segment = match files.segments.last() {
+                None => true,
+                Some(active) => {
+                    let used = active.write_pos + frame_start as u64;
+                    let has_entries = active.entry_count() > 0 || frame_start > 0;
+                    has_entries && used + frame_bytes > shared.config.segment_bytes
+                }
+            };
+            if needs_new_segment {
+                if let Some(active) = files.segments.last_mut() {
+                    active.write_frames(&buffer[..frame_start], &frames)?;
+                    active.seal()?;
+                }
+                buffer.drain(..frame_start);
+                frames.clear();
+                let segment = Segment::create(&shared.log_dir, index, shared.config.preallocate_bytes(), shared.config.index_interval_bytes)?;
+                tracing::debug!(group = shared.group.0, index, path = %segment.path.display(), "rolled to a new segment");
+                files.segments.push(segment);
+            }
+            let buffer_pos = (buffer.len() as u64) - frame_bytes;
+            frames.push(PendingFrame { buffer_pos, log_id: entry.log_id });
+        }
+        let Some(last) = frames.last().map(|f| f.log_id) else {
+            drop(files);
+            on_durable(Ok(()));
+            return Ok(());
+        };
+        let Some(active) = files.segments.last_mut() else {
+            return Err(StorageError::Hole { group: shared.group, reason: "no segment to write to".into() });
+        };
+        active.write_frames(&buffer, &frames)?;
+        let file = Arc::clone(&active.file);
+        let path = Arc::new(active.path.clone());
+        files.last_log_id = Some(last);
+        drop(files);
+        shared.flusher.request_sync(file, path, on_durable)
+    }
+
+    /// Reads the entries in `range` that exist (purged and future ones are skipped).
+    pub fn read_entries<RB: RangeBounds<u64>>(&self, range: RB) -> Result<Vec<Entry>> {
+        let files = self.shared.state.read();
+        let first_kept = files.last_purged.map_or(0, |id| id.index + 1);
+        let start = match range.start_bound() {
+            Bound::Included(i) => *i,
+            Bound::Excluded(i) => i.saturating_add(1),
+            Bound::Unbounded => 0,
+        }
+        .max(first_kept);
+        let end = match range.end_bound() {
+            Bound::Included(i) => i.saturating_add(1),
+            Bound::Excluded(i) => *i,
+            Bound::Unbounded => u64::MAX,
+        }
+        .min(files.next_index().unwrap_or(0));
+        let mut entries = Vec::new();
+        if start >= end {
+            return Ok(entries);
+        }
+        let first = files.segments.partition_point(|s| s.next_index <= start);
+        for segment in &files.segments[first..] {
+            if segment.base_index >= end {
+                break;
+            }
+            entries.extend(segment.read(start, end)?);
+        }
+        Ok(entries)
+    }
+
+    /// Removes entries from `index` on; durable when this returns.
+    pub fn truncate_from(&self, index: u64) -> Result<()> {
+        let shared = &self.shared;
+        let mut files = shared.state.write();
+        let mut removed_files = false;
+        while files.segments.last().is_some_and(|s| s.base_index >= index) {
+            if let Some(segment) = files.segments.pop() {
+                std::fs::remove_file(&segment.path).map_err(StorageError::io("remove truncated segment", &segment.path))?;
+                removed_files = true;
+            }
+        }
+        if removed_files {
+            fsutil::sync_dir(&shared.log_dir)?;
+        }
+        let last_purged = files.last_purged;
+        let preallocate_bytes = shared.config.preallocate_bytes();
+        let last_log_id = match files.segments.last_mut() {
+            Some(active) => {
+                active.truncate_from(index, preallocate_bytes)?;
+                if removed_files {
+                    active.reopen_for_append(preallocate_bytes)?;
+                }
+                active.last_log_id
+            }
+            None => None,
+        };
+        files.last_log_id = match (last_log_id, last_purged) {
+            (Some(id), Some(purged)) if id.index <= purged.index => Some(purged),
+            (None, purged) => purged,
+            (id, _) => id,
+        };
+        tracing::info!(group = shared.group.0, index, "truncated log");
+        Ok(())
+    }
+
+    /// Purges entries up to and including `log_id`; the purge point is durable first.
+    pub fn purge_upto(&self, log_id: LogId) -> Result<()> {
+        let shared = &self.shared;
+        {
+            let mut meta = shared.meta.lock();
+            let mut next = meta.file.stored().clone();
+            next.last_purged = Some(log_id);
+            next.committed = meta.committed;
+            meta.file.store(next)?;
+            meta.committed_written_at = Some(Instant::now());
+        }
+        let mut files = shared.state.write();
+        files.last_purged = Some(log_id);
+        if files.last_log_id.is_none_or(|last| last.index < log_id.index) {
+            files.last_log_id = Some(log_id);
+        }
+        let mut removed = 0;
+        while files.segments.first().is_some_and(|s| s.next_index <= log_id.index + 1) {
+            let segment = files.segments.remove(0);
+            std::fs::remove_file(&segment.path).map_err(StorageError::io("remove purged segment", &segment.path))?;
+            removed += 1;
+        }
+        if removed > 0 {
+            fsutil::sync_dir(&shared.log_dir)?;
+        }
+        tracing::info!(group = shared.group.0, index = log_id.index, segments_removed = removed, "purged log");
+        Ok(())
+    }
+
+    /// Saves the vote; durable when this returns.
+    pub fn store_vote(&self, vote: &Vote) -> Result<()> {
+        let mut meta = self.shared.meta.lock();
+        let mut next = meta.file.stored().clone();
+        next.vote = Some(*vote);
+        next.committed = meta.committed;
+        meta.file.store(next)?;
+        meta.committed_written_at = Some(Instant::now());
+        Ok(())
+    }
+
+    /// The last saved vote.
+    pub fn vote(&self) -> Option<Vote> {
+        self.shared.meta.lock().file.stored().vote
+    }
+
+    /// Records the committed log id; written to disk at most once per configured interval.
+    pub fn store_committed(&self, committed: Option<LogId>) -> Result<()> {
+        let mut meta = self.shared.meta.lock();
+        meta.committed = committed;
+        let due = meta
+            .committed_written_at
+            .is_none_or(|at| at.elapsed() >= self.shared.config.committed_persist_interval);
+        if due && meta.file.stored().committed != committed {
+            let next = LogMeta { committed, ..meta.file.stored().clone() };
+            meta.file.store(next)?;
+            meta.committed_written_at = Some(Instant::now());
+        }
+        Ok(())
+    }
+
+    /// The committed log id last recorded.
+    pub fn committed(&self) -> Option<LogId> {
+        self.shared.meta.lock().committed
+    }
+}
+
+impl Drop for Shared {
+    fn drop(&mut self) {
+        let meta = self.meta.get_mut();
+        if meta.file.stored().committed != meta.committed {
+            let next = LogMeta { committed: meta.committed, ..meta.file.stored().clone() };
+            if let Err(error) = meta.file.store(next) {
+                tracing::warn!(group = self.group.0, %error, "could not write the committed log id on close");
+            }
+        }
+    }
+}
+
+impl RaftLogReader<TypeConfig> for SegmentLog {
+    async fn try_get_log_entries<RB: RangeBounds<u64> + Clone + Debug + OptionalSend>(
+        &mut self,
+        range: RB,
+    ) -> std::result::Result<Vec<Entry>, RaftStorageError> {
+        self.read_entries(range).map_err(|e| raft_log_read_error(&e))
+    }
+}
+
+impl RaftLogStorage<TypeConfig> for SegmentLog {
+    type LogReader = SegmentLog;
+
+    async fn get_log_state(&mut self) -> std::result::Result<LogState<TypeConfig>, RaftStorageError> {
+        let files = self.shared.state.read();
+        Ok(LogState { last_purged_log_id: files.last_purged, last_log_id: files.last_log_id })
+    }
+
+    async fn get_log_reader(&mut self) -> Self::LogReader {
+        self.clone()
+    }
+
+    async fn save_vote(&mut self, vote: &Vote) -> std::result::Result<(), RaftStorageError> {
+        self.store_vote(vote).map_err(|e| raft_vote_write_error(&e))
+    }
+
+    async fn read_vote(&mut self) -> std::result::Result<Option<Vote>, RaftStorageError> {
+        Ok(self.vote())
+    }
+
+    async fn save_committed(&mut self, committed: Option<LogId>) -> std::result::Result<(), RaftStorageError> {
+        self.store_committed(committed).map_err(|e| raft_log_write_error(&e))
+    }
+
+    async fn read_committed(&mut self) -> std::result::Result<Option<LogId>, RaftStorageError> {
+        Ok(self.committed())
+    }
+
+    async fn append<I>(&mut self, entries: I, callback: LogFlushed<TypeConfig>) -> std::result::Result<(), RaftStorageError>
+    where
+        I: IntoIterator<Item = Entry> + OptionalSend,
+        I::IntoIter: OptionalSend,
+    {
+        let completion: Completion = Box::new(move |result| callback.log_io_completed(result));
+        self.append_entries(entries, completion).map_err(|e| raft_log_write_error(&e))
+    }
+
+    async fn truncate(&mut self, log_id: LogId) -> std::result::Result<(), RaftStorageError> {
+        self.truncate_from(log_id.index).map_err(|e| raft_log_write_error(&e))
+    }
+
+    async fn purge(&mut self, log_id: LogId) -> std::result::Result<(), RaftStorageError> {
+        self.purge_upto(log_id).map_err(|e| raft_log_write_error(&e))
+    }
+}

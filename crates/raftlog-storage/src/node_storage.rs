@@ -1,0 +1,63 @@
+//! `NodeStorage`: everything one node keeps on disk, and how its data directory is laid out.
+//!
+//! ```text
+//! <data_dir>/
+//!   groups/<group id>/meta.json          vote, committed and purged log ids (atomic replace)
+//!   groups/<group id>/log/<index>.seg    the group's Raft log, one file per segment
+//!   state/                               sled: every group's state machine
+//! ```
+
+use std::path::Path;
+use std::path::PathBuf;
+
+use raftlog_types::GroupId;
+
+use crate::error::Result;
+use crate::fsutil;
+use crate::group_commit::GroupCommit;
+use crate::log_store::LogConfig;
+use crate::log_store::OpenReport;
+use crate::log_store::SegmentLog;
+use crate::state_machine::PartitionStateMachine;
+use crate::state_store::StateStore;
+
+/// The storage of one node: its groups' logs, the shared flusher and the state database.
+pub struct NodeStorage {
+    data_dir: PathBuf,
+    config: LogConfig,
+    flusher: GroupCommit,
+    state: StateStore,
+}
+
+impl NodeStorage {
+    /// Opens the data directory, creating it if missing.
+    pub fn open(data_dir: &Path, config: LogConfig) -> Result<NodeStorage> {
+        fsutil::ensure_dir(data_dir)?;
+        fsutil::ensure_dir(&data_dir.join("groups"))?;
+        let state = StateStore::open(&data_dir.join("state"))?;
+        let flusher = GroupCommit::start()?;
+        Ok(NodeStorage { data_dir: data_dir.to_path_buf(), config, flusher, state })
+    }
+
+    /// Opens one group's log and state machine.
+    pub fn open_group(&self, group: GroupId) -> Result<(SegmentLog, PartitionStateMachine, OpenReport)> {
+        let (log, report) = SegmentLog::open(group, &self.group_dir(group), self.config.clone(), self.flusher.clone())?;
+        let state_machine = PartitionStateMachine::open(group, &self.state)?;
+        Ok((log, state_machine, report))
+    }
+
+    /// Where a group's files live.
+    pub fn group_dir(&self, group: GroupId) -> PathBuf {
+        self.data_dir.join("groups").join(group.0.to_string())
+    }
+
+    /// The node's group-commit flusher.
+    pub fn flusher(&self) -> &GroupCommit {
+        &self.flusher
+    }
+
+    /// The node's state database.
+    pub fn state_store(&self) -> &StateStore {
+        &self.state
+    }
+}

@@ -1,0 +1,376 @@
+//! One segment file of a group's log: a run of consecutive entries, CRC-framed.
+//!
+//! A segment is named after the index of its first entry. Only the last segment of a log is
+//! written to; it is preallocated so an append does not grow the file. When it is full it is
+//! *sealed*: trimmed to its written length and synced before the next segment is created. So a
+//! sealed segment always ends exactly at its last frame, and any damage found in one is real
+//! corruption, never a torn write.
+
+use std::fs::File;
+use std::fs::OpenOptions;
+use std::os::unix::fs::FileExt;
+use std::path::Path;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use raftlog_types::type_config::Entry;
+use raftlog_types::type_config::LogId;
+
+use crate::error::Result;
+use crate::error::StorageError;
+use crate::frame::check_frame;
+use crate::frame::find_intact_frame_after;
+use crate::frame::FrameCheck;
+use crate::frame::FRAME_HEADER_BYTES;
+use crate::fsutil;
+
+/// File name extension of segment files.
+const SEGMENT_EXTENSION: &str = "seg";
+
+/// The name of the segment whose first entry is `base_index`; zero-padded so names sort.
+pub fn segment_file_name(base_index: u64) -> String {
+    format!("{base_index:020}.{SEGMENT_EXTENSION}")
+}
+
+/// The base index encoded in a segment file name, if `name` is one.
+pub fn parse_segment_file_name(name: &str) -> Option<u64> {
+    let stem = name.strip_suffix(&format!(".{SEGMENT_EXTENSION}"))?;
+    if stem.len() != 20 || !stem.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    stem.parse().ok()
+}
+
+/// A frame about to be written: where it lands relative to the write position, and its log id.
+#[derive(Clone, Copy, Debug)]
+pub struct PendingFrame {
+    /// Byte offset of the frame inside the buffer being written.
+    pub buffer_pos: u64,
+    /// The entry's log id.
+    pub log_id: LogId,
+}
+
+/// One open segment file.
+#[derive(Debug)]
+pub struct Segment {
+    /// Where the file is, for error messages and deletion.
+    pub path: PathBuf,
+    /// Shared with the group-commit flusher, which may still sync it after it is deleted.
+    pub file: Arc<File>,
+    /// Index of the first entry this segment holds (or will hold, while empty).
+    pub base_index: u64,
+    /// Index the next appended entry must have: `base_index + entry count`.
+    pub next_index: u64,
+    /// Byte position where the next frame goes; everything after it is zeros.
+    pub write_pos: u64,
+    /// Log id of the last entry, `None` while the segment is empty.
+    pub last_log_id: Option<LogId>,
+    /// Sparse position index: `(index, byte position)` about every `index_interval_bytes`.
+    sparse_index: Vec<(u64, u64)>,
+    /// Bytes of log between two sparse index entries.
+    index_interval_bytes: u64,
+}
+
+/// How an opened segment's tail was found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TailState {
+    /// The written part ends cleanly.
+    Clean,
+    /// A torn final write was found at `position` and cut off.
+    TornTailTruncated {
+        /// Where the cut was made.
+        position: u64,
+        /// Why the bytes there were not an intact frame.
+        reason: String,
+    },
+}
+
+/// What `Segment::open` needs to know about the segment's place in the log.
+pub struct OpenOptionsForSegment {
+    /// Whether this is the log's last segment, the only one that may have a torn tail.
+    pub is_last: bool,
+    /// The highest index known committed; a damaged entry at or below it is never cut off.
+    pub committed_index: Option<u64>,
+    /// Bytes between two sparse index entries.
+    pub index_interval_bytes: u64,
+}
+
+impl Segment {
+    /// Creates an empty segment, preallocated to `preallocate_bytes`, and makes its existence
+    /// durable (file and directory synced) before returning.
+    pub fn create(dir: &Path, base_index: u64, preallocate_bytes: u64, index_interval_bytes: u64) -> Result<Segment> {
+        let path = dir.join(segment_file_name(base_index));
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .open(&path)
+            .map_err(StorageError::io("create segment", &path))?;
+        fsutil::preallocate(&file, &path, 0, preallocate_bytes)?;
+        file.sync_all().map_err(StorageError::io("fsync new segment", &path))?;
+        fsutil::sync_dir(dir)?;
+        Ok(Segment {
+            path,
+            file: Arc::new(file),
+            base_index,
+            next_index: base_index,
+            write_pos: 0,
+            last_log_id: None,
+            sparse_index: Vec::new(),
+            index_interval_bytes,
+        })
+    }
+
+    /// Opens an existing segment, checks every frame and rebuilds the sparse index.
+    ///
+    /// Damage in the last segment with no intact frame after it, above the committed index, is a
+    /// torn write from a crash: it is cut off (and the cut synced). Any other damage is returned
+    /// as `StorageError::Corrupt` and nothing is changed on disk.
+    pub fn open(path: &Path, base_index: u64, options: &OpenOptionsForSegment) -> Result<(Segment, TailState)> {
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(path)
+            .map_err(StorageError::io("open segment", path))?;
+        let bytes = std::fs::read(path).map_err(StorageError::io("read segment", path))?;
+        let mut segment = Segment {
+            path: path.to_path_buf(),
+            file: Arc::new(file),
+            base_index,
+            next_index: base_index,
+            write_pos: 0,
+            last_log_id: None,
+            sparse_index: Vec::new(),
+            index_interval_bytes: options.index_interval_bytes,
+        };
+        let corrupt = |position: usize, reason: String| StorageError::Corrupt {
+            path: path.to_path_buf(),
+            position: position as u64,
+            reason,
+        };
+
+        let mut pos = 0usize;
+        let damage = loop {
+            match check_frame(&bytes[pos..]) {
+                FrameCheck::End => {
+                    let rest = &bytes[pos..];
+                    match rest.iter().position(|b| *b != 0) {
+                        None => break None,
+                        Some(nonzero) => break Some(format!("non-zero bytes at {} after the end of the log", pos + nonzero)),
+                    }
+                }
+                FrameCheck::Damaged { reason } => break Some(reason),
+                FrameCheck::Valid { payload_len } => {
+                    let payload = &bytes[pos + FRAME_HEADER_BYTES..pos + FRAME_HEADER_BYTES + payload_len];
+                    let entry: Entry = match postcard::from_bytes(payload) {
+                        Ok(entry) => entry,
+                        // The checksum matched, so these bytes were written as they are: an
+                        // undecodable entry is a format bug, never a torn write.
+                        Err(e) => return Err(corrupt(pos, format!("intact frame does not decode: {e}"))),
+                    };
+                    if entry.log_id.index != segment.next_index {
+                        return Err(corrupt(
+                            pos,
+                            format!("entry has index {} where {} was expected", entry.log_id.index, segment.next_index),
+                        ));
+                    }
+                    if let Some(previous) = segment.last_log_id {
+                        if entry.log_id.leader_id.term < previous.leader_id.term {
+                            return Err(corrupt(
+                                pos,
+                                format!(
+                                    "entry {} has term {} after term {}",
+                                    entry.log_id.index, entry.log_id.leader_id.term, previous.leader_id.term
+                                ),
+                            ));
+                        }
+                    }
+                    segment.note_frame_written(entry.log_id, pos as u64);
+                    pos += FRAME_HEADER_BYTES + payload_len;
+                    segment.write_pos = pos as u64;
+                }
+            }
+        };
+
+        let Some(reason) = damage else {
+            return Ok((segment, TailState::Clean));
+        };
+        if !options.is_last {
+            return Err(corrupt(pos, format!("{reason} (in a sealed segment, so not a torn write)")));
+        }
+        if let Some(intact) = find_intact_frame_after(&bytes, pos + 1) {
+            return Err(corrupt(pos, format!("{reason}, yet an intact frame follows at byte {intact}")));
+        }
+        if let Some(committed) = options.committed_index {
+            if segment.next_index <= committed {
+                return Err(corrupt(
+                    pos,
+                    format!("{reason}; entry {} is committed, so it cannot be a torn write", segment.next_index),
+                ));
+            }
+        }
+        segment.cut_at(segment.write_pos)?;
+        Ok((segment, TailState::TornTailTruncated { position: pos as u64, reason }))
+    }
+
+    /// Number of entries in the segment.
+    pub fn entry_count(&self) -> u64 {
+        self.next_index - self.base_index
+    }
+
+    /// Index of the last entry, `None` while empty.
+    pub fn last_index(&self) -> Option<u64> {
+        self.next_index.checked_sub(1).filter(|last| *last >= self.base_index)
+    }
+
+    fn note_frame_written(&mut self, log_id: LogId, pos: u64) {
+        let due = match self.sparse_index.last() {
+            None => true,
+            Some((_, last_pos)) => pos - last_pos >= self.index_interval_bytes,
+        };
+        if due {
+            self.sparse_index.push((log_id.index, pos));
+        }
+        self.last_log_id = Some(log_id);
+        self.next_index = log_id.index + 1;
+    }
+
+    /// Writes already-framed entries at the write position. The bytes are in the page cache
+    /// when this returns, not on disk: durability comes from the group-commit flusher.
+    pub fn write_frames(&mut self, buffer: &[u8], frames: &[PendingFrame]) -> Result<()> {
+        self.file
+            .write_all_at(buffer, self.write_pos)
+            .map_err(StorageError::io("write segment", &self.path))?;
+        let start = self.write_pos;
+        for frame in frames {
+            self.note_frame_written(frame.log_id, start + frame.buffer_pos);
+        }
+        self.write_pos = start + buffer.len() as u64;
+        Ok(())
+    }
+
+    /// Trims the file to its written length and syncs it: after this the segment is immutable
+    /// and fully durable, which is what lets recovery treat damage in it as corruption.
+    pub fn seal(&self) -> Result<()> {
+        self.file
+            .set_len(self.write_pos)
+            .map_err(StorageError::io("trim sealed segment", &self.path))?;
+        self.file
+            .sync_data()
+            .map_err(StorageError::io("fdatasync sealed segment", &self.path))
+    }
+
+    /// Makes a sealed segment writable again (after a truncation made it the last one).
+    pub fn reopen_for_append(&self, preallocate_bytes: u64) -> Result<()> {
+        fsutil::preallocate(&self.file, &self.path, self.write_pos, preallocate_bytes.saturating_sub(self.write_pos))
+    }
+
+    /// Byte position of entry `index`, which must be in this segment.
+    fn position_of(&self, index: u64) -> Result<u64> {
+        let (mut current, mut pos) = self.floor_index_entry(index);
+        while current < index {
+            let mut header = [0u8; FRAME_HEADER_BYTES];
+            self.file
+                .read_exact_at(&mut header, pos)
+                .map_err(StorageError::io("read segment", &self.path))?;
+            let payload_len = u32::from_be_bytes([header[4], header[5], header[6], header[7]]);
+            pos += (FRAME_HEADER_BYTES as u64) + u64::from(payload_len);
+            current += 1;
+        }
+        Ok(pos)
+    }
+
+    fn floor_index_entry(&self, index: u64) -> (u64, u64) {
+        let slot = self.sparse_index.partition_point(|(i, _)| *i <= index);
+        match slot.checked_sub(1) {
+            Some(slot) => self.sparse_index[slot],
+            None => (self.base_index, 0),
+        }
+    }
+
+    /// Removes entries from `index` on, durably: the file is cut, re-extended with zeros and
+    /// synced before this returns, so removed entries can never reappear after a crash.
+    pub fn truncate_from(&mut self, index: u64, preallocate_bytes: u64) -> Result<()> {
+        if index >= self.next_index {
+            return Ok(());
+        }
+        let cut = self.position_of(index)?;
+        self.sparse_index.retain(|(i, _)| *i < index);
+        self.next_index = index;
+        self.write_pos = cut;
+        self.last_log_id = match index.checked_sub(1).filter(|prev| *prev >= self.base_index) {
+            Some(prev) => self.read(prev, index)?.pop().map(|e| e.log_id),
+            None => None,
+        };
+        self.cut_at(cut)?;
+        self.reopen_for_append(preallocate_bytes)?;
+        self.file
+            .sync_data()
+            .map_err(StorageError::io("fdatasync truncated segment", &self.path))
+    }
+
+    /// Zeroes everything from `pos` to the end of the file, durably.
+    fn cut_at(&self, pos: u64) -> Result<()> {
+        let len = self.file.metadata().map_err(StorageError::io("stat segment", &self.path))?.len();
+        self.file
+            .set_len(pos)
+            .map_err(StorageError::io("truncate segment", &self.path))?;
+        fsutil::preallocate(&self.file, &self.path, pos, len.saturating_sub(pos))?;
+        self.file
+            .sync_data()
+            .map_err(StorageError::io("fdatasync segment", &self.path))
+    }
+
+    /// Reads entries `start .. end` (clamped to this segment), checking every frame's checksum.
+    pub fn read(&self, start: u64, end: u64) -> Result<Vec<Entry>> {
+        let start = start.max(self.base_index);
+        let end = end.min(self.next_index);
+        if start >= end {
+            return Ok(Vec::new());
+        }
+        let (mut index, from) = self.floor_index_entry(start);
+        let slot = self.sparse_index.partition_point(|(i, _)| *i < end);
+        let to = self.sparse_index.get(slot).map_or(self.write_pos, |(_, pos)| *pos);
+        let mut bytes = vec![0u8; (to - from) as usize];
+        self.file
+            .read_exact_at(&mut bytes, from)
+            .map_err(StorageError::io("read segment", &self.path))?;
+        let mut entries = Vec::with_capacity((end - start) as usize);
+        let mut pos = 0usize;
+        while index < end {
+            let FrameCheck::Valid { payload_len } = check_frame(&bytes[pos..]) else {
+                return Err(StorageError::Corrupt {
+                    path: self.path.clone(),
+                    position: from + pos as u64,
+                    reason: format!("entry {index} failed its checksum on read"),
+                });
+            };
+            if index >= start {
+                let payload = &bytes[pos + FRAME_HEADER_BYTES..pos + FRAME_HEADER_BYTES + payload_len];
+                let entry: Entry = postcard::from_bytes(payload).map_err(|e| StorageError::Corrupt {
+                    path: self.path.clone(),
+                    position: from + pos as u64,
+                    reason: format!("entry {index} does not decode: {e}"),
+                })?;
+                entries.push(entry);
+            }
+            pos += FRAME_HEADER_BYTES + payload_len;
+            index += 1;
+        }
+        Ok(entries)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn file_names_round_trip_and_sort() {
+        assert_eq!(segment_file_name(42), "00000000000000000042.seg");
+        assert_eq!(parse_segment_file_name(&segment_file_name(u64::MAX)), Some(u64::MAX));
+        assert_eq!(parse_segment_file_name("42.seg"), None);
+        assert_eq!(parse_segment_file_name("00000000000000000042.tmp"), None);
+        assert!(segment_file_name(9) < segment_file_name(10));
+    }
+}

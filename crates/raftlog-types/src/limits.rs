@@ -1,0 +1,28 @@
+//! Limits on everything that can grow. Every limit is enforced in code where the data enters.
+//! Units come last in names: `_bytes_max`, `_count_max`.
+
+/// Largest encoded log entry the storage accepts. An entry holds one batch of records; the
+/// produce batcher caps batches well below this, so hitting it means a bug or hostile input.
+pub const ENTRY_BYTES_MAX: u64 = 64 * 1024 * 1024;
+
+/// Largest single record (key + value + headers), as in Kafka's `message.max.bytes` default.
+pub const RECORD_BYTES_MAX: u64 = 1024 * 1024;
+
+/// Largest number of records in one batch.
+pub const BATCH_RECORDS_MAX: u32 = 1 << 20;
+
+/// Default size at which a log segment is sealed and a new one started.
+pub const SEGMENT_BYTES_DEFAULT: u64 = 64 * 1024 * 1024;
+
+/// Smallest segment size the configuration accepts: smaller segments only add file churn.
+pub const SEGMENT_BYTES_MIN: u64 = 64 * 1024;
+
+/// Largest segment size the configuration accepts.
+pub const SEGMENT_BYTES_MAX: u64 = 1024 * 1024 * 1024;
+
+/// Bytes of log between two entries of a segment's sparse position index (Kafka's
+/// `index.interval.bytes`): a read scans at most this much before reaching its entry.
+pub const SEGMENT_INDEX_INTERVAL_BYTES: u64 = 4096;
+
+/// Sync requests that may wait for the group-commit flusher before appenders block.
+pub const GROUP_COMMIT_QUEUE_MAX: usize = 16 * 1024;

@@ -1,0 +1,55 @@
+//! Records and batches: what producers send and consumers read.
+
+use bytes::Bytes;
+use serde::Deserialize;
+use serde::Serialize;
+
+/// One header of a record: an application-defined key and value.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Header {
+    /// Header name; need not be unique within a record.
+    pub key: String,
+    /// Header value.
+    pub value: Bytes,
+}
+
+/// One record of a partition.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Record {
+    /// Optional key; the client's partitioner hashes it, the log itself does not interpret it.
+    pub key: Option<Bytes>,
+    /// The payload.
+    pub value: Bytes,
+    /// Application headers, in the order the producer gave them.
+    pub headers: Vec<Header>,
+    /// Producer-assigned time in milliseconds since the Unix epoch.
+    pub timestamp_ms: i64,
+}
+
+impl Record {
+    /// Bytes this record counts against `RECORD_BYTES_MAX`: key, value and header contents.
+    pub fn payload_bytes(&self) -> u64 {
+        let key = self.key.as_ref().map_or(0, |k| k.len());
+        let headers: usize = self.headers.iter().map(|h| h.key.len() + h.value.len()).sum();
+        (key + self.value.len() + headers) as u64
+    }
+}
+
+/// Records appended together: one batch becomes one Raft entry and receives consecutive offsets.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RecordBatch {
+    /// The records, in the order they receive offsets.
+    pub records: Vec<Record>,
+}
+
+impl RecordBatch {
+    /// Number of records, i.e. how many offsets the batch consumes.
+    pub fn len(&self) -> usize {
+        self.records.len()
+    }
+
+    /// True when the batch holds no record.
+    pub fn is_empty(&self) -> bool {
+        self.records.is_empty()
+    }
+}
