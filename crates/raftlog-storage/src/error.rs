@@ -6,11 +6,12 @@ use std::path::PathBuf;
 
 use raftlog_types::GroupId;
 
-/// Everything that can go wrong in the storage layer.
+/// Everything that can go wrong in the storage layer. Messages do not repeat their `source`:
+/// print the chain (`{:#}` with anyhow, or walk `Error::source`) to see the cause.
 #[derive(Debug, thiserror::Error)]
 pub enum StorageError {
     /// A system call on a file or directory failed.
-    #[error("{op} {}: {source}", path.display())]
+    #[error("{op} {}", path.display())]
     Io {
         /// What was being done, e.g. "open segment", "fdatasync".
         op: &'static str,
@@ -63,7 +64,7 @@ pub enum StorageError {
     },
 
     /// An entry could not be encoded.
-    #[error("encode log entry {index} of group {group}: {source}")]
+    #[error("encode log entry {index} of group {group}")]
     Encode {
         /// The group whose log this is.
         group: GroupId,
@@ -75,7 +76,7 @@ pub enum StorageError {
     },
 
     /// A small metadata file (vote, committed, purged) could not be parsed.
-    #[error("metadata file {} is invalid: {source}", path.display())]
+    #[error("metadata file {} is invalid", path.display())]
     Meta {
         /// The file.
         path: PathBuf,
@@ -85,13 +86,20 @@ pub enum StorageError {
     },
 
     /// The sled state store failed.
-    #[error("state store {}: {source}", path.display())]
+    #[error("state store {}", path.display())]
     StateStore {
         /// The sled database directory.
         path: PathBuf,
         /// sled's error.
         #[source]
         source: sled::Error,
+    },
+
+    /// The state store is locked: another process is using this data directory.
+    #[error("state store {} is locked by another process: is another node running on this data directory?", path.display())]
+    Locked {
+        /// The sled database directory.
+        path: PathBuf,
     },
 
     /// A value in the state store could not be decoded.

@@ -51,7 +51,12 @@ pub fn check_frame(buf: &[u8]) -> FrameCheck {
         return if buf.iter().all(|b| *b == 0) {
             FrameCheck::End
         } else {
-            FrameCheck::Damaged { reason: format!("{} trailing bytes are too short for a frame header", buf.len()) }
+            FrameCheck::Damaged {
+                reason: format!(
+                    "{} trailing bytes are too short for a frame header",
+                    buf.len()
+                ),
+            }
         };
     }
     let header = &buf[..FRAME_HEADER_BYTES];
@@ -60,11 +65,15 @@ pub fn check_frame(buf: &[u8]) -> FrameCheck {
     }
     let magic = u32::from_be_bytes([header[0], header[1], header[2], header[3]]);
     if magic != FRAME_MAGIC {
-        return FrameCheck::Damaged { reason: format!("bad frame magic {magic:#010x}") };
+        return FrameCheck::Damaged {
+            reason: format!("bad frame magic {magic:#010x}"),
+        };
     }
     let payload_len = u32::from_be_bytes([header[4], header[5], header[6], header[7]]);
     if u64::from(payload_len) > ENTRY_BYTES_MAX {
-        return FrameCheck::Damaged { reason: format!("frame length {payload_len} exceeds {ENTRY_BYTES_MAX}") };
+        return FrameCheck::Damaged {
+            reason: format!("frame length {payload_len} exceeds {ENTRY_BYTES_MAX}"),
+        };
     }
     let payload_len = payload_len as usize;
     if buf.len() - FRAME_HEADER_BYTES < payload_len {
@@ -79,7 +88,9 @@ pub fn check_frame(buf: &[u8]) -> FrameCheck {
     let payload = &buf[FRAME_HEADER_BYTES..FRAME_HEADER_BYTES + payload_len];
     let crc = crc32c::crc32c_append(crc32c::crc32c(&header[4..8]), payload);
     if crc != stored_crc {
-        return FrameCheck::Damaged { reason: format!("checksum mismatch: stored {stored_crc:#010x}, computed {crc:#010x}") };
+        return FrameCheck::Damaged {
+            reason: format!("checksum mismatch: stored {stored_crc:#010x}, computed {crc:#010x}"),
+        };
     }
     FrameCheck::Valid { payload_len }
 }
@@ -129,13 +140,19 @@ mod tests {
         assert_eq!(check_frame(&[]), FrameCheck::End);
         assert_eq!(check_frame(&[0u8; 100]), FrameCheck::End);
         assert_eq!(check_frame(&[0u8; 5]), FrameCheck::End);
-        assert!(matches!(check_frame(&[0, 0, 1]), FrameCheck::Damaged { .. }));
+        assert!(matches!(
+            check_frame(&[0, 0, 1]),
+            FrameCheck::Damaged { .. }
+        ));
     }
 
     #[test]
     fn truncated_frame_is_damaged() {
         let bytes = frame(&[7u8; 100]);
-        assert!(matches!(check_frame(&bytes[..50]), FrameCheck::Damaged { .. }));
+        assert!(matches!(
+            check_frame(&bytes[..50]),
+            FrameCheck::Damaged { .. }
+        ));
     }
 
     #[test]

@@ -10,7 +10,9 @@ use crate::error::StorageError;
 /// Makes creations, renames and deletions inside `dir` durable.
 pub fn sync_dir(dir: &Path) -> Result<()> {
     let handle = File::open(dir).map_err(StorageError::io("open directory", dir))?;
-    handle.sync_all().map_err(StorageError::io("fsync directory", dir))
+    handle
+        .sync_all()
+        .map_err(StorageError::io("fsync directory", dir))
 }
 
 /// Reserves `len_bytes` from `offset` so that later writes in the range change no file size and
@@ -36,7 +38,11 @@ pub fn preallocate(file: &File, path: &Path, offset: u64, len_bytes: u64) -> Res
     let err = std::io::Error::last_os_error();
     match err.raw_os_error() {
         Some(libc::EOPNOTSUPP) | Some(libc::ENOSYS) => Ok(()),
-        _ => Err(StorageError::Io { op: "fallocate", path: path.to_path_buf(), source: err }),
+        _ => Err(StorageError::Io {
+            op: "fallocate",
+            path: path.to_path_buf(),
+            source: err,
+        }),
     }
 }
 
@@ -45,10 +51,16 @@ pub fn preallocate(file: &File, path: &Path, offset: u64, len_bytes: u64) -> Res
 pub fn ensure_dir(dir: &Path) -> Result<()> {
     match std::fs::metadata(dir) {
         Ok(meta) if meta.is_dir() => Ok(()),
-        Ok(_) => Err(StorageError::NotADirectory { path: dir.to_path_buf() }),
+        Ok(_) => Err(StorageError::NotADirectory {
+            path: dir.to_path_buf(),
+        }),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             std::fs::create_dir_all(dir).map_err(StorageError::io("create directory", dir))
         }
-        Err(e) => Err(StorageError::Io { op: "stat", path: dir.to_path_buf(), source: e }),
+        Err(e) => Err(StorageError::Io {
+            op: "stat",
+            path: dir.to_path_buf(),
+            source: e,
+        }),
     }
 }

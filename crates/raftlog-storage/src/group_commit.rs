@@ -75,9 +75,18 @@ impl GroupCommit {
     /// Queues a sync of `file`; `completion` runs on the flusher thread once it is done. Blocks
     /// while `GROUP_COMMIT_QUEUE_MAX` requests are already waiting: that is the back pressure
     /// that keeps appenders from outrunning the disk without bound.
-    pub fn request_sync(&self, file: Arc<File>, path: Arc<PathBuf>, completion: Completion) -> Result<()> {
+    pub fn request_sync(
+        &self,
+        file: Arc<File>,
+        path: Arc<PathBuf>,
+        completion: Completion,
+    ) -> Result<()> {
         self.sender
-            .send(SyncRequest { file, path, completion })
+            .send(SyncRequest {
+                file,
+                path,
+                completion,
+            })
             .map_err(|_| StorageError::FlusherStopped)
     }
 
@@ -106,7 +115,10 @@ fn run_flusher(receiver: mpsc::Receiver<SyncRequest>, stats: &GroupCommitStats) 
             }
             let outcome = request.file.sync_data().err().map(|e| {
                 tracing::error!(path = %request.path.display(), error = %e, "fdatasync failed");
-                (e.kind(), format!("fdatasync {}: {e}", request.path.display()))
+                (
+                    e.kind(),
+                    format!("fdatasync {}: {e}", request.path.display()),
+                )
             });
             stats.syncs.fetch_add(1, Ordering::Relaxed);
             outcomes.insert(key, outcome);

@@ -106,11 +106,26 @@ impl LogConfig {
             if (min..=max).contains(&value) {
                 Ok(())
             } else {
-                Err(LogConfigError { key, value, min, max })
+                Err(LogConfigError {
+                    key,
+                    value,
+                    min,
+                    max,
+                })
             }
         };
-        check("segment_bytes", self.segment_bytes, SEGMENT_BYTES_MIN, SEGMENT_BYTES_MAX)?;
-        check("index_interval_bytes", self.index_interval_bytes, 1, self.segment_bytes)?;
+        check(
+            "segment_bytes",
+            self.segment_bytes,
+            SEGMENT_BYTES_MIN,
+            SEGMENT_BYTES_MAX,
+        )?;
+        check(
+            "index_interval_bytes",
+            self.index_interval_bytes,
+            1,
+            self.segment_bytes,
+        )?;
         Ok(())
     }
 
@@ -177,7 +192,12 @@ impl SegmentLog {
     ///
     /// Every frame is checked. A torn final write is cut off; any other damage, and any gap
     /// between segments, is an error naming the file and position, with nothing changed on disk.
-    pub fn open(group: GroupId, group_dir: &Path, config: LogConfig, flusher: GroupCommit) -> Result<(SegmentLog, OpenReport)> {
+    pub fn open(
+        group: GroupId,
+        group_dir: &Path,
+        config: LogConfig,
+        flusher: GroupCommit,
+    ) -> Result<(SegmentLog, OpenReport)> {
         let log_dir = group_dir.join("log");
         fsutil::ensure_dir(group_dir)?;
         fsutil::ensure_dir(&log_dir)?;
@@ -186,9 +206,15 @@ impl SegmentLog {
         let purged_index = stored.last_purged.map(|id| id.index);
 
         let mut bases = Vec::new();
-        for dir_entry in std::fs::read_dir(&log_dir).map_err(StorageError::io("list directory", &log_dir))? {
+        for dir_entry in
+            std::fs::read_dir(&log_dir).map_err(StorageError::io("list directory", &log_dir))?
+        {
             let dir_entry = dir_entry.map_err(StorageError::io("list directory", &log_dir))?;
-            if let Some(base) = dir_entry.file_name().to_str().and_then(parse_segment_file_name) {
+            if let Some(base) = dir_entry
+                .file_name()
+                .to_str()
+                .and_then(parse_segment_file_name)
+            {
                 bases.push(base);
             }
         }
@@ -200,7 +226,8 @@ impl SegmentLog {
         if let Some(purged) = purged_index {
             while bases.len() >= 2 && bases[1] <= purged + 1 {
                 let path = log_dir.join(crate::segment::segment_file_name(bases[0]));
-                std::fs::remove_file(&path).map_err(StorageError::io("remove purged segment", &path))?;
+                std::fs::remove_file(&path)
+                    .map_err(StorageError::io("remove purged segment", &path))?;
                 bases.remove(0);
                 purged_segments_removed += 1;
             }
@@ -256,16 +283,33 @@ impl SegmentLog {
         }
 
         tracing::info!(group = group.0, segments = segments.len(), last_index = ?last_log_id.map(|id| id.index), "opened log");
-        let report = OpenReport { segments: segments.len(), purged_segments_removed, tail };
+        let report = OpenReport {
+            segments: segments.len(),
+            purged_segments_removed,
+            tail,
+        };
         let shared = Shared {
             group,
             log_dir,
             flusher,
-            state: RwLock::new(LogFiles { segments, last_log_id, last_purged: stored.last_purged }),
-            meta: Mutex::new(MetaState { committed: stored.committed, file: meta_file, committed_written_at: None }),
+            state: RwLock::new(LogFiles {
+                segments,
+                last_log_id,
+                last_purged: stored.last_purged,
+            }),
+            meta: Mutex::new(MetaState {
+                committed: stored.committed,
+                file: meta_file,
+                committed_written_at: None,
+            }),
             config,
         };
-        Ok((SegmentLog { shared: Arc::new(shared) }, report))
+        Ok((
+            SegmentLog {
+                shared: Arc::new(shared),
+            },
+            report,
+        ))
     }
 
     /// The group this log belongs to.
@@ -285,15 +329,27 @@ impl SegmentLog {
 
     /// Appends entries, which must continue the log without a gap. They are readable when this
     /// returns; `on_durable` runs once they are fsynced (or with the error that prevented it).
-    pub fn append_entries(&self, entries: impl IntoIterator<Item = Entry>, on_durable: Completion) -> Result<()> {
+    pub fn append_entries(
+        &self,
+        entries: impl IntoIterator<Item = Entry>,
+        on_durable: Completion,
+    ) -> Result<()> {
         let shared = &self.shared;
         let mut files = shared.state.write();
         let mut buffer: Vec<u8> = Vec::new();
         let mut frames: Vec<PendingFrame> = Vec::new();
         // An empty log accepts any first index, unless an (empty) segment already names it.
-        let mut expected = files.next_index().or_else(|| files.segments.last().map(|s| s.next_index));
+        let mut expected = files
+            .next_index()
+            .or_else(|| files.segments.last().map(|s| s.next_index));
+        let purged_index = files.last_purged.map(|id| id.index);
         for entry in entries {
             let index = entry.log_id.index;
+            // Purged entries are committed and applied; Raft's log matching means a re-sent one
+            // is the same entry, so there is nothing to store. (openraft's suite does this.)
+            if purged_index.is_some_and(|purged| index <= purged) {
+                continue;
+            }
             if let Some(expected) = expected {
                 if index != expected {
                     return Err(StorageError::Hole {
@@ -306,7 +362,12 @@ impl SegmentLog {
 
             let frame_start = buffer.len();
             buffer.resize(frame_start + FRAME_HEADER_BYTES, 0);
-            buffer = postcard::to_extend(&entry, buffer).map_err(|source| StorageError::Encode { group: shared.group, index, source })?;
+            buffer =
+                postcard::to_extend(&entry, buffer).map_err(|source| StorageError::Encode {
+                    group: shared.group,
+                    index,
+                    source,
+                })?;
             let frame_bytes = (buffer.len() - frame_start) as u64;
             if frame_bytes - FRAME_HEADER_BYTES as u64 > ENTRY_BYTES_MAX {
                 return Err(StorageError::EntryTooLarge {
@@ -333,12 +394,20 @@ impl SegmentLog {
                 }
                 buffer.drain(..frame_start);
                 frames.clear();
-                let segment = Segment::create(&shared.log_dir, index, shared.config.preallocate_bytes(), shared.config.index_interval_bytes)?;
+                let segment = Segment::create(
+                    &shared.log_dir,
+                    index,
+                    shared.config.preallocate_bytes(),
+                    shared.config.index_interval_bytes,
+                )?;
                 tracing::debug!(group = shared.group.0, index, path = %segment.path.display(), "rolled to a new segment");
                 files.segments.push(segment);
             }
             let buffer_pos = (buffer.len() as u64) - frame_bytes;
-            frames.push(PendingFrame { buffer_pos, log_id: entry.log_id });
+            frames.push(PendingFrame {
+                buffer_pos,
+                log_id: entry.log_id,
+            });
         }
         let Some(last) = frames.last().map(|f| f.log_id) else {
             drop(files);
@@ -346,7 +415,10 @@ impl SegmentLog {
             return Ok(());
         };
         let Some(active) = files.segments.last_mut() else {
-            return Err(StorageError::Hole { group: shared.group, reason: "no segment to write to".into() });
+            return Err(StorageError::Hole {
+                group: shared.group,
+                reason: "no segment to write to".into(),
+            });
         };
         active.write_frames(&buffer, &frames)?;
         let file = Arc::clone(&active.file);
@@ -393,7 +465,8 @@ impl SegmentLog {
         let mut removed_files = false;
         while files.segments.last().is_some_and(|s| s.base_index >= index) {
             if let Some(segment) = files.segments.pop() {
-                std::fs::remove_file(&segment.path).map_err(StorageError::io("remove truncated segment", &segment.path))?;
+                std::fs::remove_file(&segment.path)
+                    .map_err(StorageError::io("remove truncated segment", &segment.path))?;
                 removed_files = true;
             }
         }
@@ -434,19 +507,32 @@ impl SegmentLog {
         }
         let mut files = shared.state.write();
         files.last_purged = Some(log_id);
-        if files.last_log_id.is_none_or(|last| last.index < log_id.index) {
+        if files
+            .last_log_id
+            .is_none_or(|last| last.index < log_id.index)
+        {
             files.last_log_id = Some(log_id);
         }
         let mut removed = 0;
-        while files.segments.first().is_some_and(|s| s.next_index <= log_id.index + 1) {
+        while files
+            .segments
+            .first()
+            .is_some_and(|s| s.next_index <= log_id.index + 1)
+        {
             let segment = files.segments.remove(0);
-            std::fs::remove_file(&segment.path).map_err(StorageError::io("remove purged segment", &segment.path))?;
+            std::fs::remove_file(&segment.path)
+                .map_err(StorageError::io("remove purged segment", &segment.path))?;
             removed += 1;
         }
         if removed > 0 {
             fsutil::sync_dir(&shared.log_dir)?;
         }
-        tracing::info!(group = shared.group.0, index = log_id.index, segments_removed = removed, "purged log");
+        tracing::info!(
+            group = shared.group.0,
+            index = log_id.index,
+            segments_removed = removed,
+            "purged log"
+        );
         Ok(())
     }
 
@@ -474,7 +560,10 @@ impl SegmentLog {
             .committed_written_at
             .is_none_or(|at| at.elapsed() >= self.shared.config.committed_persist_interval);
         if due && meta.file.stored().committed != committed {
-            let next = LogMeta { committed, ..meta.file.stored().clone() };
+            let next = LogMeta {
+                committed,
+                ..meta.file.stored().clone()
+            };
             meta.file.store(next)?;
             meta.committed_written_at = Some(Instant::now());
         }
@@ -491,7 +580,10 @@ impl Drop for Shared {
     fn drop(&mut self) {
         let meta = self.meta.get_mut();
         if meta.file.stored().committed != meta.committed {
-            let next = LogMeta { committed: meta.committed, ..meta.file.stored().clone() };
+            let next = LogMeta {
+                committed: meta.committed,
+                ..meta.file.stored().clone()
+            };
             if let Err(error) = meta.file.store(next) {
                 tracing::warn!(group = self.group.0, %error, "could not write the committed log id on close");
             }
@@ -504,16 +596,22 @@ impl RaftLogReader<TypeConfig> for SegmentLog {
         &mut self,
         range: RB,
     ) -> std::result::Result<Vec<Entry>, RaftStorageError> {
-        self.read_entries(range).map_err(|e| raft_log_read_error(&e))
+        self.read_entries(range)
+            .map_err(|e| raft_log_read_error(&e))
     }
 }
 
 impl RaftLogStorage<TypeConfig> for SegmentLog {
     type LogReader = SegmentLog;
 
-    async fn get_log_state(&mut self) -> std::result::Result<LogState<TypeConfig>, RaftStorageError> {
+    async fn get_log_state(
+        &mut self,
+    ) -> std::result::Result<LogState<TypeConfig>, RaftStorageError> {
         let files = self.shared.state.read();
-        Ok(LogState { last_purged_log_id: files.last_purged, last_log_id: files.last_log_id })
+        Ok(LogState {
+            last_purged_log_id: files.last_purged,
+            last_log_id: files.last_log_id,
+        })
     }
 
     async fn get_log_reader(&mut self) -> Self::LogReader {
@@ -528,28 +626,39 @@ impl RaftLogStorage<TypeConfig> for SegmentLog {
         Ok(self.vote())
     }
 
-    async fn save_committed(&mut self, committed: Option<LogId>) -> std::result::Result<(), RaftStorageError> {
-        self.store_committed(committed).map_err(|e| raft_log_write_error(&e))
+    async fn save_committed(
+        &mut self,
+        committed: Option<LogId>,
+    ) -> std::result::Result<(), RaftStorageError> {
+        self.store_committed(committed)
+            .map_err(|e| raft_log_write_error(&e))
     }
 
     async fn read_committed(&mut self) -> std::result::Result<Option<LogId>, RaftStorageError> {
         Ok(self.committed())
     }
 
-    async fn append<I>(&mut self, entries: I, callback: LogFlushed<TypeConfig>) -> std::result::Result<(), RaftStorageError>
+    async fn append<I>(
+        &mut self,
+        entries: I,
+        callback: LogFlushed<TypeConfig>,
+    ) -> std::result::Result<(), RaftStorageError>
     where
         I: IntoIterator<Item = Entry> + OptionalSend,
         I::IntoIter: OptionalSend,
     {
         let completion: Completion = Box::new(move |result| callback.log_io_completed(result));
-        self.append_entries(entries, completion).map_err(|e| raft_log_write_error(&e))
+        self.append_entries(entries, completion)
+            .map_err(|e| raft_log_write_error(&e))
     }
 
     async fn truncate(&mut self, log_id: LogId) -> std::result::Result<(), RaftStorageError> {
-        self.truncate_from(log_id.index).map_err(|e| raft_log_write_error(&e))
+        self.truncate_from(log_id.index)
+            .map_err(|e| raft_log_write_error(&e))
     }
 
     async fn purge(&mut self, log_id: LogId) -> std::result::Result<(), RaftStorageError> {
-        self.purge_upto(log_id).map_err(|e| raft_log_write_error(&e))
+        self.purge_upto(log_id)
+            .map_err(|e| raft_log_write_error(&e))
     }
 }

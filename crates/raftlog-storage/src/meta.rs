@@ -48,14 +48,28 @@ impl MetaFile {
         let path = dir.join(META_FILE);
         let temp = dir.join(META_TEMP_FILE);
         if temp.exists() {
-            std::fs::remove_file(&temp).map_err(StorageError::io("remove stale temp file", &temp))?;
+            std::fs::remove_file(&temp)
+                .map_err(StorageError::io("remove stale temp file", &temp))?;
         }
         let stored = match std::fs::read(&path) {
-            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|source| StorageError::Meta { path: path.clone(), source })?,
+            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|source| StorageError::Meta {
+                path: path.clone(),
+                source,
+            })?,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => LogMeta::default(),
-            Err(e) => return Err(StorageError::Io { op: "read", path, source: e }),
+            Err(e) => {
+                return Err(StorageError::Io {
+                    op: "read",
+                    path,
+                    source: e,
+                })
+            }
         };
-        Ok(MetaFile { dir: dir.to_path_buf(), path, stored })
+        Ok(MetaFile {
+            dir: dir.to_path_buf(),
+            path,
+            stored,
+        })
     }
 
     /// What is on disk.
@@ -66,12 +80,17 @@ impl MetaFile {
     /// Replaces the file with `meta`; it is durable when this returns.
     pub fn store(&mut self, meta: LogMeta) -> Result<()> {
         let temp = self.dir.join(META_TEMP_FILE);
-        let bytes = serde_json::to_vec_pretty(&meta).map_err(|source| StorageError::Meta { path: temp.clone(), source })?;
+        let bytes = serde_json::to_vec_pretty(&meta).map_err(|source| StorageError::Meta {
+            path: temp.clone(),
+            source,
+        })?;
         let mut file = File::create(&temp).map_err(StorageError::io("create", &temp))?;
-        file.write_all(&bytes).map_err(StorageError::io("write", &temp))?;
+        file.write_all(&bytes)
+            .map_err(StorageError::io("write", &temp))?;
         file.sync_all().map_err(StorageError::io("fsync", &temp))?;
         drop(file);
-        std::fs::rename(&temp, &self.path).map_err(StorageError::io("rename into place", &self.path))?;
+        std::fs::rename(&temp, &self.path)
+            .map_err(StorageError::io("rename into place", &self.path))?;
         fsutil::sync_dir(&self.dir)?;
         self.stored = meta;
         Ok(())

@@ -36,12 +36,25 @@ impl NodeStorage {
         fsutil::ensure_dir(&data_dir.join("groups"))?;
         let state = StateStore::open(&data_dir.join("state"))?;
         let flusher = GroupCommit::start()?;
-        Ok(NodeStorage { data_dir: data_dir.to_path_buf(), config, flusher, state })
+        Ok(NodeStorage {
+            data_dir: data_dir.to_path_buf(),
+            config,
+            flusher,
+            state,
+        })
     }
 
     /// Opens one group's log and state machine.
-    pub fn open_group(&self, group: GroupId) -> Result<(SegmentLog, PartitionStateMachine, OpenReport)> {
-        let (log, report) = SegmentLog::open(group, &self.group_dir(group), self.config.clone(), self.flusher.clone())?;
+    pub fn open_group(
+        &self,
+        group: GroupId,
+    ) -> Result<(SegmentLog, PartitionStateMachine, OpenReport)> {
+        let (log, report) = SegmentLog::open(
+            group,
+            &self.group_dir(group),
+            self.config.clone(),
+            self.flusher.clone(),
+        )?;
         let state_machine = PartitionStateMachine::open(group, &self.state)?;
         Ok((log, state_machine, report))
     }

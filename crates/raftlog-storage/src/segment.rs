@@ -98,7 +98,12 @@ pub struct OpenOptionsForSegment {
 impl Segment {
     /// Creates an empty segment, preallocated to `preallocate_bytes`, and makes its existence
     /// durable (file and directory synced) before returning.
-    pub fn create(dir: &Path, base_index: u64, preallocate_bytes: u64, index_interval_bytes: u64) -> Result<Segment> {
+    pub fn create(
+        dir: &Path,
+        base_index: u64,
+        preallocate_bytes: u64,
+        index_interval_bytes: u64,
+    ) -> Result<Segment> {
         let path = dir.join(segment_file_name(base_index));
         let file = OpenOptions::new()
             .read(true)
@@ -107,7 +112,8 @@ impl Segment {
             .open(&path)
             .map_err(StorageError::io("create segment", &path))?;
         fsutil::preallocate(&file, &path, 0, preallocate_bytes)?;
-        file.sync_all().map_err(StorageError::io("fsync new segment", &path))?;
+        file.sync_all()
+            .map_err(StorageError::io("fsync new segment", &path))?;
         fsutil::sync_dir(dir)?;
         Ok(Segment {
             path,
@@ -126,7 +132,11 @@ impl Segment {
     /// Damage in the last segment with no intact frame after it, above the committed index, is a
     /// torn write from a crash: it is cut off (and the cut synced). Any other damage is returned
     /// as `StorageError::Corrupt` and nothing is changed on disk.
-    pub fn open(path: &Path, base_index: u64, options: &OpenOptionsForSegment) -> Result<(Segment, TailState)> {
+    pub fn open(
+        path: &Path,
+        base_index: u64,
+        options: &OpenOptionsForSegment,
+    ) -> Result<(Segment, TailState)> {
         let file = OpenOptions::new()
             .read(true)
             .write(true)
@@ -156,22 +166,33 @@ impl Segment {
                     let rest = &bytes[pos..];
                     match rest.iter().position(|b| *b != 0) {
                         None => break None,
-                        Some(nonzero) => break Some(format!("non-zero bytes at {} after the end of the log", pos + nonzero)),
+                        Some(nonzero) => {
+                            break Some(format!(
+                                "non-zero bytes at {} after the end of the log",
+                                pos + nonzero
+                            ))
+                        }
                     }
                 }
                 FrameCheck::Damaged { reason } => break Some(reason),
                 FrameCheck::Valid { payload_len } => {
-                    let payload = &bytes[pos + FRAME_HEADER_BYTES..pos + FRAME_HEADER_BYTES + payload_len];
+                    let payload =
+                        &bytes[pos + FRAME_HEADER_BYTES..pos + FRAME_HEADER_BYTES + payload_len];
                     let entry: Entry = match postcard::from_bytes(payload) {
                         Ok(entry) => entry,
                         // The checksum matched, so these bytes were written as they are: an
                         // undecodable entry is a format bug, never a torn write.
-                        Err(e) => return Err(corrupt(pos, format!("intact frame does not decode: {e}"))),
+                        Err(e) => {
+                            return Err(corrupt(pos, format!("intact frame does not decode: {e}")))
+                        }
                     };
                     if entry.log_id.index != segment.next_index {
                         return Err(corrupt(
                             pos,
-                            format!("entry has index {} where {} was expected", entry.log_id.index, segment.next_index),
+                            format!(
+                                "entry has index {} where {} was expected",
+                                entry.log_id.index, segment.next_index
+                            ),
                         ));
                     }
                     if let Some(previous) = segment.last_log_id {
@@ -180,7 +201,9 @@ impl Segment {
                                 pos,
                                 format!(
                                     "entry {} has term {} after term {}",
-                                    entry.log_id.index, entry.log_id.leader_id.term, previous.leader_id.term
+                                    entry.log_id.index,
+                                    entry.log_id.leader_id.term,
+                                    previous.leader_id.term
                                 ),
                             ));
                         }
@@ -196,21 +219,36 @@ impl Segment {
             return Ok((segment, TailState::Clean));
         };
         if !options.is_last {
-            return Err(corrupt(pos, format!("{reason} (in a sealed segment, so not a torn write)")));
+            return Err(corrupt(
+                pos,
+                format!("{reason} (in a sealed segment, so not a torn write)"),
+            ));
         }
         if let Some(intact) = find_intact_frame_after(&bytes, pos + 1) {
-            return Err(corrupt(pos, format!("{reason}, yet an intact frame follows at byte {intact}")));
+            return Err(corrupt(
+                pos,
+                format!("{reason}, yet an intact frame follows at byte {intact}"),
+            ));
         }
         if let Some(committed) = options.committed_index {
             if segment.next_index <= committed {
                 return Err(corrupt(
                     pos,
-                    format!("{reason}; entry {} is committed, so it cannot be a torn write", segment.next_index),
+                    format!(
+                        "{reason}; entry {} is committed, so it cannot be a torn write",
+                        segment.next_index
+                    ),
                 ));
             }
         }
         segment.cut_at(segment.write_pos)?;
-        Ok((segment, TailState::TornTailTruncated { position: pos as u64, reason }))
+        Ok((
+            segment,
+            TailState::TornTailTruncated {
+                position: pos as u64,
+                reason,
+            },
+        ))
     }
 
     /// Number of entries in the segment.
@@ -220,7 +258,9 @@ impl Segment {
 
     /// Index of the last entry, `None` while empty.
     pub fn last_index(&self) -> Option<u64> {
-        self.next_index.checked_sub(1).filter(|last| *last >= self.base_index)
+        self.next_index
+            .checked_sub(1)
+            .filter(|last| *last >= self.base_index)
     }
 
     fn note_frame_written(&mut self, log_id: LogId, pos: u64) {
@@ -262,7 +302,12 @@ impl Segment {
 
     /// Makes a sealed segment writable again (after a truncation made it the last one).
     pub fn reopen_for_append(&self, preallocate_bytes: u64) -> Result<()> {
-        fsutil::preallocate(&self.file, &self.path, self.write_pos, preallocate_bytes.saturating_sub(self.write_pos))
+        fsutil::preallocate(
+            &self.file,
+            &self.path,
+            self.write_pos,
+            preallocate_bytes.saturating_sub(self.write_pos),
+        )
     }
 
     /// Byte position of entry `index`, which must be in this segment.
@@ -311,7 +356,11 @@ impl Segment {
 
     /// Zeroes everything from `pos` to the end of the file, durably.
     fn cut_at(&self, pos: u64) -> Result<()> {
-        let len = self.file.metadata().map_err(StorageError::io("stat segment", &self.path))?.len();
+        let len = self
+            .file
+            .metadata()
+            .map_err(StorageError::io("stat segment", &self.path))?
+            .len();
         self.file
             .set_len(pos)
             .map_err(StorageError::io("truncate segment", &self.path))?;
@@ -330,7 +379,10 @@ impl Segment {
         }
         let (mut index, from) = self.floor_index_entry(start);
         let slot = self.sparse_index.partition_point(|(i, _)| *i < end);
-        let to = self.sparse_index.get(slot).map_or(self.write_pos, |(_, pos)| *pos);
+        let to = self
+            .sparse_index
+            .get(slot)
+            .map_or(self.write_pos, |(_, pos)| *pos);
         let mut bytes = vec![0u8; (to - from) as usize];
         self.file
             .read_exact_at(&mut bytes, from)
@@ -346,12 +398,14 @@ impl Segment {
                 });
             };
             if index >= start {
-                let payload = &bytes[pos + FRAME_HEADER_BYTES..pos + FRAME_HEADER_BYTES + payload_len];
-                let entry: Entry = postcard::from_bytes(payload).map_err(|e| StorageError::Corrupt {
-                    path: self.path.clone(),
-                    position: from + pos as u64,
-                    reason: format!("entry {index} does not decode: {e}"),
-                })?;
+                let payload =
+                    &bytes[pos + FRAME_HEADER_BYTES..pos + FRAME_HEADER_BYTES + payload_len];
+                let entry: Entry =
+                    postcard::from_bytes(payload).map_err(|e| StorageError::Corrupt {
+                        path: self.path.clone(),
+                        position: from + pos as u64,
+                        reason: format!("entry {index} does not decode: {e}"),
+                    })?;
                 entries.push(entry);
             }
             pos += FRAME_HEADER_BYTES + payload_len;
@@ -368,7 +422,10 @@ mod tests {
     #[test]
     fn file_names_round_trip_and_sort() {
         assert_eq!(segment_file_name(42), "00000000000000000042.seg");
-        assert_eq!(parse_segment_file_name(&segment_file_name(u64::MAX)), Some(u64::MAX));
+        assert_eq!(
+            parse_segment_file_name(&segment_file_name(u64::MAX)),
+            Some(u64::MAX)
+        );
         assert_eq!(parse_segment_file_name("42.seg"), None);
         assert_eq!(parse_segment_file_name("00000000000000000042.tmp"), None);
         assert!(segment_file_name(9) < segment_file_name(10));

@@ -98,14 +98,21 @@ impl PartitionStateMachine {
     pub fn open(group: GroupId, store: &StateStore) -> Result<PartitionStateMachine> {
         let tree = store.group_tree(group)?;
         let state = match tree.get(APPLIED_STATE_KEY).map_err(|e| store.error(e))? {
-            Some(bytes) => serde_json::from_slice(&bytes).map_err(|e| StorageError::StateDecode {
-                group,
-                key: "applied_state".into(),
-                reason: e.to_string(),
-            })?,
+            Some(bytes) => {
+                serde_json::from_slice(&bytes).map_err(|e| StorageError::StateDecode {
+                    group,
+                    key: "applied_state".into(),
+                    reason: e.to_string(),
+                })?
+            }
             None => AppliedState::default(),
         };
-        Ok(PartitionStateMachine { group, store: store.clone(), tree, state })
+        Ok(PartitionStateMachine {
+            group,
+            store: store.clone(),
+            tree,
+            state,
+        })
     }
 
     /// The applied state as of the last `apply`.
@@ -124,7 +131,9 @@ impl PartitionStateMachine {
             .next_back()
             .transpose()
             .map_err(|e| self.store.error(e))?;
-        let Some((key, value)) = found else { return Ok(None) };
+        let Some((key, value)) = found else {
+            return Ok(None);
+        };
         let (Ok(base), Ok(index), Ok(count)) = (
             <[u8; 8]>::try_from(&key[1..]),
             <[u8; 8]>::try_from(&value[..8]),
@@ -141,7 +150,11 @@ impl PartitionStateMachine {
     }
 
     fn decode_error(&self, key: &str, reason: String) -> StorageError {
-        StorageError::StateDecode { group: self.group, key: key.into(), reason }
+        StorageError::StateDecode {
+            group: self.group,
+            key: key.into(),
+            reason,
+        }
     }
 
     fn encode_state(&self, state: &AppliedState) -> Result<Vec<u8>> {
@@ -149,7 +162,10 @@ impl PartitionStateMachine {
     }
 
     /// Applies entries in order; returns one response per entry.
-    pub fn apply_entries(&mut self, entries: impl IntoIterator<Item = Entry>) -> Result<Vec<CommandResponse>> {
+    pub fn apply_entries(
+        &mut self,
+        entries: impl IntoIterator<Item = Entry>,
+    ) -> Result<Vec<CommandResponse>> {
         let mut next = self.state.clone();
         let mut batch = sled::Batch::default();
         let mut responses = Vec::new();
@@ -163,25 +179,41 @@ impl PartitionStateMachine {
                 }
                 EntryPayload::Normal(Command::AppendBatch(records)) => {
                     let base_offset = next.next_offset;
-                    let record_count = u32::try_from(records.len())
-                        .map_err(|_| self.decode_error("offset index", format!("entry {} holds too many records", entry.log_id.index)))?;
+                    let record_count = u32::try_from(records.len()).map_err(|_| {
+                        self.decode_error(
+                            "offset index",
+                            format!("entry {} holds too many records", entry.log_id.index),
+                        )
+                    })?;
                     if record_count > 0 {
-                        batch.insert(&offset_key(base_offset), &offset_value(entry.log_id.index, record_count));
+                        batch.insert(
+                            &offset_key(base_offset),
+                            &offset_value(entry.log_id.index, record_count),
+                        );
                     }
                     next.next_offset += u64::from(record_count);
-                    CommandResponse::Appended { base_offset, record_count }
+                    CommandResponse::Appended {
+                        base_offset,
+                        record_count,
+                    }
                 }
             };
             responses.push(response);
         }
         batch.insert(APPLIED_STATE_KEY, self.encode_state(&next)?);
-        self.tree.apply_batch(batch).map_err(|e| self.store.error(e))?;
+        self.tree
+            .apply_batch(batch)
+            .map_err(|e| self.store.error(e))?;
         self.state = next;
         Ok(responses)
     }
 
     fn read_snapshot(&self) -> Result<Option<StoredSnapshot>> {
-        let Some(bytes) = self.tree.get(SNAPSHOT_KEY).map_err(|e| self.store.error(e))? else {
+        let Some(bytes) = self
+            .tree
+            .get(SNAPSHOT_KEY)
+            .map_err(|e| self.store.error(e))?
+        else {
             return Ok(None);
         };
         serde_json::from_slice(&bytes)
@@ -191,7 +223,8 @@ impl PartitionStateMachine {
 
     /// Replaces the whole state with a snapshot's.
     pub fn install(&mut self, meta: &SnapshotMeta<NodeId, NodeInfo>, data: Vec<u8>) -> Result<()> {
-        let mut state: AppliedState = serde_json::from_slice(&data).map_err(|e| self.decode_error("snapshot data", e.to_string()))?;
+        let mut state: AppliedState = serde_json::from_slice(&data)
+            .map_err(|e| self.decode_error("snapshot data", e.to_string()))?;
         state.last_applied = meta.last_log_id;
         state.membership = meta.last_membership.clone();
         let mut batch = sled::Batch::default();
@@ -199,10 +232,16 @@ impl PartitionStateMachine {
             batch.remove(key.map_err(|e| self.store.error(e))?);
         }
         batch.insert(APPLIED_STATE_KEY, self.encode_state(&state)?);
-        let stored = StoredSnapshot { meta: meta.clone(), data };
-        let stored = serde_json::to_vec(&stored).map_err(|e| self.decode_error("snapshot", e.to_string()))?;
+        let stored = StoredSnapshot {
+            meta: meta.clone(),
+            data,
+        };
+        let stored = serde_json::to_vec(&stored)
+            .map_err(|e| self.decode_error("snapshot", e.to_string()))?;
         batch.insert(SNAPSHOT_KEY, stored);
-        self.tree.apply_batch(batch).map_err(|e| self.store.error(e))?;
+        self.tree
+            .apply_batch(batch)
+            .map_err(|e| self.store.error(e))?;
         self.state = state;
         tracing::info!(group = self.group.0, index = ?meta.last_log_id.map(|id| id.index), "installed snapshot");
         Ok(())
@@ -218,7 +257,9 @@ pub struct PartitionSnapshotBuilder {
 }
 
 impl RaftSnapshotBuilder<TypeConfig> for PartitionSnapshotBuilder {
-    async fn build_snapshot(&mut self) -> std::result::Result<Snapshot<TypeConfig>, RaftStorageError> {
+    async fn build_snapshot(
+        &mut self,
+    ) -> std::result::Result<Snapshot<TypeConfig>, RaftStorageError> {
         let build = || -> Result<Snapshot<TypeConfig>> {
             let data = serde_json::to_vec(&self.state).map_err(|e| StorageError::StateDecode {
                 group: self.group,
@@ -226,7 +267,10 @@ impl RaftSnapshotBuilder<TypeConfig> for PartitionSnapshotBuilder {
                 reason: e.to_string(),
             })?;
             let snapshot_id = match self.state.last_applied {
-                Some(id) => format!("{}-{}-{}", id.leader_id.term, id.index, self.state.next_offset),
+                Some(id) => format!(
+                    "{}-{}-{}",
+                    id.leader_id.term, id.index, self.state.next_offset
+                ),
                 None => format!("empty-{}", self.state.next_offset),
             };
             let meta = SnapshotMeta {
@@ -234,7 +278,10 @@ impl RaftSnapshotBuilder<TypeConfig> for PartitionSnapshotBuilder {
                 last_membership: self.state.membership.clone(),
                 snapshot_id,
             };
-            let stored = StoredSnapshot { meta: meta.clone(), data: data.clone() };
+            let stored = StoredSnapshot {
+                meta: meta.clone(),
+                data: data.clone(),
+            };
             let stored = serde_json::to_vec(&stored).map_err(|e| StorageError::StateDecode {
                 group: self.group,
                 key: "snapshot".into(),
@@ -243,7 +290,10 @@ impl RaftSnapshotBuilder<TypeConfig> for PartitionSnapshotBuilder {
             self.tree
                 .insert(SNAPSHOT_KEY, stored)
                 .map_err(|e| self.store.error(e))?;
-            Ok(Snapshot { meta, snapshot: Box::new(Cursor::new(data)) })
+            Ok(Snapshot {
+                meta,
+                snapshot: Box::new(Cursor::new(data)),
+            })
         };
         build().map_err(|e| raft_sm_write_error(&e))
     }
@@ -254,16 +304,21 @@ impl RaftStateMachine<TypeConfig> for PartitionStateMachine {
 
     async fn applied_state(
         &mut self,
-    ) -> std::result::Result<(Option<LogId>, StoredMembership<NodeId, NodeInfo>), RaftStorageError> {
+    ) -> std::result::Result<(Option<LogId>, StoredMembership<NodeId, NodeInfo>), RaftStorageError>
+    {
         Ok((self.state.last_applied, self.state.membership.clone()))
     }
 
-    async fn apply<I>(&mut self, entries: I) -> std::result::Result<Vec<CommandResponse>, RaftStorageError>
+    async fn apply<I>(
+        &mut self,
+        entries: I,
+    ) -> std::result::Result<Vec<CommandResponse>, RaftStorageError>
     where
         I: IntoIterator<Item = Entry> + OptionalSend,
         I::IntoIter: OptionalSend,
     {
-        self.apply_entries(entries).map_err(|e| raft_sm_write_error(&e))
+        self.apply_entries(entries)
+            .map_err(|e| raft_sm_write_error(&e))
     }
 
     async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
@@ -275,7 +330,9 @@ impl RaftStateMachine<TypeConfig> for PartitionStateMachine {
         }
     }
 
-    async fn begin_receiving_snapshot(&mut self) -> std::result::Result<Box<Cursor<Vec<u8>>>, RaftStorageError> {
+    async fn begin_receiving_snapshot(
+        &mut self,
+    ) -> std::result::Result<Box<Cursor<Vec<u8>>>, RaftStorageError> {
         Ok(Box::new(Cursor::new(Vec::new())))
     }
 
@@ -284,11 +341,17 @@ impl RaftStateMachine<TypeConfig> for PartitionStateMachine {
         meta: &SnapshotMeta<NodeId, NodeInfo>,
         snapshot: Box<Cursor<Vec<u8>>>,
     ) -> std::result::Result<(), RaftStorageError> {
-        self.install(meta, snapshot.into_inner()).map_err(|e| raft_sm_write_error(&e))
+        self.install(meta, snapshot.into_inner())
+            .map_err(|e| raft_sm_write_error(&e))
     }
 
-    async fn get_current_snapshot(&mut self) -> std::result::Result<Option<Snapshot<TypeConfig>>, RaftStorageError> {
+    async fn get_current_snapshot(
+        &mut self,
+    ) -> std::result::Result<Option<Snapshot<TypeConfig>>, RaftStorageError> {
         let stored = self.read_snapshot().map_err(|e| raft_sm_read_error(&e))?;
-        Ok(stored.map(|s| Snapshot { meta: s.meta, snapshot: Box::new(Cursor::new(s.data)) }))
+        Ok(stored.map(|s| Snapshot {
+            meta: s.meta,
+            snapshot: Box::new(Cursor::new(s.data)),
+        }))
     }
 }

@@ -11,12 +11,17 @@
 
 use std::path::Path;
 use std::path::PathBuf;
+use std::time::Duration;
+use std::time::Instant;
 
 use raftlog_types::GroupId;
 
 use crate::error::Result;
 use crate::error::StorageError;
 use crate::fsutil;
+
+/// How long `open` waits for sled's lock before deciding another process holds it.
+const LOCK_WAIT_MAX: Duration = Duration::from_secs(3);
 
 /// The node's state database.
 #[derive(Clone)]
@@ -29,12 +34,38 @@ impl StateStore {
     /// Opens (or creates) the database in `path`.
     pub fn open(path: &Path) -> Result<StateStore> {
         fsutil::ensure_dir(path)?;
-        let db = sled::Config::new()
-            .path(path)
-            .mode(sled::Mode::HighThroughput)
-            .open()
-            .map_err(|source| StorageError::StateStore { path: path.to_path_buf(), source })?;
-        Ok(StateStore { db, path: path.to_path_buf() })
+        // sled releases its file lock from background threads shortly after the last handle
+        // is dropped, so a reopen in the same process (or right after a previous process
+        // exited) may briefly find it held. Another live process keeps it: that is an error.
+        let deadline = Instant::now() + LOCK_WAIT_MAX;
+        loop {
+            match sled::Config::new()
+                .path(path)
+                .mode(sled::Mode::HighThroughput)
+                .open()
+            {
+                Ok(db) => {
+                    return Ok(StateStore {
+                        db,
+                        path: path.to_path_buf(),
+                    })
+                }
+                Err(sled::Error::Io(e)) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                    if Instant::now() >= deadline {
+                        return Err(StorageError::Locked {
+                            path: path.to_path_buf(),
+                        });
+                    }
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                Err(source) => {
+                    return Err(StorageError::StateStore {
+                        path: path.to_path_buf(),
+                        source,
+                    })
+                }
+            }
+        }
     }
 
     /// The tree holding one group's state, created on first use.
@@ -48,12 +79,18 @@ impl StateStore {
     pub fn drop_group(&self, group: GroupId) -> Result<()> {
         let mut name = b"group/".to_vec();
         name.extend_from_slice(&group.0.to_be_bytes());
-        self.db.drop_tree(name).map(|_| ()).map_err(|source| self.error(source))
+        self.db
+            .drop_tree(name)
+            .map(|_| ())
+            .map_err(|source| self.error(source))
     }
 
     /// Forces everything written so far to disk (`sync_file_range` on Linux, see above).
     pub fn flush(&self) -> Result<()> {
-        self.db.flush().map(|_| ()).map_err(|source| self.error(source))
+        self.db
+            .flush()
+            .map(|_| ())
+            .map_err(|source| self.error(source))
     }
 
     /// Where the database lives.
@@ -62,6 +99,9 @@ impl StateStore {
     }
 
     pub(crate) fn error(&self, source: sled::Error) -> StorageError {
-        StorageError::StateStore { path: self.path.clone(), source }
+        StorageError::StateStore {
+            path: self.path.clone(),
+            source,
+        }
     }
 }

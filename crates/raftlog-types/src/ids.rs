@@ -9,7 +9,9 @@ use serde::Serialize;
 pub type NodeId = u64;
 
 /// A Raft group: group 0 is the controller, every partition replica set is one more group.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
 pub struct GroupId(pub u64);
 
 impl GroupId {
@@ -24,7 +26,9 @@ impl fmt::Display for GroupId {
 }
 
 /// The position of a record in its partition: dense, starting at 0, never reused.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
 pub struct Offset(pub u64);
 
 impl fmt::Display for Offset {

@@ -30,7 +30,11 @@ impl Record {
     /// Bytes this record counts against `RECORD_BYTES_MAX`: key, value and header contents.
     pub fn payload_bytes(&self) -> u64 {
         let key = self.key.as_ref().map_or(0, |k| k.len());
-        let headers: usize = self.headers.iter().map(|h| h.key.len() + h.value.len()).sum();
+        let headers: usize = self
+            .headers
+            .iter()
+            .map(|h| h.key.len() + h.value.len())
+            .sum();
         (key + self.value.len() + headers) as u64
     }
 }

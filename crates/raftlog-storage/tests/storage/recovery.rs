@@ -1,0 +1,352 @@
+//! Reopening logs: clean restarts, torn tails, flipped bits, missing segments, truncation and
+//! purge, and group commit across groups.
+
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use raftlog_storage::segment::TailState;
+use raftlog_storage::LogConfig;
+use raftlog_storage::NodeStorage;
+use raftlog_storage::StorageError;
+use raftlog_types::GroupId;
+use tempfile::TempDir;
+
+use crate::kit::*;
+
+fn append_range(
+    log: &raftlog_storage::SegmentLog,
+    term: u64,
+    first: u64,
+    last: u64,
+) -> anyhow::Result<()> {
+    let mut index = first;
+    while index <= last {
+        let batch_end = (index + 9).min(last);
+        append_durably(log, (index..=batch_end).map(|i| entry(term, i)).collect())?;
+        index = batch_end + 1;
+    }
+    Ok(())
+}
+
+fn corrupt_error(result: anyhow::Result<impl Sized>) -> (std::path::PathBuf, u64, String) {
+    let Err(err) = result else {
+        panic!("opening a corrupt log succeeded")
+    };
+    match err.downcast_ref::<StorageError>() {
+        Some(StorageError::Corrupt {
+            path,
+            position,
+            reason,
+        }) => (path.clone(), *position, reason.clone()),
+        _ => panic!("expected a corruption error, got: {err:#}"),
+    }
+}
+
+#[test]
+fn entries_survive_reopen_across_many_segments() -> anyhow::Result<()> {
+    let dir = TempDir::new()?;
+    {
+        let (_storage, log, _) = open_log(dir.path(), small_segments())?;
+        append_range(&log, 1, 0, 999)?;
+    }
+    let (_storage, log, report) = open_log(dir.path(), small_segments())?;
+    assert!(
+        report.segments > 5,
+        "expected many 64 KiB segments, got {}",
+        report.segments
+    );
+    assert_eq!(report.tail, TailState::Clean);
+    assert_eq!(log.last_log_id(), Some(log_id(1, 999)));
+    assert_log_holds(&log, 0, 999)?;
+    // Every sealed segment is trimmed to its last frame.
+    let files = segment_files(dir.path())?;
+    for sealed in &files[..files.len() - 1] {
+        let bytes = std::fs::read(sealed)?;
+        let ranges = frame_ranges(&bytes);
+        assert_eq!(
+            ranges.last().map(|r| r.1),
+            Some(bytes.len()),
+            "{} is not trimmed",
+            sealed.display()
+        );
+    }
+    Ok(())
+}
+
+#[test]
+fn append_with_a_gap_is_refused_and_changes_nothing() -> anyhow::Result<()> {
+    let dir = TempDir::new()?;
+    let (_storage, log, _) = open_log(dir.path(), small_segments())?;
+    append_range(&log, 1, 0, 9)?;
+    let err = append_durably(&log, vec![entry(1, 11)]).expect_err("gap accepted");
+    assert!(
+        matches!(
+            err.downcast_ref::<StorageError>(),
+            Some(StorageError::Hole { .. })
+        ),
+        "{err:#}"
+    );
+    assert_eq!(log.last_log_id(), Some(log_id(1, 9)));
+    assert_log_holds(&log, 0, 9)?;
+    Ok(())
+}
+
+#[test]
+fn torn_tail_is_cut_off_and_everything_before_it_kept() -> anyhow::Result<()> {
+    let dir = TempDir::new()?;
+    {
+        let (_storage, log, _) = open_log(dir.path(), LogConfig::default())?;
+        append_range(&log, 1, 0, 99)?;
+    }
+    let segment = segment_files(dir.path())?.pop().expect("a segment");
+    let mut bytes = std::fs::read(&segment)?;
+    let (start, end) = *frame_ranges(&bytes).last().expect("frames");
+    // A write that reached the disk only halfway: the second half of the last frame is zeros.
+    let half = start + (end - start) / 2;
+    bytes[half..end].fill(0);
+    std::fs::write(&segment, &bytes)?;
+
+    let (_storage, log, report) = open_log(dir.path(), LogConfig::default())?;
+    match report.tail {
+        TailState::TornTailTruncated { position, .. } => assert_eq!(position, start as u64),
+        other => panic!("torn tail not reported: {other:?}"),
+    }
+    assert_eq!(log.last_log_id(), Some(log_id(1, 98)));
+    assert_log_holds(&log, 0, 98)?;
+    append_durably(&log, vec![entry(1, 99)])?;
+    drop((_storage, log));
+
+    let (_storage, log, report) = open_log(dir.path(), LogConfig::default())?;
+    assert_eq!(report.tail, TailState::Clean);
+    assert_log_holds(&log, 0, 99)?;
+    Ok(())
+}
+
+#[test]
+fn flipped_bit_before_the_tail_refuses_to_start_and_changes_nothing() -> anyhow::Result<()> {
+    let dir = TempDir::new()?;
+    {
+        let (_storage, log, _) = open_log(dir.path(), LogConfig::default())?;
+        append_range(&log, 1, 0, 99)?;
+    }
+    let segment = segment_files(dir.path())?.pop().expect("a segment");
+    let mut bytes = std::fs::read(&segment)?;
+    let (start, end) = frame_ranges(&bytes)[50];
+    bytes[(start + end) / 2] ^= 0x10;
+    std::fs::write(&segment, &bytes)?;
+
+    let (path, position, reason) = corrupt_error(open_log(dir.path(), LogConfig::default()));
+    assert_eq!(path, segment);
+    assert_eq!(position, start as u64);
+    assert!(reason.contains("intact frame follows"), "{reason}");
+    assert_eq!(
+        std::fs::read(&segment)?,
+        bytes,
+        "a refused open must not touch the file"
+    );
+    Ok(())
+}
+
+#[test]
+fn damage_in_a_sealed_segment_refuses_to_start() -> anyhow::Result<()> {
+    let dir = TempDir::new()?;
+    {
+        let (_storage, log, _) = open_log(dir.path(), small_segments())?;
+        append_range(&log, 1, 0, 299)?;
+    }
+    let first = segment_files(dir.path())?.remove(0);
+    let mut bytes = std::fs::read(&first)?;
+    // Even the very last frame of a sealed segment is never a torn write.
+    let (start, end) = *frame_ranges(&bytes).last().expect("frames");
+    bytes[end - 1] ^= 0x01;
+    std::fs::write(&first, &bytes)?;
+
+    let (path, position, reason) = corrupt_error(open_log(dir.path(), small_segments()));
+    assert_eq!(path, first);
+    assert_eq!(position, start as u64);
+    assert!(reason.contains("sealed segment"), "{reason}");
+    Ok(())
+}
+
+#[test]
+fn damaged_committed_entry_at_the_tail_refuses_to_start() -> anyhow::Result<()> {
+    let dir = TempDir::new()?;
+    let config = LogConfig {
+        committed_persist_interval: Duration::ZERO,
+        ..LogConfig::default()
+    };
+    {
+        let (_storage, log, _) = open_log(dir.path(), config.clone())?;
+        append_range(&log, 1, 0, 99)?;
+        log.store_committed(Some(log_id(1, 99)))?;
+    }
+    let segment = segment_files(dir.path())?.pop().expect("a segment");
+    let mut bytes = std::fs::read(&segment)?;
+    let (start, end) = *frame_ranges(&bytes).last().expect("frames");
+    bytes[start..end].fill(0xab);
+    std::fs::write(&segment, &bytes)?;
+
+    let (_, position, reason) = corrupt_error(open_log(dir.path(), config));
+    assert_eq!(position, start as u64);
+    assert!(reason.contains("committed"), "{reason}");
+    Ok(())
+}
+
+#[test]
+fn missing_middle_segment_is_reported_as_a_hole() -> anyhow::Result<()> {
+    let dir = TempDir::new()?;
+    {
+        let (_storage, log, _) = open_log(dir.path(), small_segments())?;
+        append_range(&log, 1, 0, 499)?;
+    }
+    let files = segment_files(dir.path())?;
+    assert!(files.len() >= 3);
+    std::fs::remove_file(&files[1])?;
+    let (path, _, reason) = corrupt_error(open_log(dir.path(), small_segments()));
+    assert_eq!(path, files[2]);
+    assert!(reason.contains("entries are missing"), "{reason}");
+    Ok(())
+}
+
+#[test]
+fn truncate_and_purge_are_durable_and_leave_no_hole() -> anyhow::Result<()> {
+    let dir = TempDir::new()?;
+    {
+        let (_storage, log, _) = open_log(dir.path(), small_segments())?;
+        append_range(&log, 1, 0, 999)?;
+        log.truncate_from(800)?;
+        assert_eq!(log.last_log_id(), Some(log_id(1, 799)));
+        assert!(log.read_entries(800..900)?.is_empty());
+    }
+    {
+        let (_storage, log, _) = open_log(dir.path(), small_segments())?;
+        assert_eq!(log.last_log_id(), Some(log_id(1, 799)));
+        assert_log_holds(&log, 0, 799)?;
+        // A new leader's entries replace the truncated ones.
+        append_range(&log, 2, 800, 899)?;
+        let files_before = segment_files(dir.path())?.len();
+        log.purge_upto(log_id(1, 300))?;
+        assert!(
+            segment_files(dir.path())?.len() < files_before,
+            "purge removed no segment"
+        );
+        assert!(log.read_entries(0..=300)?.is_empty());
+    }
+    let (_storage, log, report) = open_log(dir.path(), small_segments())?;
+    assert_eq!(report.tail, TailState::Clean);
+    assert_eq!(log.last_purged_log_id(), Some(log_id(1, 300)));
+    assert_eq!(log.last_log_id(), Some(log_id(2, 899)));
+    assert!(log.read_entries(0..=300)?.is_empty());
+    let entries = log.read_entries(301..=899)?;
+    assert_eq!(entries.len(), 599);
+    for entry in &entries {
+        let index = entry.log_id.index;
+        assert!(entry_is_intact(entry, index), "entry {index} damaged");
+        assert_eq!(entry.log_id.leader_id.term, if index < 800 { 1 } else { 2 });
+    }
+    Ok(())
+}
+
+#[test]
+fn truncate_at_a_segment_boundary_reopens_the_previous_segment() -> anyhow::Result<()> {
+    let dir = TempDir::new()?;
+    let (_storage, log, _) = open_log(dir.path(), small_segments())?;
+    append_range(&log, 1, 0, 299)?;
+    let files = segment_files(dir.path())?;
+    let second_base: u64 = files[1]
+        .file_stem()
+        .and_then(|s| s.to_str())
+        .expect("name")
+        .parse()?;
+    log.truncate_from(second_base)?;
+    assert_eq!(segment_files(dir.path())?.len(), 1);
+    append_range(&log, 2, second_base, second_base + 20)?;
+    drop((_storage, log));
+    let (_storage, log, _) = open_log(dir.path(), small_segments())?;
+    assert_eq!(log.last_log_id(), Some(log_id(2, second_base + 20)));
+    assert_log_holds(&log, 0, second_base + 20)?;
+    Ok(())
+}
+
+#[test]
+fn purge_past_the_last_entry_restarts_the_log_after_it() -> anyhow::Result<()> {
+    let dir = TempDir::new()?;
+    {
+        let (_storage, log, _) = open_log(dir.path(), small_segments())?;
+        append_range(&log, 1, 0, 49)?;
+        // As after installing a snapshot that is ahead of the local log.
+        log.purge_upto(log_id(3, 500))?;
+        assert_eq!(log.last_log_id(), Some(log_id(3, 500)));
+        assert!(segment_files(dir.path())?.is_empty());
+        append_range(&log, 3, 501, 520)?;
+    }
+    let (_storage, log, _) = open_log(dir.path(), small_segments())?;
+    assert_eq!(log.last_purged_log_id(), Some(log_id(3, 500)));
+    assert_eq!(log.last_log_id(), Some(log_id(3, 520)));
+    assert_eq!(log.read_entries(0..1000)?.len(), 20);
+    Ok(())
+}
+
+#[test]
+fn interrupted_purge_is_completed_on_open() -> anyhow::Result<()> {
+    let dir = TempDir::new()?;
+    let first_segment;
+    let saved;
+    {
+        let (_storage, log, _) = open_log(dir.path(), small_segments())?;
+        append_range(&log, 1, 0, 499)?;
+        first_segment = segment_files(dir.path())?.remove(0);
+        saved = std::fs::read(&first_segment)?;
+        log.purge_upto(log_id(1, 400))?;
+    }
+    // The crash came after the purge point was stored but before the file was deleted.
+    std::fs::write(&first_segment, &saved)?;
+    let (_storage, log, report) = open_log(dir.path(), small_segments())?;
+    assert!(report.purged_segments_removed >= 1);
+    assert!(!first_segment.exists());
+    assert_log_holds(&log, 401, 499)?;
+    Ok(())
+}
+
+#[test]
+fn vote_survives_reopen() -> anyhow::Result<()> {
+    let dir = TempDir::new()?;
+    let vote = openraft::Vote::new_committed(5, 2);
+    {
+        let (_storage, log, _) = open_log(dir.path(), LogConfig::default())?;
+        log.store_vote(&vote)?;
+    }
+    let (_storage, log, _) = open_log(dir.path(), LogConfig::default())?;
+    assert_eq!(log.vote(), Some(vote));
+    Ok(())
+}
+
+#[test]
+fn group_commit_shares_syncs_across_groups() -> anyhow::Result<()> {
+    let dir = TempDir::new()?;
+    let storage = NodeStorage::open(dir.path(), LogConfig::default())?;
+    let logs: Vec<_> = (0..8)
+        .map(|g| storage.open_group(GroupId(100 + g)).map(|(log, _, _)| log))
+        .collect::<Result<_, _>>()?;
+    std::thread::scope(|scope| {
+        for log in &logs {
+            scope.spawn(move || {
+                for index in 0..100 {
+                    append_durably(log, vec![entry(1, index)]).expect("append");
+                }
+            });
+        }
+    });
+    for log in &logs {
+        assert_log_holds(log, 0, 99)?;
+    }
+    let stats = storage.flusher().stats();
+    let requests = stats.requests.load(Ordering::Relaxed);
+    let rounds = stats.rounds.load(Ordering::Relaxed);
+    assert_eq!(requests, 800);
+    assert!(
+        rounds < requests,
+        "no append shared a sync round: {rounds} rounds for {requests} requests"
+    );
+    Ok(())
+}
