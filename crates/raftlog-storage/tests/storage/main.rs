@@ -1,6 +1,9 @@
 //! Integration tests of the storage engine: openraft's own storage suite, recovery from torn and
 //! corrupt files, SIGKILL crash loops and bad input. One binary, one module per concern.
 
+// Tests may panic on broken expectations: that is how they fail.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod bad_input;
 mod crash;
 mod kit;

@@ -20,7 +20,7 @@ impl StoreBuilder<TypeConfig, SegmentLog, PartitionStateMachine, TempDir> for Se
     async fn build(
         &self,
     ) -> Result<(TempDir, SegmentLog, PartitionStateMachine), openraft::StorageError<u64>> {
-        let dir = TempDir::new().map_err(|e| io_error(e))?;
+        let dir = TempDir::new().map_err(io_error)?;
         let storage = NodeStorage::open(
             dir.path(),
             LogConfig {
@@ -28,14 +28,14 @@ impl StoreBuilder<TypeConfig, SegmentLog, PartitionStateMachine, TempDir> for Se
                 ..LogConfig::default()
             },
         )
-        .map_err(|e| io_error(e))?;
-        let (log, state_machine, _report) =
-            storage.open_group(GroupId(1)).map_err(|e| io_error(e))?;
+        .map_err(io_error)?;
+        let (log, state_machine, _report) = storage.open_group(GroupId(1)).map_err(io_error)?;
         Ok((dir, log, state_machine))
     }
 }
 
 #[test]
-fn openraft_storage_suite_passes() -> Result<(), openraft::StorageError<u64>> {
-    Suite::test_all(SegmentStoreBuilder)
+fn openraft_storage_suite_passes() -> anyhow::Result<()> {
+    Suite::test_all(SegmentStoreBuilder)?;
+    Ok(())
 }
