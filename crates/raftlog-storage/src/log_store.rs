@@ -25,6 +25,7 @@ use std::time::Instant;
 
 use openraft::storage::LogFlushed;
 use openraft::storage::RaftLogStorage;
+use openraft::EntryPayload;
 use openraft::LogState;
 use openraft::OptionalSend;
 use openraft::RaftLogReader;
@@ -60,6 +61,9 @@ use crate::segment::Segment;
 use crate::segment::TailState;
 
 type RaftStorageError = openraft::StorageError<u64>;
+
+/// Encoded size of an entry's log id and payload tag, on top of its command.
+const ENTRY_OVERHEAD_BYTES: usize = 48;
 
 /// Tunables of a segment log.
 #[derive(Clone, Debug)]
@@ -361,6 +365,11 @@ impl SegmentLog {
             expected = Some(index + 1);
 
             let frame_start = buffer.len();
+            if let EntryPayload::Normal(command) = &entry.payload {
+                buffer.reserve(
+                    FRAME_HEADER_BYTES + ENTRY_OVERHEAD_BYTES + command.encoded_bytes_hint(),
+                );
+            }
             buffer.resize(frame_start + FRAME_HEADER_BYTES, 0);
             buffer =
                 postcard::to_extend(&entry, buffer).map_err(|source| StorageError::Encode {

@@ -15,6 +15,26 @@ pub enum Command {
     AppendBatch(RecordBatch),
 }
 
+impl Command {
+    /// A close upper estimate of the encoded size, so encoders can size their buffer once
+    /// instead of growing it while copying megabytes of record data.
+    pub fn encoded_bytes_hint(&self) -> usize {
+        match self {
+            Command::AppendBatch(batch) => {
+                // Per record: length prefixes, option tags and the timestamp varint.
+                const RECORD_OVERHEAD_BYTES: usize = 32;
+                16 + batch
+                    .records
+                    .iter()
+                    .map(|r| {
+                        r.payload_bytes() as usize + RECORD_OVERHEAD_BYTES + 8 * r.headers.len()
+                    })
+                    .sum::<usize>()
+            }
+        }
+    }
+}
+
 impl fmt::Display for Command {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
