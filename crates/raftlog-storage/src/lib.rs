@@ -26,4 +26,5 @@ pub use log_store::LogConfig;
 pub use log_store::SegmentLog;
 pub use node_storage::NodeStorage;
 pub use state_machine::PartitionStateMachine;
+pub use state_machine::PartitionView;
 pub use state_store::StateStore;

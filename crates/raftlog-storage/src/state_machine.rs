@@ -77,6 +77,18 @@ pub struct PartitionStateMachine {
     store: StateStore,
     tree: sled::Tree,
     state: AppliedState,
+    /// Published after every apply, for readers waiting on new records.
+    high_watermark: tokio::sync::watch::Sender<u64>,
+}
+
+/// A read-only view of a partition's applied state, usable while the state machine itself is
+/// owned by openraft: the offset index and a high watermark that readers can wait on.
+#[derive(Clone)]
+pub struct PartitionView {
+    group: GroupId,
+    store: StateStore,
+    tree: sled::Tree,
+    high_watermark: tokio::sync::watch::Receiver<u64>,
 }
 
 fn offset_key(offset: u64) -> [u8; 9] {
@@ -107,46 +119,23 @@ impl PartitionStateMachine {
             }
             None => AppliedState::default(),
         };
-        Ok(PartitionStateMachine {
-            group,
-            store: store.clone(),
-            tree,
-            state,
-        })
+        let (high_watermark, _) = tokio::sync::watch::channel(state.next_offset);
+        Ok(PartitionStateMachine { group, store: store.clone(), tree, state, high_watermark })
+    }
+
+    /// A view for readers.
+    pub fn view(&self) -> PartitionView {
+        PartitionView {
+            group: self.group,
+            store: self.store.clone(),
+            tree: self.tree.clone(),
+            high_watermark: self.high_watermark.subscribe(),
+        }
     }
 
     /// The applied state as of the last `apply`.
     pub fn applied(&self) -> &AppliedState {
         &self.state
-    }
-
-    /// The batch containing `offset`, if it is below the high watermark and still indexed.
-    pub fn locate(&self, offset: u64) -> Result<Option<BatchLocation>> {
-        if offset >= self.state.next_offset {
-            return Ok(None);
-        }
-        let found = self
-            .tree
-            .range(offset_key(0)..=offset_key(offset))
-            .next_back()
-            .transpose()
-            .map_err(|e| self.store.error(e))?;
-        let Some((key, value)) = found else {
-            return Ok(None);
-        };
-        let (Ok(base), Ok(index), Ok(count)) = (
-            <[u8; 8]>::try_from(&key[1..]),
-            <[u8; 8]>::try_from(&value[..8]),
-            <[u8; 4]>::try_from(&value[8..]),
-        ) else {
-            return Err(self.decode_error("offset index", "wrong key or value length".into()));
-        };
-        let location = BatchLocation {
-            base_offset: u64::from_be_bytes(base),
-            log_index: u64::from_be_bytes(index),
-            record_count: u32::from_be_bytes(count),
-        };
-        Ok((offset < location.base_offset + u64::from(location.record_count)).then_some(location))
     }
 
     fn decode_error(&self, key: &str, reason: String) -> StorageError {
@@ -177,6 +166,10 @@ impl PartitionStateMachine {
                     next.membership = StoredMembership::new(Some(entry.log_id), membership);
                     CommandResponse::None
                 }
+                EntryPayload::Normal(Command::Controller(_)) => CommandResponse::Rejected {
+                    reason: "NOT_A_CONTROLLER".into(),
+                    message: format!("group {} is a partition, not the controller", self.group),
+                },
                 EntryPayload::Normal(Command::AppendBatch(records)) => {
                     let base_offset = next.next_offset;
                     let record_count = u32::try_from(records.len()).map_err(|_| {
@@ -246,6 +239,57 @@ impl PartitionStateMachine {
         tracing::info!(group = self.group.0, index = ?meta.last_log_id.map(|id| id.index), "installed snapshot");
         Ok(())
     }
+}
+
+impl PartitionView {
+    /// Offset the next record will receive: every offset below it is committed and applied.
+    pub fn high_watermark(&self) -> u64 {
+        *self.high_watermark.borrow()
+    }
+
+    /// A receiver that changes whenever the high watermark moves.
+    pub fn watch_high_watermark(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.high_watermark.clone()
+    }
+
+    /// First offset still indexed (0 until retention deletes records).
+    pub fn log_start_offset(&self) -> Result<u64> {
+        let first = self.tree.scan_prefix([OFFSET_INDEX_PREFIX]).keys().next().transpose().map_err(|e| self.store.error(e))?;
+        Ok(match first {
+            Some(key) => <[u8; 8]>::try_from(&key[1..]).map(u64::from_be_bytes).unwrap_or(0),
+            None => self.high_watermark(),
+        })
+    }
+
+    /// The batch containing `offset`, if it is below the high watermark and still indexed.
+    pub fn locate(&self, offset: u64) -> Result<Option<BatchLocation>> {
+        if offset >= *self.high_watermark.borrow() {
+            return Ok(None);
+        }
+        let found = self
+            .tree
+            .range(offset_key(0)..=offset_key(offset))
+            .next_back()
+            .transpose()
+            .map_err(|e| self.store.error(e))?;
+        let Some((key, value)) = found else {
+            return Ok(None);
+        };
+        let (Ok(base), Ok(index), Ok(count)) = (
+            <[u8; 8]>::try_from(&key[1..]),
+            <[u8; 8]>::try_from(&value[..8]),
+            <[u8; 4]>::try_from(&value[8..]),
+        ) else {
+            return Err(StorageError::StateDecode { group: self.group, key: "offset index".into(), reason: "wrong key or value length".into() });
+        };
+        let location = BatchLocation {
+            base_offset: u64::from_be_bytes(base),
+            log_index: u64::from_be_bytes(index),
+            record_count: u32::from_be_bytes(count),
+        };
+        Ok((offset < location.base_offset + u64::from(location.record_count)).then_some(location))
+    }
+
 }
 
 /// Builds a snapshot of the state as it was when the builder was made.

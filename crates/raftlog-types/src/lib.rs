@@ -8,10 +8,12 @@ pub mod ids;
 pub mod limits;
 pub mod node;
 pub mod record;
+pub mod topic;
 pub mod type_config;
 
 pub use command::Command;
 pub use command::CommandResponse;
+pub use command::ControllerCommand;
 pub use ids::GroupId;
 pub use ids::NodeId;
 pub use ids::Offset;

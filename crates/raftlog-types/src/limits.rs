@@ -26,3 +26,36 @@ pub const SEGMENT_INDEX_INTERVAL_BYTES: u64 = 4096;
 
 /// Sync requests that may wait for the group-commit flusher before appenders block.
 pub const GROUP_COMMIT_QUEUE_MAX: usize = 16 * 1024;
+
+/// Largest number of partitions of one topic.
+pub const TOPIC_PARTITIONS_MAX: u32 = 1024;
+
+/// Longest topic name, as in Kafka.
+pub const TOPIC_NAME_LEN_MAX: usize = 249;
+
+/// Largest produce request the server accepts (and the gRPC decoding limit is set above it).
+pub const PRODUCE_REQUEST_BYTES_MAX: usize = 16 * 1024 * 1024;
+
+/// Largest Raft entry the produce batcher builds by merging queued requests.
+pub const PRODUCE_BATCH_BYTES_MAX: usize = 8 * 1024 * 1024;
+
+/// Produce requests queued per partition before callers are told to back off.
+pub const PRODUCE_QUEUE_MAX: usize = 1024;
+
+/// Raft entries of one partition in flight (submitted, not yet committed) at a time.
+pub const PRODUCE_IN_FLIGHT_MAX: usize = 8;
+
+/// Default and largest `max_bytes` of a fetch.
+pub const FETCH_BYTES_DEFAULT: u32 = 1024 * 1024;
+/// Largest `max_bytes` of a fetch.
+pub const FETCH_BYTES_MAX: u32 = 64 * 1024 * 1024;
+
+/// Longest long-poll of a fetch.
+pub const FETCH_WAIT_MS_MAX: u32 = 30_000;
+
+/// gRPC message size limit for node-to-node and client traffic.
+pub const GRPC_MESSAGE_BYTES_MAX: usize = 80 * 1024 * 1024;
+
+/// Largest bytes of log entries sent in one AppendEntries: entries are batches of up to
+/// `PRODUCE_BATCH_BYTES_MAX`, so this many entries stay under `GRPC_MESSAGE_BYTES_MAX`.
+pub const APPEND_ENTRIES_ENTRIES_MAX: u64 = 8;

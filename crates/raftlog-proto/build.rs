@@ -1,0 +1,18 @@
+//! Generates the gRPC code from `proto/` with the vendored protoc, so no system protoc is needed.
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let protoc = protoc_bin_vendored::protoc_bin_path()?;
+    // SAFETY of intent: build scripts are single-threaded; prost-build reads PROTOC.
+    unsafe { std::env::set_var("PROTOC", protoc) };
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../proto");
+    let public = root.join("raftlog/v1/raftlog.proto");
+    let internal = root.join("raftlog/internal/transport.proto");
+    let out_dir = std::path::PathBuf::from(std::env::var("OUT_DIR")?);
+    tonic_prost_build::configure()
+        .bytes(".")
+        .file_descriptor_set_path(out_dir.join("raftlog_descriptor.bin"))
+        .compile_protos(&[public.clone(), internal.clone()], &[root.clone()])?;
+    println!("cargo:rerun-if-changed={}", public.display());
+    println!("cargo:rerun-if-changed={}", internal.display());
+    Ok(())
+}

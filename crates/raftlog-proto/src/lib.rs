@@ -1,0 +1,22 @@
+//! raftlog's wire types: the public `raftlog.v1` API and the internal Raft transport, generated
+//! from `proto/`, plus the conversions between generated and domain types (`pb_impl`).
+//! Nothing outside the API edge should touch the generated types.
+
+#![allow(missing_docs)]
+
+/// The public client API.
+pub mod v1 {
+    #![allow(clippy::all, clippy::unwrap_used, clippy::expect_used)]
+    tonic::include_proto!("raftlog.v1");
+}
+
+/// Node-to-node Raft transport.
+pub mod internal {
+    #![allow(clippy::all, clippy::unwrap_used, clippy::expect_used)]
+    tonic::include_proto!("raftlog.internal");
+}
+
+pub mod pb_impl;
+
+/// Encoded `FileDescriptorSet` of both packages, for gRPC server reflection.
+pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("raftlog_descriptor");

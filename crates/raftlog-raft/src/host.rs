@@ -1,0 +1,88 @@
+//! The registry of the Raft groups running on this node.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use openraft::storage::RaftStateMachine;
+use parking_lot::RwLock;
+use raftlog_storage::SegmentLog;
+use raftlog_types::GroupId;
+use raftlog_types::NodeId;
+use raftlog_types::TypeConfig;
+
+use crate::error::RaftHostError;
+use crate::network::GroupNetworkFactory;
+use crate::network::PeerPool;
+use crate::timing::RaftTiming;
+use crate::RaftGroup;
+
+/// Every Raft group of this node, by group id.
+pub struct RaftHost {
+    node_id: NodeId,
+    timing: RaftTiming,
+    peers: PeerPool,
+    groups: RwLock<HashMap<GroupId, RaftGroup>>,
+}
+
+impl RaftHost {
+    /// A host with no group yet.
+    pub fn new(node_id: NodeId, timing: RaftTiming, peers: PeerPool) -> Arc<RaftHost> {
+        Arc::new(RaftHost { node_id, timing, peers, groups: RwLock::new(HashMap::new()) })
+    }
+
+    /// This node's id.
+    pub fn node_id(&self) -> NodeId {
+        self.node_id
+    }
+
+    /// The shared peer connections.
+    pub fn peers(&self) -> &PeerPool {
+        &self.peers
+    }
+
+    /// Starts a group's Raft instance over its log and state machine.
+    pub async fn start_group<SM>(&self, group: GroupId, log: SegmentLog, state_machine: SM) -> Result<RaftGroup, RaftHostError>
+    where
+        SM: RaftStateMachine<TypeConfig>,
+    {
+        if self.groups.read().contains_key(&group) {
+            return Err(RaftHostError::AlreadyRunning { group });
+        }
+        let config = self.timing.openraft_config(group)?;
+        let network = GroupNetworkFactory::new(group, self.peers.clone());
+        let raft = openraft::Raft::new(self.node_id, config, network, log, state_machine)
+            .await
+            .map_err(|source| RaftHostError::Start { group, source })?;
+        self.groups.write().insert(group, raft.clone());
+        tracing::info!(group = group.0, node = self.node_id, "started Raft group");
+        Ok(raft)
+    }
+
+    /// The running group, if any.
+    pub fn group(&self, group: GroupId) -> Option<RaftGroup> {
+        self.groups.read().get(&group).cloned()
+    }
+
+    /// Ids of every running group.
+    pub fn group_ids(&self) -> Vec<GroupId> {
+        self.groups.read().keys().copied().collect()
+    }
+
+    /// Stops a group and forgets it.
+    pub async fn stop_group(&self, group: GroupId) {
+        let raft = self.groups.write().remove(&group);
+        if let Some(raft) = raft {
+            if let Err(error) = raft.shutdown().await {
+                tracing::warn!(group = group.0, %error, "Raft group did not shut down cleanly");
+            }
+            tracing::info!(group = group.0, node = self.node_id, "stopped Raft group");
+        }
+    }
+
+    /// Stops every group.
+    pub async fn shutdown(&self) {
+        for group in self.group_ids() {
+            self.stop_group(group).await;
+        }
+    }
+}

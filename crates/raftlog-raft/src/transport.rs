@@ -1,0 +1,85 @@
+//! The server side of the transport: hands each Raft message to its group's instance.
+
+use std::sync::Arc;
+
+use openraft::raft::AppendEntriesRequest;
+use openraft::raft::InstallSnapshotRequest;
+use openraft::raft::VoteRequest;
+use raftlog_proto::internal::raft_transport_server::RaftTransport;
+use raftlog_proto::internal::IdentifyRequest;
+use raftlog_proto::internal::IdentifyResponse;
+use raftlog_proto::internal::RaftMessage;
+use raftlog_types::GroupId;
+use raftlog_types::TypeConfig;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use tonic::Request;
+use tonic::Response;
+use tonic::Status;
+
+use crate::host::RaftHost;
+use crate::RaftGroup;
+
+/// Answers `Identify`: which uuid this node has on record for a peer id. Implemented by the
+/// node assembly, which owns the identity files.
+pub trait PeerDirectory: Send + Sync + 'static {
+    /// Records the asker if it is new, and says what this node knows about it.
+    fn identify(&self, request: IdentifyRequest) -> Result<IdentifyResponse, Status>;
+}
+
+/// The `RaftTransport` gRPC service.
+pub struct TransportService {
+    host: Arc<RaftHost>,
+    directory: Arc<dyn PeerDirectory>,
+}
+
+impl TransportService {
+    /// A service dispatching to `host`'s groups.
+    pub fn new(host: Arc<RaftHost>, directory: Arc<dyn PeerDirectory>) -> Self {
+        TransportService { host, directory }
+    }
+
+    fn group(&self, group_id: u64) -> Result<RaftGroup, Status> {
+        self.host
+            .group(GroupId(group_id))
+            .ok_or_else(|| Status::not_found(format!("group {group_id} is not running on node {}", self.host.node_id())))
+    }
+}
+
+fn decode<T: DeserializeOwned>(message: &RaftMessage) -> Result<T, Status> {
+    postcard::from_bytes(&message.payload)
+        .map_err(|e| Status::invalid_argument(format!("undecodable Raft message for group {}: {e}", message.group_id)))
+}
+
+fn encode<T: Serialize>(group_id: u64, value: &T) -> Result<Response<RaftMessage>, Status> {
+    let payload = postcard::to_stdvec(value).map_err(|e| Status::internal(format!("encode Raft reply: {e}")))?;
+    Ok(Response::new(RaftMessage { group_id, payload: payload.into() }))
+}
+
+#[tonic::async_trait]
+impl RaftTransport for TransportService {
+    async fn append_entries(&self, request: Request<RaftMessage>) -> Result<Response<RaftMessage>, Status> {
+        let message = request.into_inner();
+        let raft = self.group(message.group_id)?;
+        let rpc: AppendEntriesRequest<TypeConfig> = decode(&message)?;
+        encode(message.group_id, &raft.append_entries(rpc).await)
+    }
+
+    async fn vote(&self, request: Request<RaftMessage>) -> Result<Response<RaftMessage>, Status> {
+        let message = request.into_inner();
+        let raft = self.group(message.group_id)?;
+        let rpc: VoteRequest<u64> = decode(&message)?;
+        encode(message.group_id, &raft.vote(rpc).await)
+    }
+
+    async fn install_snapshot(&self, request: Request<RaftMessage>) -> Result<Response<RaftMessage>, Status> {
+        let message = request.into_inner();
+        let raft = self.group(message.group_id)?;
+        let rpc: InstallSnapshotRequest<TypeConfig> = decode(&message)?;
+        encode(message.group_id, &raft.install_snapshot(rpc).await)
+    }
+
+    async fn identify(&self, request: Request<IdentifyRequest>) -> Result<Response<IdentifyResponse>, Status> {
+        self.directory.identify(request.into_inner()).map(Response::new)
+    }
+}
