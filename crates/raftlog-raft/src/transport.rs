@@ -6,6 +6,8 @@ use openraft::raft::AppendEntriesRequest;
 use openraft::raft::InstallSnapshotRequest;
 use openraft::raft::VoteRequest;
 use raftlog_proto::internal::raft_transport_server::RaftTransport;
+use raftlog_proto::internal::GroupStatusRequest;
+use raftlog_proto::internal::GroupStatusResponse;
 use raftlog_proto::internal::IdentifyRequest;
 use raftlog_proto::internal::IdentifyResponse;
 use raftlog_proto::internal::RaftMessage;
@@ -20,11 +22,13 @@ use tonic::Status;
 use crate::host::RaftHost;
 use crate::RaftGroup;
 
-/// Answers `Identify`: which uuid this node has on record for a peer id. Implemented by the
-/// node assembly, which owns the identity files.
+/// The node-level questions peers ask, answered by the node assembly, which owns the identity
+/// files and knows what each group is.
 pub trait PeerDirectory: Send + Sync + 'static {
     /// Records the asker if it is new, and says what this node knows about it.
     fn identify(&self, request: IdentifyRequest) -> Result<IdentifyResponse, Status>;
+    /// Reports on the asked groups that run here.
+    fn group_status(&self, request: GroupStatusRequest) -> Result<GroupStatusResponse, Status>;
 }
 
 /// The `RaftTransport` gRPC service.
@@ -81,5 +85,9 @@ impl RaftTransport for TransportService {
 
     async fn identify(&self, request: Request<IdentifyRequest>) -> Result<Response<IdentifyResponse>, Status> {
         self.directory.identify(request.into_inner()).map(Response::new)
+    }
+
+    async fn group_status(&self, request: Request<GroupStatusRequest>) -> Result<Response<GroupStatusResponse>, Status> {
+        self.directory.group_status(request.into_inner()).map(Response::new)
     }
 }

@@ -1,0 +1,297 @@
+//! The client: connections, metadata cache, leader routing and retries.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::Duration;
+use std::time::Instant;
+
+use bytes::Bytes;
+use raftlog_proto::v1;
+use raftlog_proto::v1::admin_client::AdminClient;
+use raftlog_proto::v1::fetch_client::FetchClient;
+use raftlog_proto::v1::produce_client::ProduceClient;
+use tonic::transport::Channel;
+use tonic::transport::Endpoint;
+
+use crate::error::ClientError;
+
+/// gRPC message size limit, matching the server's.
+const MESSAGE_BYTES_MAX: usize = 80 * 1024 * 1024;
+
+/// Tunables of a client.
+#[derive(Clone, Debug)]
+pub struct ClientOptions {
+    /// How long one call may take.
+    pub request_timeout: Duration,
+    /// How long a call is retried (re-routed, backed off) before giving up.
+    pub retry_deadline: Duration,
+}
+
+impl Default for ClientOptions {
+    fn default() -> Self {
+        ClientOptions { request_timeout: Duration::from_secs(10), retry_deadline: Duration::from_secs(20) }
+    }
+}
+
+/// A record to produce.
+pub fn record(key: Option<Vec<u8>>, value: Vec<u8>) -> v1::Record {
+    v1::Record { key: key.map(Bytes::from), value: Bytes::from(value), headers: Vec::new(), timestamp_ms: 0 }
+}
+
+/// A raftlog client. Cheap to share behind an `Arc`; calls may run concurrently.
+pub struct Client {
+    bootstrap: Vec<String>,
+    options: ClientOptions,
+    channels: Mutex<HashMap<String, Channel>>,
+    /// Leader client address per (topic, partition), as last learned.
+    leaders: Mutex<HashMap<(String, u32), String>>,
+}
+
+/// Reasons after which the same call may be retried without risk of writing twice: the
+/// server refused it before appending anything.
+const SAFE_TO_RETRY: &[&str] = &["NOT_LEADER", "NO_LEADER", "NO_QUORUM", "OVERLOADED", "NOT_READY"];
+
+impl Client {
+    /// Creates a client and checks that one of the `bootstrap` nodes answers.
+    pub async fn connect(bootstrap: &[String]) -> Result<Client, ClientError> {
+        Self::connect_with(bootstrap, ClientOptions::default()).await
+    }
+
+    /// Like [`Client::connect`], with options.
+    pub async fn connect_with(bootstrap: &[String], options: ClientOptions) -> Result<Client, ClientError> {
+        if bootstrap.is_empty() {
+            return Err(ClientError::InvalidArgument("no bootstrap address given".into()));
+        }
+        let client = Client { bootstrap: bootstrap.to_vec(), options, channels: Mutex::default(), leaders: Mutex::default() };
+        client.describe_cluster().await?;
+        Ok(client)
+    }
+
+    fn channel(&self, address: &str) -> Result<Channel, ClientError> {
+        let mut channels = self.channels.lock().map_err(|_| ClientError::InvalidArgument("client state poisoned".into()))?;
+        if let Some(channel) = channels.get(address) {
+            return Ok(channel.clone());
+        }
+        let endpoint = Endpoint::from_shared(format!("http://{address}"))
+            .map_err(|e| ClientError::InvalidArgument(format!("invalid address {address:?}: {e}")))?
+            .connect_timeout(Duration::from_secs(2))
+            .timeout(self.options.request_timeout)
+            .tcp_nodelay(true);
+        let channel = endpoint.connect_lazy();
+        channels.insert(address.to_owned(), channel.clone());
+        Ok(channel)
+    }
+
+    fn admin_client(&self, address: &str) -> Result<AdminClient<Channel>, ClientError> {
+        Ok(AdminClient::new(self.channel(address)?).max_decoding_message_size(MESSAGE_BYTES_MAX))
+    }
+
+    fn fetch_client(&self, address: &str) -> Result<FetchClient<Channel>, ClientError> {
+        Ok(FetchClient::new(self.channel(address)?).max_decoding_message_size(MESSAGE_BYTES_MAX))
+    }
+
+    /// Runs an admin call against the bootstrap nodes in turn until one answers, retrying
+    /// retryable errors until the deadline.
+    async fn with_admin<T, F, Fut>(&self, call: F) -> Result<T, ClientError>
+    where
+        F: Fn(AdminClient<Channel>) -> Fut,
+        Fut: std::future::Future<Output = Result<tonic::Response<T>, tonic::Status>>,
+    {
+        let deadline = Instant::now() + self.options.retry_deadline;
+        let mut attempts = 0u32;
+        loop {
+            let mut last = None;
+            for address in &self.bootstrap {
+                attempts += 1;
+                match call(self.admin_client(address)?).await {
+                    Ok(response) => return Ok(response.into_inner()),
+                    Err(status) => {
+                        let error = transport_aware(address, &status);
+                        if !error.is_retryable() {
+                            return Err(error);
+                        }
+                        last = Some(error);
+                    }
+                }
+            }
+            let last = last.unwrap_or_else(|| ClientError::InvalidArgument("no bootstrap address".into()));
+            if Instant::now() >= deadline {
+                return Err(ClientError::RetriesExhausted { attempts, last: Box::new(last) });
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    /// Describes the cluster.
+    pub async fn describe_cluster(&self) -> Result<v1::DescribeClusterResponse, ClientError> {
+        self.with_admin(|mut c| async move { c.describe_cluster(v1::DescribeClusterRequest {}).await }).await
+    }
+
+    /// Creates a topic.
+    pub async fn create_topic(&self, name: &str, partitions: u32, replicas: u32) -> Result<v1::TopicDescription, ClientError> {
+        let request = v1::CreateTopicRequest { name: name.to_owned(), partitions, replicas };
+        let response = self.with_admin(|mut c| {
+            let request = request.clone();
+            async move { c.create_topic(request).await }
+        });
+        response.await?.topic.ok_or_else(|| ClientError::InvalidArgument("server sent no topic".into()))
+    }
+
+    /// Deletes a topic.
+    pub async fn delete_topic(&self, name: &str) -> Result<(), ClientError> {
+        let request = v1::DeleteTopicRequest { name: name.to_owned() };
+        self.with_admin(|mut c| {
+            let request = request.clone();
+            async move { c.delete_topic(request).await }
+        })
+        .await?;
+        Ok(())
+    }
+
+    /// Lists topics.
+    pub async fn list_topics(&self) -> Result<Vec<v1::TopicSummary>, ClientError> {
+        Ok(self.with_admin(|mut c| async move { c.list_topics(v1::ListTopicsRequest {}).await }).await?.topics)
+    }
+
+    /// Describes a topic, and refreshes the cached leaders of its partitions.
+    pub async fn describe_topic(&self, name: &str) -> Result<v1::TopicDescription, ClientError> {
+        let request = v1::DescribeTopicRequest { name: name.to_owned() };
+        let topic = self
+            .with_admin(|mut c| {
+                let request = request.clone();
+                async move { c.describe_topic(request).await }
+            })
+            .await?
+            .topic
+            .ok_or_else(|| ClientError::InvalidArgument("server sent no topic".into()))?;
+        if let Ok(mut leaders) = self.leaders.lock() {
+            for partition in &topic.partitions {
+                let key = (topic.name.clone(), partition.partition);
+                if partition.leader_address.is_empty() {
+                    leaders.remove(&key);
+                } else {
+                    leaders.insert(key, partition.leader_address.clone());
+                }
+            }
+        }
+        Ok(topic)
+    }
+
+    fn cached_leader(&self, topic: &str, partition: u32) -> Option<String> {
+        self.leaders.lock().ok()?.get(&(topic.to_owned(), partition)).cloned()
+    }
+
+    fn set_leader(&self, topic: &str, partition: u32, address: Option<String>) {
+        if let Ok(mut leaders) = self.leaders.lock() {
+            match address {
+                Some(address) => leaders.insert((topic.to_owned(), partition), address),
+                None => leaders.remove(&(topic.to_owned(), partition)),
+            };
+        }
+    }
+
+    /// Appends records to a partition with `acks=ALL`, routed to its leader. Retries only what
+    /// the server refused before writing (not a timeout, whose outcome is unknown).
+    pub async fn produce(&self, topic: &str, partition: u32, records: Vec<v1::Record>) -> Result<v1::ProduceResponse, ClientError> {
+        let request = v1::ProduceRequest {
+            topic: topic.to_owned(),
+            partition,
+            records,
+            acks: v1::Acks::All as i32,
+            timeout_ms: 0,
+        };
+        let deadline = Instant::now() + self.options.retry_deadline;
+        let mut attempts = 0u32;
+        let mut backoff = Duration::from_millis(50);
+        loop {
+            attempts += 1;
+            let address = match self.cached_leader(topic, partition) {
+                Some(address) => address,
+                None => {
+                    self.describe_topic(topic).await?;
+                    self.cached_leader(topic, partition).unwrap_or_else(|| self.bootstrap[0].clone())
+                }
+            };
+            let mut client = ProduceClient::new(self.channel(&address)?).max_encoding_message_size(MESSAGE_BYTES_MAX);
+            let error = match client.produce(request.clone()).await {
+                Ok(response) => return Ok(response.into_inner()),
+                Err(status) => transport_aware(&address, &status),
+            };
+            let safe = matches!(error, ClientError::Unreachable { .. }) || error.reason().is_some_and(|r| SAFE_TO_RETRY.contains(&r));
+            if !safe {
+                return Err(error);
+            }
+            let hinted = error.metadata("leader_address").map(str::to_owned);
+            let immediate = hinted.is_some() && hinted.as_deref() != Some(address.as_str());
+            self.set_leader(topic, partition, hinted);
+            if Instant::now() >= deadline {
+                return Err(ClientError::RetriesExhausted { attempts, last: Box::new(error) });
+            }
+            if !immediate {
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(1));
+            }
+        }
+    }
+
+    /// Fetches committed records from `offset`, from the given node or else the leader (any
+    /// replica answers). `max_bytes` 0 = server default; `max_wait_ms` > 0 long-polls.
+    pub async fn fetch(&self, topic: &str, partition: u32, offset: u64, max_bytes: u32, max_wait_ms: u32) -> Result<v1::FetchResponse, ClientError> {
+        let address = match self.cached_leader(topic, partition) {
+            Some(address) => address,
+            None => {
+                self.describe_topic(topic).await?;
+                self.cached_leader(topic, partition).unwrap_or_else(|| self.bootstrap[0].clone())
+            }
+        };
+        self.fetch_from(&address, topic, partition, offset, max_bytes, max_wait_ms).await
+    }
+
+    /// Fetches from one specific node.
+    pub async fn fetch_from(
+        &self,
+        address: &str,
+        topic: &str,
+        partition: u32,
+        offset: u64,
+        max_bytes: u32,
+        max_wait_ms: u32,
+    ) -> Result<v1::FetchResponse, ClientError> {
+        let request = v1::FetchRequest { topic: topic.to_owned(), partition, offset, max_bytes, max_wait_ms };
+        let mut client = self.fetch_client(address)?;
+        match client.fetch(request).await {
+            Ok(response) => Ok(response.into_inner()),
+            Err(status) => {
+                let error = transport_aware(address, &status);
+                if matches!(error, ClientError::Unreachable { .. }) {
+                    self.set_leader(topic, partition, None);
+                }
+                Err(error)
+            }
+        }
+    }
+
+    /// Streams committed records from `offset` as they are committed, from `address` (a node
+    /// holding a replica).
+    pub async fn subscribe(
+        &self,
+        address: &str,
+        topic: &str,
+        partition: u32,
+        offset: u64,
+    ) -> Result<tonic::Streaming<v1::SubscribeResponse>, ClientError> {
+        let request = v1::SubscribeRequest { topic: topic.to_owned(), partition, offset, max_bytes: 0 };
+        let mut client = self.fetch_client(address)?;
+        client.subscribe(request).await.map(|r| r.into_inner()).map_err(|s| transport_aware(address, &s))
+    }
+}
+
+/// A status produced by the transport itself (no ErrorInfo, UNAVAILABLE) means the node could
+/// not be reached.
+fn transport_aware(address: &str, status: &tonic::Status) -> ClientError {
+    let error = ClientError::from_status(status);
+    if status.code() == tonic::Code::Unavailable && error.reason() == Some("UNKNOWN") {
+        return ClientError::Unreachable { address: address.to_owned(), message: status.message().to_owned() };
+    }
+    error
+}

@@ -1,0 +1,187 @@
+//! The per-partition produce batcher: batch before Raft.
+//!
+//! openraft 0.9 flushes once per client write on the leader, so every produce request queued
+//! while the previous entry was being proposed is merged into one Raft entry (capped by
+//! `PRODUCE_BATCH_BYTES_MAX`): group commit without a timer. Entries are proposed in queue
+//! order, so records of one producer keep their order, and up to `PRODUCE_IN_FLIGHT_MAX`
+//! entries replicate at once.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use openraft::error::ClientWriteError;
+use openraft::ServerState;
+use raftlog_raft::RaftGroup;
+use raftlog_types::limits::PRODUCE_BATCH_BYTES_MAX;
+use raftlog_types::limits::PRODUCE_IN_FLIGHT_MAX;
+use raftlog_types::Command;
+use raftlog_types::CommandResponse;
+use raftlog_types::NodeId;
+use raftlog_types::Record;
+use raftlog_types::RecordBatch;
+use tokio::sync::mpsc;
+use tokio::sync::oneshot;
+use tokio::sync::Semaphore;
+
+use crate::error::ServerError;
+
+/// What an acknowledged produce request learns.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ProduceOutcome {
+    /// Offset of the request's first record.
+    pub base_offset: u64,
+    /// Number of records.
+    pub record_count: u32,
+    /// Leader that committed the entry.
+    pub leader_id: NodeId,
+    /// Term of that leader.
+    pub term: u64,
+    /// Raft log index of the entry.
+    pub log_index: u64,
+}
+
+/// One queued produce request.
+pub struct ProduceJob {
+    /// Records, already validated.
+    pub records: Vec<Record>,
+    /// Their payload bytes.
+    pub bytes: usize,
+    /// Where the outcome goes.
+    pub reply: oneshot::Sender<Result<ProduceOutcome, ServerError>>,
+}
+
+/// What the batcher needs to know about its partition.
+#[derive(Clone)]
+pub struct BatcherContext {
+    /// Partition name for messages, `topic/partition`.
+    pub what: String,
+    /// This node.
+    pub node_id: NodeId,
+    /// The partition's Raft group.
+    pub raft: RaftGroup,
+    /// How long to wait for a majority.
+    pub timeout: Duration,
+    /// A leader that has not heard from a majority for this long refuses writes up front.
+    pub quorum_lease: Duration,
+    /// Client addresses of the roster, to name the leader in NotLeader errors.
+    pub client_addresses: Arc<std::collections::HashMap<NodeId, String>>,
+}
+
+impl BatcherContext {
+    /// The NotLeader error for this partition, with the leader as this node sees it.
+    pub fn not_leader(&self, leader_id: Option<NodeId>) -> ServerError {
+        ServerError::NotLeader {
+            what: self.what.clone(),
+            node: self.node_id,
+            leader_id,
+            leader_address: leader_id.and_then(|id| self.client_addresses.get(&id).cloned()),
+        }
+    }
+
+    /// Refuses a write that cannot succeed now: not the leader, or no recent quorum contact.
+    fn admission_error(&self) -> Option<ServerError> {
+        let metrics = self.raft.metrics();
+        let metrics = metrics.borrow();
+        if metrics.state != ServerState::Leader {
+            return Some(self.not_leader(metrics.current_leader));
+        }
+        let lease_ms = self.quorum_lease.as_millis() as u64;
+        match metrics.millis_since_quorum_ack {
+            Some(since_ms) if since_ms <= lease_ms => None,
+            since => Some(ServerError::NoQuorum { what: self.what.clone(), since_ms: since.unwrap_or(u64::MAX) }),
+        }
+    }
+}
+
+/// Runs until the queue's senders are gone.
+pub async fn run_batcher(context: BatcherContext, mut queue: mpsc::Receiver<ProduceJob>) {
+    let in_flight = Arc::new(Semaphore::new(PRODUCE_IN_FLIGHT_MAX));
+    while let Some(first) = queue.recv().await {
+        let mut bytes = first.bytes;
+        let mut jobs = vec![first];
+        while bytes < PRODUCE_BATCH_BYTES_MAX {
+            match queue.try_recv() {
+                Ok(job) => {
+                    bytes += job.bytes;
+                    jobs.push(job);
+                }
+                Err(_) => break,
+            }
+        }
+        if let Some(error) = context.admission_error() {
+            for job in jobs {
+                let _ = job.reply.send(Err(clone_error(&error)));
+            }
+            continue;
+        }
+        let Ok(permit) = Arc::clone(&in_flight).acquire_owned().await else { break };
+
+        let mut counts = Vec::with_capacity(jobs.len());
+        let mut replies = Vec::with_capacity(jobs.len());
+        let mut records = Vec::new();
+        for job in jobs {
+            counts.push(job.records.len() as u32);
+            records.extend(job.records);
+            replies.push(job.reply);
+        }
+        let receiver = match context.raft.client_write_ff(Command::AppendBatch(RecordBatch { records })).await {
+            Ok(receiver) => receiver,
+            Err(fatal) => {
+                let error = ServerError::internal(&fatal);
+                for reply in replies {
+                    let _ = reply.send(Err(clone_error(&error)));
+                }
+                continue;
+            }
+        };
+        let context = context.clone();
+        tokio::spawn(async move {
+            let _permit = permit;
+            let outcome = match tokio::time::timeout(context.timeout, receiver).await {
+                Err(_elapsed) => Err(ServerError::Timeout { what: context.what.clone(), timeout_ms: context.timeout.as_millis() as u64 }),
+                Ok(Err(_closed)) => Err(ServerError::NotReady { state: "shutting down" }),
+                Ok(Ok(Err(ClientWriteError::ForwardToLeader(forward)))) => Err(context.not_leader(forward.leader_id)),
+                Ok(Ok(Err(error))) => Err(ServerError::internal(&error)),
+                Ok(Ok(Ok(response))) => match response.data {
+                    CommandResponse::Appended { base_offset, .. } => Ok((base_offset, response.log_id)),
+                    other => Err(ServerError::Internal { message: format!("unexpected apply result {other:?}") }),
+                },
+            };
+            match outcome {
+                Ok((mut base_offset, log_id)) => {
+                    for (reply, record_count) in replies.into_iter().zip(counts) {
+                        let _ = reply.send(Ok(ProduceOutcome {
+                            base_offset,
+                            record_count,
+                            leader_id: context.node_id,
+                            term: log_id.leader_id.term,
+                            log_index: log_id.index,
+                        }));
+                        base_offset += u64::from(record_count);
+                    }
+                }
+                Err(error) => {
+                    for reply in replies {
+                        let _ = reply.send(Err(clone_error(&error)));
+                    }
+                }
+            }
+        });
+    }
+}
+
+/// `ServerError` holds no sources, so it is rebuilt variant by variant for each waiter.
+fn clone_error(error: &ServerError) -> ServerError {
+    match error {
+        ServerError::NotLeader { what, node, leader_id, leader_address } => ServerError::NotLeader {
+            what: what.clone(),
+            node: *node,
+            leader_id: *leader_id,
+            leader_address: leader_address.clone(),
+        },
+        ServerError::NoQuorum { what, since_ms } => ServerError::NoQuorum { what: what.clone(), since_ms: *since_ms },
+        ServerError::Timeout { what, timeout_ms } => ServerError::Timeout { what: what.clone(), timeout_ms: *timeout_ms },
+        ServerError::NotReady { state } => ServerError::NotReady { state },
+        other => ServerError::Internal { message: other.to_string() },
+    }
+}

@@ -1,0 +1,318 @@
+//! Cluster configuration: one TOML file that every node of a cluster reads; a node is told apart
+//! only by its id. Load order: file, then `RAFTLOG_*` environment overrides, then `validate()`.
+
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::path::PathBuf;
+
+use raftlog_storage::LogConfig;
+use raftlog_types::limits::SEGMENT_BYTES_DEFAULT;
+use raftlog_types::limits::SEGMENT_BYTES_MAX;
+use raftlog_types::limits::SEGMENT_BYTES_MIN;
+use raftlog_types::NodeId;
+use serde::Deserialize;
+use serde::Serialize;
+
+/// A configuration problem, naming the file or key.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read config file {}: {source}", path.display())]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML for this schema.
+    #[error("config file {}: {message}", path.display())]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// The parser's message, on one line, with the offending key.
+        message: String,
+    },
+    /// A value is out of range or inconsistent.
+    #[error("config key `{key}`: {message}")]
+    Invalid {
+        /// The key, e.g. `raft.heartbeat_interval_ms`.
+        key: String,
+        /// The problem, with the allowed range and the value given.
+        message: String,
+    },
+}
+
+/// The whole cluster's configuration.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterConfig {
+    /// Identifies the cluster; a node refuses a data dir created for another cluster.
+    pub cluster_id: String,
+    /// Parent of every node's data dir (`<data_dir>/node-<id>`). Relative paths are relative
+    /// to the working directory of the node process.
+    #[serde(default = "default_data_dir")]
+    pub data_dir: PathBuf,
+    /// Raft timers.
+    #[serde(default)]
+    pub raft: RaftSection,
+    /// Request handling limits.
+    #[serde(default)]
+    pub limits: LimitsSection,
+    /// Log storage settings.
+    #[serde(default)]
+    pub storage: StorageSection,
+    /// Every node of the cluster.
+    pub nodes: Vec<NodeEntry>,
+}
+
+/// `[raft]`: timers shared by every group.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RaftSection {
+    /// Leader heartbeat period in milliseconds (50 ..= 5000).
+    pub heartbeat_interval_ms: u64,
+    /// Lower bound of the randomized election timeout; more than 3 heartbeats.
+    pub election_timeout_min_ms: u64,
+    /// Upper bound of the randomized election timeout; above the lower bound.
+    pub election_timeout_max_ms: u64,
+}
+
+impl Default for RaftSection {
+    fn default() -> Self {
+        RaftSection { heartbeat_interval_ms: 250, election_timeout_min_ms: 1000, election_timeout_max_ms: 2000 }
+    }
+}
+
+/// `[limits]`: request handling.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitsSection {
+    /// How long a produce may wait for a majority before failing with UNAVAILABLE (100 ..= 120000).
+    pub request_timeout_ms: u64,
+}
+
+impl Default for LimitsSection {
+    fn default() -> Self {
+        LimitsSection { request_timeout_ms: 5000 }
+    }
+}
+
+/// `[storage]`: the segment log.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StorageSection {
+    /// Size at which a log segment is sealed and the next one started.
+    pub segment_bytes: u64,
+}
+
+impl Default for StorageSection {
+    fn default() -> Self {
+        StorageSection { segment_bytes: SEGMENT_BYTES_DEFAULT }
+    }
+}
+
+/// `[[nodes]]`: one node of the roster.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeEntry {
+    /// Node id, unique and at least 1.
+    pub id: NodeId,
+    /// `host:port` where clients reach the public API.
+    pub client_addr: String,
+    /// `host:port` where peers reach the Raft transport.
+    pub peer_addr: String,
+}
+
+fn default_data_dir() -> PathBuf {
+    PathBuf::from("./data")
+}
+
+fn invalid(key: impl Into<String>, message: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid { key: key.into(), message: message.into() }
+}
+
+fn check_range(key: &str, value: u64, min: u64, max: u64) -> Result<(), ConfigError> {
+    if (min..=max).contains(&value) {
+        Ok(())
+    } else {
+        Err(invalid(key, format!("must be in {min} ..= {max}, got {value}")))
+    }
+}
+
+impl ClusterConfig {
+    /// Reads, overrides from the environment, and validates.
+    pub fn load(path: &Path) -> Result<ClusterConfig, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_path_buf(), source })?;
+        let mut config = Self::parse(&text, path)?;
+        config.apply_env_overrides(|key| std::env::var(key).ok())?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Parses TOML text; `path` only names the source in errors.
+    pub fn parse(text: &str, path: &Path) -> Result<ClusterConfig, ConfigError> {
+        toml::from_str(text).map_err(|e: toml::de::Error| ConfigError::Parse {
+            path: path.to_path_buf(),
+            message: e.to_string().split_whitespace().collect::<Vec<_>>().join(" "),
+        })
+    }
+
+    /// Applies `RAFTLOG_DATA_DIR`, `RAFTLOG_CLUSTER_ID`, `RAFTLOG_REQUEST_TIMEOUT_MS`,
+    /// `RAFTLOG_HEARTBEAT_INTERVAL_MS`, `RAFTLOG_ELECTION_TIMEOUT_MIN_MS`, `RAFTLOG_ELECTION_TIMEOUT_MAX_MS`.
+    pub fn apply_env_overrides(&mut self, env: impl Fn(&str) -> Option<String>) -> Result<(), ConfigError> {
+        if let Some(dir) = env("RAFTLOG_DATA_DIR") {
+            self.data_dir = PathBuf::from(dir);
+        }
+        if let Some(id) = env("RAFTLOG_CLUSTER_ID") {
+            self.cluster_id = id;
+        }
+        let number = |key: &str| -> Result<Option<u64>, ConfigError> {
+            env(key)
+                .map(|v| v.parse::<u64>().map_err(|e| invalid(key, format!("{v:?} is not a number: {e}"))))
+                .transpose()
+        };
+        if let Some(v) = number("RAFTLOG_REQUEST_TIMEOUT_MS")? {
+            self.limits.request_timeout_ms = v;
+        }
+        if let Some(v) = number("RAFTLOG_HEARTBEAT_INTERVAL_MS")? {
+            self.raft.heartbeat_interval_ms = v;
+        }
+        if let Some(v) = number("RAFTLOG_ELECTION_TIMEOUT_MIN_MS")? {
+            self.raft.election_timeout_min_ms = v;
+        }
+        if let Some(v) = number("RAFTLOG_ELECTION_TIMEOUT_MAX_MS")? {
+            self.raft.election_timeout_max_ms = v;
+        }
+        Ok(())
+    }
+
+    /// Checks every value; the error names the key, the allowed range and the value given.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.cluster_id.is_empty() || self.cluster_id.len() > 64 {
+            return Err(invalid("cluster_id", format!("must be 1 ..= 64 characters, got {:?}", self.cluster_id)));
+        }
+        if self.nodes.is_empty() {
+            return Err(invalid("nodes", "at least one [[nodes]] entry is required"));
+        }
+        if self.nodes.len() > 64 {
+            return Err(invalid("nodes", format!("at most 64 nodes, got {}", self.nodes.len())));
+        }
+        let mut ids = HashSet::new();
+        let mut addrs = HashSet::new();
+        for (i, node) in self.nodes.iter().enumerate() {
+            if node.id == 0 {
+                return Err(invalid(format!("nodes[{i}].id"), "must be at least 1, got 0"));
+            }
+            if !ids.insert(node.id) {
+                return Err(invalid(format!("nodes[{i}].id"), format!("node id {} appears twice", node.id)));
+            }
+            for (field, addr) in [("client_addr", &node.client_addr), ("peer_addr", &node.peer_addr)] {
+                if addr.parse::<SocketAddr>().is_err() {
+                    return Err(invalid(format!("nodes[{i}].{field}"), format!("must be an ip:port address, got {addr:?}")));
+                }
+                if !addrs.insert(addr.clone()) {
+                    return Err(invalid(format!("nodes[{i}].{field}"), format!("address {addr} is used twice")));
+                }
+            }
+        }
+        let raft = &self.raft;
+        check_range("raft.heartbeat_interval_ms", raft.heartbeat_interval_ms, 50, 5000)?;
+        check_range(
+            "raft.election_timeout_min_ms",
+            raft.election_timeout_min_ms,
+            3 * raft.heartbeat_interval_ms + 1,
+            60_000,
+        )?;
+        check_range(
+            "raft.election_timeout_max_ms",
+            raft.election_timeout_max_ms,
+            raft.election_timeout_min_ms + 1,
+            120_000,
+        )?;
+        check_range("limits.request_timeout_ms", self.limits.request_timeout_ms, 100, 120_000)?;
+        check_range("storage.segment_bytes", self.storage.segment_bytes, SEGMENT_BYTES_MIN, SEGMENT_BYTES_MAX)?;
+        Ok(())
+    }
+
+    /// The roster entry of `id`.
+    pub fn node(&self, id: NodeId) -> Option<&NodeEntry> {
+        self.nodes.iter().find(|n| n.id == id)
+    }
+
+    /// Where node `id` keeps its data.
+    pub fn node_data_dir(&self, id: NodeId) -> PathBuf {
+        self.data_dir.join(format!("node-{id}"))
+    }
+
+    /// Voters of the controller group: the first 5 nodes of a roster of 5 or more, else the
+    /// first 3 (or all of a smaller roster). The other nodes follow it as learners.
+    pub fn controller_voters(&self) -> Vec<NodeId> {
+        let count = if self.nodes.len() >= 5 { 5 } else { self.nodes.len().min(3) };
+        self.nodes.iter().take(count).map(|n| n.id).collect()
+    }
+
+    /// The storage settings for segment logs.
+    pub fn log_config(&self) -> LogConfig {
+        LogConfig { segment_bytes: self.storage.segment_bytes, ..LogConfig::default() }
+    }
+
+    /// Raft timers.
+    pub fn raft_timing(&self) -> raftlog_raft::RaftTiming {
+        raftlog_raft::RaftTiming {
+            heartbeat_interval_ms: self.raft.heartbeat_interval_ms,
+            election_timeout_min_ms: self.raft.election_timeout_min_ms,
+            election_timeout_max_ms: self.raft.election_timeout_max_ms,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+cluster_id = "test"
+[[nodes]]
+id = 1
+client_addr = "127.0.0.1:7001"
+peer_addr = "127.0.0.1:7101"
+"#;
+
+    #[test]
+    fn good_config_parses_with_defaults() {
+        let config = ClusterConfig::parse(GOOD, Path::new("x.toml")).expect("parses");
+        config.validate().expect("valid");
+        assert_eq!(config.raft.heartbeat_interval_ms, 250);
+        assert_eq!(config.controller_voters(), vec![1]);
+    }
+
+    #[test]
+    fn unknown_key_is_named() {
+        let text = format!("{GOOD}\nbogus = 1\n");
+        let err = ClusterConfig::parse(&text, Path::new("x.toml")).expect_err("accepted unknown key").to_string();
+        assert!(err.contains("bogus") && err.contains("x.toml"), "{err}");
+        assert!(!err.contains('\n'));
+    }
+
+    #[test]
+    fn out_of_range_value_names_key_range_and_value() {
+        let mut config = ClusterConfig::parse(GOOD, Path::new("x.toml")).expect("parses");
+        config.raft.heartbeat_interval_ms = 10;
+        let err = config.validate().expect_err("accepted 10 ms").to_string();
+        assert!(err.contains("raft.heartbeat_interval_ms") && err.contains("50 ..= 5000") && err.contains("10"), "{err}");
+    }
+
+    #[test]
+    fn env_overrides_apply_and_bad_numbers_are_named() {
+        let mut config = ClusterConfig::parse(GOOD, Path::new("x.toml")).expect("parses");
+        config
+            .apply_env_overrides(|k| (k == "RAFTLOG_REQUEST_TIMEOUT_MS").then(|| "777".to_owned()))
+            .expect("applies");
+        assert_eq!(config.limits.request_timeout_ms, 777);
+        let err = config
+            .apply_env_overrides(|k| (k == "RAFTLOG_HEARTBEAT_INTERVAL_MS").then(|| "fast".to_owned()))
+            .expect_err("accepted a word");
+        assert!(err.to_string().contains("RAFTLOG_HEARTBEAT_INTERVAL_MS"));
+    }
+}

@@ -1,0 +1,130 @@
+//! `raftlog.v1.Fetch`: fetch with long poll, and the flow-controlled subscription stream.
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::Stream;
+use raftlog_proto::pb_impl::stored_record;
+use raftlog_proto::v1;
+use raftlog_proto::v1::fetch_server::Fetch;
+use raftlog_types::limits::FETCH_BYTES_DEFAULT;
+use raftlog_types::limits::FETCH_BYTES_MAX;
+use raftlog_types::limits::FETCH_WAIT_MS_MAX;
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::Request;
+use tonic::Response;
+use tonic::Status;
+
+use crate::error::ServerError;
+use crate::node::NodeContext;
+use crate::partition::Partition;
+use crate::service::local_replica;
+use crate::service::resolve;
+
+/// Messages a subscription may have built ahead of the client: with HTTP/2 flow control this is
+/// all the memory a slow consumer can cost.
+const SUBSCRIBE_BUFFER_MESSAGES: usize = 4;
+
+/// The Fetch service.
+pub struct FetchService {
+    context: Arc<NodeContext>,
+}
+
+fn max_bytes(requested: u32) -> Result<u64, ServerError> {
+    match requested {
+        0 => Ok(u64::from(FETCH_BYTES_DEFAULT)),
+        n if n > FETCH_BYTES_MAX => Err(ServerError::invalid("max_bytes", format!("must be at most {FETCH_BYTES_MAX}, got {n}"))),
+        n => Ok(u64::from(n)),
+    }
+}
+
+fn to_records(records: Vec<(u64, raftlog_types::Record)>) -> Vec<v1::StoredRecord> {
+    records.into_iter().map(|(offset, record)| stored_record(offset, record)).collect()
+}
+
+/// Waits until the high watermark passes `offset`, or `wait` elapses.
+async fn wait_for_records(partition: &Partition, offset: u64, wait: Duration) {
+    let mut watermark = partition.view.watch_high_watermark();
+    let _ = tokio::time::timeout(wait, watermark.wait_for(|hwm| *hwm > offset)).await;
+}
+
+impl FetchService {
+    /// A service over `context`.
+    pub fn new(context: Arc<NodeContext>) -> Self {
+        FetchService { context }
+    }
+
+    async fn fetch(&self, request: v1::FetchRequest) -> Result<v1::FetchResponse, ServerError> {
+        let resolved = resolve(&self.context, &request.topic, request.partition)?;
+        let max_bytes = max_bytes(request.max_bytes)?;
+        if request.max_wait_ms > FETCH_WAIT_MS_MAX {
+            return Err(ServerError::invalid("max_wait_ms", format!("must be at most {FETCH_WAIT_MS_MAX}, got {}", request.max_wait_ms)));
+        }
+        let partition = local_replica(&self.context, &resolved)?;
+        partition.check_offset(request.offset)?;
+        let mut records = partition.read_records(request.offset, max_bytes)?;
+        if records.is_empty() && request.max_wait_ms > 0 {
+            wait_for_records(&partition, request.offset, Duration::from_millis(u64::from(request.max_wait_ms))).await;
+            records = partition.read_records(request.offset, max_bytes)?;
+        }
+        Ok(v1::FetchResponse {
+            records: to_records(records),
+            high_watermark: partition.view.high_watermark(),
+            log_start_offset: partition.log_start_offset()?,
+            served_by: self.context.node_id,
+        })
+    }
+}
+
+type SubscribeStream = Pin<Box<dyn Stream<Item = Result<v1::SubscribeResponse, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl Fetch for FetchService {
+    #[tracing::instrument(skip_all, fields(topic = %request.get_ref().topic, partition = request.get_ref().partition, node = self.context.node_id))]
+    async fn fetch(&self, request: Request<v1::FetchRequest>) -> Result<Response<v1::FetchResponse>, Status> {
+        Ok(Response::new(FetchService::fetch(self, request.into_inner()).await?))
+    }
+
+    type SubscribeStream = SubscribeStream;
+
+    #[tracing::instrument(skip_all, fields(topic = %request.get_ref().topic, partition = request.get_ref().partition, node = self.context.node_id))]
+    async fn subscribe(&self, request: Request<v1::SubscribeRequest>) -> Result<Response<SubscribeStream>, Status> {
+        let request = request.into_inner();
+        let resolved = resolve(&self.context, &request.topic, request.partition)?;
+        let max_bytes = max_bytes(request.max_bytes)?;
+        let partition = local_replica(&self.context, &resolved)?;
+        partition.check_offset(request.offset)?;
+        let (sender, receiver) = mpsc::channel(SUBSCRIBE_BUFFER_MESSAGES);
+        let context = Arc::clone(&self.context);
+        tokio::spawn(async move {
+            let mut offset = request.offset;
+            loop {
+                if context.partition(partition.group).is_none() {
+                    let _ = sender.send(Err(Status::not_found(format!("{} was deleted", partition.name())))).await;
+                    return;
+                }
+                let records = match partition.read_records(offset, max_bytes) {
+                    Ok(records) => records,
+                    Err(error) => {
+                        let _ = sender.send(Err(error.to_status())).await;
+                        return;
+                    }
+                };
+                let Some((last, _)) = records.last() else {
+                    tokio::select! {
+                        _ = wait_for_records(&partition, offset, Duration::from_secs(1)) => continue,
+                        _ = sender.closed() => return,
+                    }
+                };
+                offset = last + 1;
+                let message = v1::SubscribeResponse { records: to_records(records), high_watermark: partition.view.high_watermark() };
+                if sender.send(Ok(message)).await.is_err() {
+                    return;
+                }
+            }
+        });
+        Ok(Response::new(Box::pin(ReceiverStream::new(receiver))))
+    }
+}
