@@ -29,13 +29,21 @@ pub struct ClientOptions {
 
 impl Default for ClientOptions {
     fn default() -> Self {
-        ClientOptions { request_timeout: Duration::from_secs(10), retry_deadline: Duration::from_secs(20) }
+        ClientOptions {
+            request_timeout: Duration::from_secs(10),
+            retry_deadline: Duration::from_secs(20),
+        }
     }
 }
 
 /// A record to produce.
 pub fn record(key: Option<Vec<u8>>, value: Vec<u8>) -> v1::Record {
-    v1::Record { key: key.map(Bytes::from), value: Bytes::from(value), headers: Vec::new(), timestamp_ms: 0 }
+    v1::Record {
+        key: key.map(Bytes::from),
+        value: Bytes::from(value),
+        headers: Vec::new(),
+        timestamp_ms: 0,
+    }
 }
 
 /// A raftlog client. Cheap to share behind an `Arc`; calls may run concurrently.
@@ -49,7 +57,13 @@ pub struct Client {
 
 /// Reasons after which the same call may be retried without risk of writing twice: the
 /// server refused it before appending anything.
-const SAFE_TO_RETRY: &[&str] = &["NOT_LEADER", "NO_LEADER", "NO_QUORUM", "OVERLOADED", "NOT_READY"];
+const SAFE_TO_RETRY: &[&str] = &[
+    "NOT_LEADER",
+    "NO_LEADER",
+    "NO_QUORUM",
+    "OVERLOADED",
+    "NOT_READY",
+];
 
 impl Client {
     /// Creates a client and checks that one of the `bootstrap` nodes answers.
@@ -58,17 +72,30 @@ impl Client {
     }
 
     /// Like [`Client::connect`], with options.
-    pub async fn connect_with(bootstrap: &[String], options: ClientOptions) -> Result<Client, ClientError> {
+    pub async fn connect_with(
+        bootstrap: &[String],
+        options: ClientOptions,
+    ) -> Result<Client, ClientError> {
         if bootstrap.is_empty() {
-            return Err(ClientError::InvalidArgument("no bootstrap address given".into()));
+            return Err(ClientError::InvalidArgument(
+                "no bootstrap address given".into(),
+            ));
         }
-        let client = Client { bootstrap: bootstrap.to_vec(), options, channels: Mutex::default(), leaders: Mutex::default() };
+        let client = Client {
+            bootstrap: bootstrap.to_vec(),
+            options,
+            channels: Mutex::default(),
+            leaders: Mutex::default(),
+        };
         client.describe_cluster().await?;
         Ok(client)
     }
 
     fn channel(&self, address: &str) -> Result<Channel, ClientError> {
-        let mut channels = self.channels.lock().map_err(|_| ClientError::InvalidArgument("client state poisoned".into()))?;
+        let mut channels = self
+            .channels
+            .lock()
+            .map_err(|_| ClientError::InvalidArgument("client state poisoned".into()))?;
         if let Some(channel) = channels.get(address) {
             return Ok(channel.clone());
         }
@@ -114,9 +141,13 @@ impl Client {
                     }
                 }
             }
-            let last = last.unwrap_or_else(|| ClientError::InvalidArgument("no bootstrap address".into()));
+            let last =
+                last.unwrap_or_else(|| ClientError::InvalidArgument("no bootstrap address".into()));
             if Instant::now() >= deadline {
-                return Err(ClientError::RetriesExhausted { attempts, last: Box::new(last) });
+                return Err(ClientError::RetriesExhausted {
+                    attempts,
+                    last: Box::new(last),
+                });
             }
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
@@ -124,22 +155,39 @@ impl Client {
 
     /// Describes the cluster.
     pub async fn describe_cluster(&self) -> Result<v1::DescribeClusterResponse, ClientError> {
-        self.with_admin(|mut c| async move { c.describe_cluster(v1::DescribeClusterRequest {}).await }).await
+        self.with_admin(
+            |mut c| async move { c.describe_cluster(v1::DescribeClusterRequest {}).await },
+        )
+        .await
     }
 
     /// Creates a topic.
-    pub async fn create_topic(&self, name: &str, partitions: u32, replicas: u32) -> Result<v1::TopicDescription, ClientError> {
-        let request = v1::CreateTopicRequest { name: name.to_owned(), partitions, replicas };
+    pub async fn create_topic(
+        &self,
+        name: &str,
+        partitions: u32,
+        replicas: u32,
+    ) -> Result<v1::TopicDescription, ClientError> {
+        let request = v1::CreateTopicRequest {
+            name: name.to_owned(),
+            partitions,
+            replicas,
+        };
         let response = self.with_admin(|mut c| {
             let request = request.clone();
             async move { c.create_topic(request).await }
         });
-        response.await?.topic.ok_or_else(|| ClientError::InvalidArgument("server sent no topic".into()))
+        response
+            .await?
+            .topic
+            .ok_or_else(|| ClientError::InvalidArgument("server sent no topic".into()))
     }
 
     /// Deletes a topic.
     pub async fn delete_topic(&self, name: &str) -> Result<(), ClientError> {
-        let request = v1::DeleteTopicRequest { name: name.to_owned() };
+        let request = v1::DeleteTopicRequest {
+            name: name.to_owned(),
+        };
         self.with_admin(|mut c| {
             let request = request.clone();
             async move { c.delete_topic(request).await }
@@ -150,12 +198,17 @@ impl Client {
 
     /// Lists topics.
     pub async fn list_topics(&self) -> Result<Vec<v1::TopicSummary>, ClientError> {
-        Ok(self.with_admin(|mut c| async move { c.list_topics(v1::ListTopicsRequest {}).await }).await?.topics)
+        Ok(self
+            .with_admin(|mut c| async move { c.list_topics(v1::ListTopicsRequest {}).await })
+            .await?
+            .topics)
     }
 
     /// Describes a topic, and refreshes the cached leaders of its partitions.
     pub async fn describe_topic(&self, name: &str) -> Result<v1::TopicDescription, ClientError> {
-        let request = v1::DescribeTopicRequest { name: name.to_owned() };
+        let request = v1::DescribeTopicRequest {
+            name: name.to_owned(),
+        };
         let topic = self
             .with_admin(|mut c| {
                 let request = request.clone();
@@ -178,7 +231,11 @@ impl Client {
     }
 
     fn cached_leader(&self, topic: &str, partition: u32) -> Option<String> {
-        self.leaders.lock().ok()?.get(&(topic.to_owned(), partition)).cloned()
+        self.leaders
+            .lock()
+            .ok()?
+            .get(&(topic.to_owned(), partition))
+            .cloned()
     }
 
     fn set_leader(&self, topic: &str, partition: u32, address: Option<String>) {
@@ -192,7 +249,12 @@ impl Client {
 
     /// Appends records to a partition with `acks=ALL`, routed to its leader. Retries only what
     /// the server refused before writing (not a timeout, whose outcome is unknown).
-    pub async fn produce(&self, topic: &str, partition: u32, records: Vec<v1::Record>) -> Result<v1::ProduceResponse, ClientError> {
+    pub async fn produce(
+        &self,
+        topic: &str,
+        partition: u32,
+        records: Vec<v1::Record>,
+    ) -> Result<v1::ProduceResponse, ClientError> {
         let request = v1::ProduceRequest {
             topic: topic.to_owned(),
             partition,
@@ -209,15 +271,18 @@ impl Client {
                 Some(address) => address,
                 None => {
                     self.describe_topic(topic).await?;
-                    self.cached_leader(topic, partition).unwrap_or_else(|| self.bootstrap[0].clone())
+                    self.cached_leader(topic, partition)
+                        .unwrap_or_else(|| self.bootstrap[0].clone())
                 }
             };
-            let mut client = ProduceClient::new(self.channel(&address)?).max_encoding_message_size(MESSAGE_BYTES_MAX);
+            let mut client = ProduceClient::new(self.channel(&address)?)
+                .max_encoding_message_size(MESSAGE_BYTES_MAX);
             let error = match client.produce(request.clone()).await {
                 Ok(response) => return Ok(response.into_inner()),
                 Err(status) => transport_aware(&address, &status),
             };
-            let safe = matches!(error, ClientError::Unreachable { .. }) || error.reason().is_some_and(|r| SAFE_TO_RETRY.contains(&r));
+            let safe = matches!(error, ClientError::Unreachable { .. })
+                || error.reason().is_some_and(|r| SAFE_TO_RETRY.contains(&r));
             if !safe {
                 return Err(error);
             }
@@ -225,7 +290,10 @@ impl Client {
             let immediate = hinted.is_some() && hinted.as_deref() != Some(address.as_str());
             self.set_leader(topic, partition, hinted);
             if Instant::now() >= deadline {
-                return Err(ClientError::RetriesExhausted { attempts, last: Box::new(error) });
+                return Err(ClientError::RetriesExhausted {
+                    attempts,
+                    last: Box::new(error),
+                });
             }
             if !immediate {
                 tokio::time::sleep(backoff).await;
@@ -236,15 +304,24 @@ impl Client {
 
     /// Fetches committed records from `offset`, from the given node or else the leader (any
     /// replica answers). `max_bytes` 0 = server default; `max_wait_ms` > 0 long-polls.
-    pub async fn fetch(&self, topic: &str, partition: u32, offset: u64, max_bytes: u32, max_wait_ms: u32) -> Result<v1::FetchResponse, ClientError> {
+    pub async fn fetch(
+        &self,
+        topic: &str,
+        partition: u32,
+        offset: u64,
+        max_bytes: u32,
+        max_wait_ms: u32,
+    ) -> Result<v1::FetchResponse, ClientError> {
         let address = match self.cached_leader(topic, partition) {
             Some(address) => address,
             None => {
                 self.describe_topic(topic).await?;
-                self.cached_leader(topic, partition).unwrap_or_else(|| self.bootstrap[0].clone())
+                self.cached_leader(topic, partition)
+                    .unwrap_or_else(|| self.bootstrap[0].clone())
             }
         };
-        self.fetch_from(&address, topic, partition, offset, max_bytes, max_wait_ms).await
+        self.fetch_from(&address, topic, partition, offset, max_bytes, max_wait_ms)
+            .await
     }
 
     /// Fetches from one specific node.
@@ -257,7 +334,13 @@ impl Client {
         max_bytes: u32,
         max_wait_ms: u32,
     ) -> Result<v1::FetchResponse, ClientError> {
-        let request = v1::FetchRequest { topic: topic.to_owned(), partition, offset, max_bytes, max_wait_ms };
+        let request = v1::FetchRequest {
+            topic: topic.to_owned(),
+            partition,
+            offset,
+            max_bytes,
+            max_wait_ms,
+        };
         let mut client = self.fetch_client(address)?;
         match client.fetch(request).await {
             Ok(response) => Ok(response.into_inner()),
@@ -280,9 +363,18 @@ impl Client {
         partition: u32,
         offset: u64,
     ) -> Result<tonic::Streaming<v1::SubscribeResponse>, ClientError> {
-        let request = v1::SubscribeRequest { topic: topic.to_owned(), partition, offset, max_bytes: 0 };
+        let request = v1::SubscribeRequest {
+            topic: topic.to_owned(),
+            partition,
+            offset,
+            max_bytes: 0,
+        };
         let mut client = self.fetch_client(address)?;
-        client.subscribe(request).await.map(|r| r.into_inner()).map_err(|s| transport_aware(address, &s))
+        client
+            .subscribe(request)
+            .await
+            .map(|r| r.into_inner())
+            .map_err(|s| transport_aware(address, &s))
     }
 }
 
@@ -291,7 +383,10 @@ impl Client {
 fn transport_aware(address: &str, status: &tonic::Status) -> ClientError {
     let error = ClientError::from_status(status);
     if status.code() == tonic::Code::Unavailable && error.reason() == Some("UNKNOWN") {
-        return ClientError::Unreachable { address: address.to_owned(), message: status.message().to_owned() };
+        return ClientError::Unreachable {
+            address: address.to_owned(),
+            message: status.message().to_owned(),
+        };
     }
     error
 }

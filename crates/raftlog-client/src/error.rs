@@ -52,7 +52,13 @@ impl ClientError {
             None => ("UNKNOWN".to_owned(), HashMap::new()),
         };
         let retry_after = details.retry_info().and_then(|r| r.retry_delay);
-        ClientError::Server { code: status.code(), reason, message: status.message().to_owned(), metadata, retry_after }
+        ClientError::Server {
+            code: status.code(),
+            reason,
+            message: status.message().to_owned(),
+            metadata,
+            retry_after,
+        }
     }
 
     /// The stable reason code, if the server sent one.
@@ -85,7 +91,9 @@ impl ClientError {
     /// Whether the server (or the transport) says a retry may succeed.
     pub fn is_retryable(&self) -> bool {
         match self {
-            ClientError::Server { retry_after, code, .. } => retry_after.is_some() || *code == tonic::Code::Unavailable,
+            ClientError::Server {
+                retry_after, code, ..
+            } => retry_after.is_some() || *code == tonic::Code::Unavailable,
             ClientError::Unreachable { .. } => true,
             ClientError::RetriesExhausted { .. } | ClientError::InvalidArgument(_) => false,
         }

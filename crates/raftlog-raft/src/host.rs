@@ -27,7 +27,12 @@ pub struct RaftHost {
 impl RaftHost {
     /// A host with no group yet.
     pub fn new(node_id: NodeId, timing: RaftTiming, peers: PeerPool) -> Arc<RaftHost> {
-        Arc::new(RaftHost { node_id, timing, peers, groups: RwLock::new(HashMap::new()) })
+        Arc::new(RaftHost {
+            node_id,
+            timing,
+            peers,
+            groups: RwLock::new(HashMap::new()),
+        })
     }
 
     /// This node's id.
@@ -41,7 +46,12 @@ impl RaftHost {
     }
 
     /// Starts a group's Raft instance over its log and state machine.
-    pub async fn start_group<SM>(&self, group: GroupId, log: SegmentLog, state_machine: SM) -> Result<RaftGroup, RaftHostError>
+    pub async fn start_group<SM>(
+        &self,
+        group: GroupId,
+        log: SegmentLog,
+        state_machine: SM,
+    ) -> Result<RaftGroup, RaftHostError>
     where
         SM: RaftStateMachine<TypeConfig>,
     {

@@ -99,7 +99,12 @@ impl RaftNetworkFactory<TypeConfig> for GroupNetworkFactory {
     type Network = GroupNetwork;
 
     async fn new_client(&mut self, target: NodeId, node: &NodeInfo) -> GroupNetwork {
-        GroupNetwork { group: self.group, target, peer_addr: node.peer_addr.clone(), pool: self.pool.clone() }
+        GroupNetwork {
+            group: self.group,
+            target,
+            peer_addr: node.peer_addr.clone(),
+            pool: self.pool.clone(),
+        }
     }
 }
 
@@ -111,7 +116,8 @@ pub struct GroupNetwork {
     pool: PeerPool,
 }
 
-type RpcResult<T, E = openraft::error::Infallible> = Result<T, RPCError<NodeId, NodeInfo, RaftError<NodeId, E>>>;
+type RpcResult<T, E = openraft::error::Infallible> =
+    Result<T, RPCError<NodeId, NodeInfo, RaftError<NodeId, E>>>;
 
 #[derive(Clone, Copy)]
 enum Rpc {
@@ -121,15 +127,27 @@ enum Rpc {
 }
 
 impl GroupNetwork {
-    async fn call<Req, Resp, E>(&self, rpc: Rpc, request: &Req, option: &RPCOption) -> RpcResult<Resp, E>
+    async fn call<Req, Resp, E>(
+        &self,
+        rpc: Rpc,
+        request: &Req,
+        option: &RPCOption,
+    ) -> RpcResult<Resp, E>
     where
         Req: Serialize,
         Resp: DeserializeOwned,
         E: std::error::Error + DeserializeOwned,
     {
-        let payload = postcard::to_stdvec(request).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
-        let mut client = self.pool.client(&self.peer_addr).map_err(|e| RPCError::Unreachable(Unreachable::new(&e)))?;
-        let mut message = tonic::Request::new(RaftMessage { group_id: self.group.0, payload: payload.into() });
+        let payload =
+            postcard::to_stdvec(request).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
+        let mut client = self
+            .pool
+            .client(&self.peer_addr)
+            .map_err(|e| RPCError::Unreachable(Unreachable::new(&e)))?;
+        let mut message = tonic::Request::new(RaftMessage {
+            group_id: self.group.0,
+            payload: payload.into(),
+        });
         message.set_timeout(option.hard_ttl());
         let reply = match rpc {
             Rpc::AppendEntries => client.append_entries(message).await,
@@ -140,14 +158,16 @@ impl GroupNetwork {
             let error = TransportError::new(format!("{:?}: {}", status.code(), status.message()));
             match status.code() {
                 // Not reachable, or the group is not started there yet: back off and retry.
-                tonic::Code::Unavailable | tonic::Code::NotFound | tonic::Code::DeadlineExceeded | tonic::Code::Cancelled => {
-                    RPCError::Unreachable(Unreachable::new(&error))
-                }
+                tonic::Code::Unavailable
+                | tonic::Code::NotFound
+                | tonic::Code::DeadlineExceeded
+                | tonic::Code::Cancelled => RPCError::Unreachable(Unreachable::new(&error)),
                 _ => RPCError::Network(NetworkError::new(&error)),
             }
         })?;
         let result: Result<Resp, RaftError<NodeId, E>> =
-            postcard::from_bytes(&reply.into_inner().payload).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
+            postcard::from_bytes(&reply.into_inner().payload)
+                .map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
         result.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e)))
     }
 }
@@ -169,7 +189,11 @@ impl RaftNetwork<TypeConfig> for GroupNetwork {
         self.call(Rpc::InstallSnapshot, &rpc, &option).await
     }
 
-    async fn vote(&mut self, rpc: VoteRequest<NodeId>, option: RPCOption) -> RpcResult<VoteResponse<NodeId>> {
+    async fn vote(
+        &mut self,
+        rpc: VoteRequest<NodeId>,
+        option: RPCOption,
+    ) -> RpcResult<VoteResponse<NodeId>> {
         self.call(Rpc::Vote, &rpc, &option).await
     }
 }

@@ -44,25 +44,39 @@ impl TransportService {
     }
 
     fn group(&self, group_id: u64) -> Result<RaftGroup, Status> {
-        self.host
-            .group(GroupId(group_id))
-            .ok_or_else(|| Status::not_found(format!("group {group_id} is not running on node {}", self.host.node_id())))
+        self.host.group(GroupId(group_id)).ok_or_else(|| {
+            Status::not_found(format!(
+                "group {group_id} is not running on node {}",
+                self.host.node_id()
+            ))
+        })
     }
 }
 
 fn decode<T: DeserializeOwned>(message: &RaftMessage) -> Result<T, Status> {
-    postcard::from_bytes(&message.payload)
-        .map_err(|e| Status::invalid_argument(format!("undecodable Raft message for group {}: {e}", message.group_id)))
+    postcard::from_bytes(&message.payload).map_err(|e| {
+        Status::invalid_argument(format!(
+            "undecodable Raft message for group {}: {e}",
+            message.group_id
+        ))
+    })
 }
 
 fn encode<T: Serialize>(group_id: u64, value: &T) -> Result<Response<RaftMessage>, Status> {
-    let payload = postcard::to_stdvec(value).map_err(|e| Status::internal(format!("encode Raft reply: {e}")))?;
-    Ok(Response::new(RaftMessage { group_id, payload: payload.into() }))
+    let payload = postcard::to_stdvec(value)
+        .map_err(|e| Status::internal(format!("encode Raft reply: {e}")))?;
+    Ok(Response::new(RaftMessage {
+        group_id,
+        payload: payload.into(),
+    }))
 }
 
 #[tonic::async_trait]
 impl RaftTransport for TransportService {
-    async fn append_entries(&self, request: Request<RaftMessage>) -> Result<Response<RaftMessage>, Status> {
+    async fn append_entries(
+        &self,
+        request: Request<RaftMessage>,
+    ) -> Result<Response<RaftMessage>, Status> {
         let message = request.into_inner();
         let raft = self.group(message.group_id)?;
         let rpc: AppendEntriesRequest<TypeConfig> = decode(&message)?;
@@ -76,18 +90,31 @@ impl RaftTransport for TransportService {
         encode(message.group_id, &raft.vote(rpc).await)
     }
 
-    async fn install_snapshot(&self, request: Request<RaftMessage>) -> Result<Response<RaftMessage>, Status> {
+    async fn install_snapshot(
+        &self,
+        request: Request<RaftMessage>,
+    ) -> Result<Response<RaftMessage>, Status> {
         let message = request.into_inner();
         let raft = self.group(message.group_id)?;
         let rpc: InstallSnapshotRequest<TypeConfig> = decode(&message)?;
         encode(message.group_id, &raft.install_snapshot(rpc).await)
     }
 
-    async fn identify(&self, request: Request<IdentifyRequest>) -> Result<Response<IdentifyResponse>, Status> {
-        self.directory.identify(request.into_inner()).map(Response::new)
+    async fn identify(
+        &self,
+        request: Request<IdentifyRequest>,
+    ) -> Result<Response<IdentifyResponse>, Status> {
+        self.directory
+            .identify(request.into_inner())
+            .map(Response::new)
     }
 
-    async fn group_status(&self, request: Request<GroupStatusRequest>) -> Result<Response<GroupStatusResponse>, Status> {
-        self.directory.group_status(request.into_inner()).map(Response::new)
+    async fn group_status(
+        &self,
+        request: Request<GroupStatusRequest>,
+    ) -> Result<Response<GroupStatusResponse>, Status> {
+        self.directory
+            .group_status(request.into_inner())
+            .map(Response::new)
     }
 }

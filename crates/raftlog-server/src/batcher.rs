@@ -88,7 +88,10 @@ impl BatcherContext {
         let lease_ms = self.quorum_lease.as_millis() as u64;
         match metrics.millis_since_quorum_ack {
             Some(since_ms) if since_ms <= lease_ms => None,
-            since => Some(ServerError::NoQuorum { what: self.what.clone(), since_ms: since.unwrap_or(u64::MAX) }),
+            since => Some(ServerError::NoQuorum {
+                what: self.what.clone(),
+                since_ms: since.unwrap_or(u64::MAX),
+            }),
         }
     }
 }
@@ -114,7 +117,9 @@ pub async fn run_batcher(context: BatcherContext, mut queue: mpsc::Receiver<Prod
             }
             continue;
         }
-        let Ok(permit) = Arc::clone(&in_flight).acquire_owned().await else { break };
+        let Ok(permit) = Arc::clone(&in_flight).acquire_owned().await else {
+            break;
+        };
 
         let mut counts = Vec::with_capacity(jobs.len());
         let mut replies = Vec::with_capacity(jobs.len());
@@ -124,7 +129,11 @@ pub async fn run_batcher(context: BatcherContext, mut queue: mpsc::Receiver<Prod
             records.extend(job.records);
             replies.push(job.reply);
         }
-        let receiver = match context.raft.client_write_ff(Command::AppendBatch(RecordBatch { records })).await {
+        let receiver = match context
+            .raft
+            .client_write_ff(Command::AppendBatch(RecordBatch { records }))
+            .await
+        {
             Ok(receiver) => receiver,
             Err(fatal) => {
                 let error = ServerError::internal(&fatal);
@@ -138,13 +147,24 @@ pub async fn run_batcher(context: BatcherContext, mut queue: mpsc::Receiver<Prod
         tokio::spawn(async move {
             let _permit = permit;
             let outcome = match tokio::time::timeout(context.timeout, receiver).await {
-                Err(_elapsed) => Err(ServerError::Timeout { what: context.what.clone(), timeout_ms: context.timeout.as_millis() as u64 }),
-                Ok(Err(_closed)) => Err(ServerError::NotReady { state: "shutting down" }),
-                Ok(Ok(Err(ClientWriteError::ForwardToLeader(forward)))) => Err(context.not_leader(forward.leader_id)),
+                Err(_elapsed) => Err(ServerError::Timeout {
+                    what: context.what.clone(),
+                    timeout_ms: context.timeout.as_millis() as u64,
+                }),
+                Ok(Err(_closed)) => Err(ServerError::NotReady {
+                    state: "shutting down",
+                }),
+                Ok(Ok(Err(ClientWriteError::ForwardToLeader(forward)))) => {
+                    Err(context.not_leader(forward.leader_id))
+                }
                 Ok(Ok(Err(error))) => Err(ServerError::internal(&error)),
                 Ok(Ok(Ok(response))) => match response.data {
-                    CommandResponse::Appended { base_offset, .. } => Ok((base_offset, response.log_id)),
-                    other => Err(ServerError::Internal { message: format!("unexpected apply result {other:?}") }),
+                    CommandResponse::Appended { base_offset, .. } => {
+                        Ok((base_offset, response.log_id))
+                    }
+                    other => Err(ServerError::Internal {
+                        message: format!("unexpected apply result {other:?}"),
+                    }),
                 },
             };
             match outcome {
@@ -173,15 +193,28 @@ pub async fn run_batcher(context: BatcherContext, mut queue: mpsc::Receiver<Prod
 /// `ServerError` holds no sources, so it is rebuilt variant by variant for each waiter.
 fn clone_error(error: &ServerError) -> ServerError {
     match error {
-        ServerError::NotLeader { what, node, leader_id, leader_address } => ServerError::NotLeader {
+        ServerError::NotLeader {
+            what,
+            node,
+            leader_id,
+            leader_address,
+        } => ServerError::NotLeader {
             what: what.clone(),
             node: *node,
             leader_id: *leader_id,
             leader_address: leader_address.clone(),
         },
-        ServerError::NoQuorum { what, since_ms } => ServerError::NoQuorum { what: what.clone(), since_ms: *since_ms },
-        ServerError::Timeout { what, timeout_ms } => ServerError::Timeout { what: what.clone(), timeout_ms: *timeout_ms },
+        ServerError::NoQuorum { what, since_ms } => ServerError::NoQuorum {
+            what: what.clone(),
+            since_ms: *since_ms,
+        },
+        ServerError::Timeout { what, timeout_ms } => ServerError::Timeout {
+            what: what.clone(),
+            timeout_ms: *timeout_ms,
+        },
         ServerError::NotReady { state } => ServerError::NotReady { state },
-        other => ServerError::Internal { message: other.to_string() },
+        other => ServerError::Internal {
+            message: other.to_string(),
+        },
     }
 }

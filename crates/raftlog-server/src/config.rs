@@ -80,7 +80,11 @@ pub struct RaftSection {
 
 impl Default for RaftSection {
     fn default() -> Self {
-        RaftSection { heartbeat_interval_ms: 250, election_timeout_min_ms: 1000, election_timeout_max_ms: 2000 }
+        RaftSection {
+            heartbeat_interval_ms: 250,
+            election_timeout_min_ms: 1000,
+            election_timeout_max_ms: 2000,
+        }
     }
 }
 
@@ -94,7 +98,9 @@ pub struct LimitsSection {
 
 impl Default for LimitsSection {
     fn default() -> Self {
-        LimitsSection { request_timeout_ms: 5000 }
+        LimitsSection {
+            request_timeout_ms: 5000,
+        }
     }
 }
 
@@ -108,7 +114,9 @@ pub struct StorageSection {
 
 impl Default for StorageSection {
     fn default() -> Self {
-        StorageSection { segment_bytes: SEGMENT_BYTES_DEFAULT }
+        StorageSection {
+            segment_bytes: SEGMENT_BYTES_DEFAULT,
+        }
     }
 }
 
@@ -129,21 +137,30 @@ fn default_data_dir() -> PathBuf {
 }
 
 fn invalid(key: impl Into<String>, message: impl Into<String>) -> ConfigError {
-    ConfigError::Invalid { key: key.into(), message: message.into() }
+    ConfigError::Invalid {
+        key: key.into(),
+        message: message.into(),
+    }
 }
 
 fn check_range(key: &str, value: u64, min: u64, max: u64) -> Result<(), ConfigError> {
     if (min..=max).contains(&value) {
         Ok(())
     } else {
-        Err(invalid(key, format!("must be in {min} ..= {max}, got {value}")))
+        Err(invalid(
+            key,
+            format!("must be in {min} ..= {max}, got {value}"),
+        ))
     }
 }
 
 impl ClusterConfig {
     /// Reads, overrides from the environment, and validates.
     pub fn load(path: &Path) -> Result<ClusterConfig, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_path_buf(), source })?;
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
         let mut config = Self::parse(&text, path)?;
         config.apply_env_overrides(|key| std::env::var(key).ok())?;
         config.validate()?;
@@ -154,13 +171,20 @@ impl ClusterConfig {
     pub fn parse(text: &str, path: &Path) -> Result<ClusterConfig, ConfigError> {
         toml::from_str(text).map_err(|e: toml::de::Error| ConfigError::Parse {
             path: path.to_path_buf(),
-            message: e.to_string().split_whitespace().collect::<Vec<_>>().join(" "),
+            message: e
+                .to_string()
+                .split_whitespace()
+                .collect::<Vec<_>>()
+                .join(" "),
         })
     }
 
     /// Applies `RAFTLOG_DATA_DIR`, `RAFTLOG_CLUSTER_ID`, `RAFTLOG_REQUEST_TIMEOUT_MS`,
     /// `RAFTLOG_HEARTBEAT_INTERVAL_MS`, `RAFTLOG_ELECTION_TIMEOUT_MIN_MS`, `RAFTLOG_ELECTION_TIMEOUT_MAX_MS`.
-    pub fn apply_env_overrides(&mut self, env: impl Fn(&str) -> Option<String>) -> Result<(), ConfigError> {
+    pub fn apply_env_overrides(
+        &mut self,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<(), ConfigError> {
         if let Some(dir) = env("RAFTLOG_DATA_DIR") {
             self.data_dir = PathBuf::from(dir);
         }
@@ -169,7 +193,10 @@ impl ClusterConfig {
         }
         let number = |key: &str| -> Result<Option<u64>, ConfigError> {
             env(key)
-                .map(|v| v.parse::<u64>().map_err(|e| invalid(key, format!("{v:?} is not a number: {e}"))))
+                .map(|v| {
+                    v.parse::<u64>()
+                        .map_err(|e| invalid(key, format!("{v:?} is not a number: {e}")))
+                })
                 .transpose()
         };
         if let Some(v) = number("RAFTLOG_REQUEST_TIMEOUT_MS")? {
@@ -190,34 +217,60 @@ impl ClusterConfig {
     /// Checks every value; the error names the key, the allowed range and the value given.
     pub fn validate(&self) -> Result<(), ConfigError> {
         if self.cluster_id.is_empty() || self.cluster_id.len() > 64 {
-            return Err(invalid("cluster_id", format!("must be 1 ..= 64 characters, got {:?}", self.cluster_id)));
+            return Err(invalid(
+                "cluster_id",
+                format!("must be 1 ..= 64 characters, got {:?}", self.cluster_id),
+            ));
         }
         if self.nodes.is_empty() {
             return Err(invalid("nodes", "at least one [[nodes]] entry is required"));
         }
         if self.nodes.len() > 64 {
-            return Err(invalid("nodes", format!("at most 64 nodes, got {}", self.nodes.len())));
+            return Err(invalid(
+                "nodes",
+                format!("at most 64 nodes, got {}", self.nodes.len()),
+            ));
         }
         let mut ids = HashSet::new();
         let mut addrs = HashSet::new();
         for (i, node) in self.nodes.iter().enumerate() {
             if node.id == 0 {
-                return Err(invalid(format!("nodes[{i}].id"), "must be at least 1, got 0"));
+                return Err(invalid(
+                    format!("nodes[{i}].id"),
+                    "must be at least 1, got 0",
+                ));
             }
             if !ids.insert(node.id) {
-                return Err(invalid(format!("nodes[{i}].id"), format!("node id {} appears twice", node.id)));
+                return Err(invalid(
+                    format!("nodes[{i}].id"),
+                    format!("node id {} appears twice", node.id),
+                ));
             }
-            for (field, addr) in [("client_addr", &node.client_addr), ("peer_addr", &node.peer_addr)] {
+            for (field, addr) in [
+                ("client_addr", &node.client_addr),
+                ("peer_addr", &node.peer_addr),
+            ] {
                 if addr.parse::<SocketAddr>().is_err() {
-                    return Err(invalid(format!("nodes[{i}].{field}"), format!("must be an ip:port address, got {addr:?}")));
+                    return Err(invalid(
+                        format!("nodes[{i}].{field}"),
+                        format!("must be an ip:port address, got {addr:?}"),
+                    ));
                 }
                 if !addrs.insert(addr.clone()) {
-                    return Err(invalid(format!("nodes[{i}].{field}"), format!("address {addr} is used twice")));
+                    return Err(invalid(
+                        format!("nodes[{i}].{field}"),
+                        format!("address {addr} is used twice"),
+                    ));
                 }
             }
         }
         let raft = &self.raft;
-        check_range("raft.heartbeat_interval_ms", raft.heartbeat_interval_ms, 50, 5000)?;
+        check_range(
+            "raft.heartbeat_interval_ms",
+            raft.heartbeat_interval_ms,
+            50,
+            5000,
+        )?;
         check_range(
             "raft.election_timeout_min_ms",
             raft.election_timeout_min_ms,
@@ -230,8 +283,18 @@ impl ClusterConfig {
             raft.election_timeout_min_ms + 1,
             120_000,
         )?;
-        check_range("limits.request_timeout_ms", self.limits.request_timeout_ms, 100, 120_000)?;
-        check_range("storage.segment_bytes", self.storage.segment_bytes, SEGMENT_BYTES_MIN, SEGMENT_BYTES_MAX)?;
+        check_range(
+            "limits.request_timeout_ms",
+            self.limits.request_timeout_ms,
+            100,
+            120_000,
+        )?;
+        check_range(
+            "storage.segment_bytes",
+            self.storage.segment_bytes,
+            SEGMENT_BYTES_MIN,
+            SEGMENT_BYTES_MAX,
+        )?;
         Ok(())
     }
 
@@ -248,13 +311,20 @@ impl ClusterConfig {
     /// Voters of the controller group: the first 5 nodes of a roster of 5 or more, else the
     /// first 3 (or all of a smaller roster). The other nodes follow it as learners.
     pub fn controller_voters(&self) -> Vec<NodeId> {
-        let count = if self.nodes.len() >= 5 { 5 } else { self.nodes.len().min(3) };
+        let count = if self.nodes.len() >= 5 {
+            5
+        } else {
+            self.nodes.len().min(3)
+        };
         self.nodes.iter().take(count).map(|n| n.id).collect()
     }
 
     /// The storage settings for segment logs.
     pub fn log_config(&self) -> LogConfig {
-        LogConfig { segment_bytes: self.storage.segment_bytes, ..LogConfig::default() }
+        LogConfig {
+            segment_bytes: self.storage.segment_bytes,
+            ..LogConfig::default()
+        }
     }
 
     /// Raft timers.
@@ -290,7 +360,9 @@ peer_addr = "127.0.0.1:7101"
     #[test]
     fn unknown_key_is_named() {
         let text = format!("{GOOD}\nbogus = 1\n");
-        let err = ClusterConfig::parse(&text, Path::new("x.toml")).expect_err("accepted unknown key").to_string();
+        let err = ClusterConfig::parse(&text, Path::new("x.toml"))
+            .expect_err("accepted unknown key")
+            .to_string();
         assert!(err.contains("bogus") && err.contains("x.toml"), "{err}");
         assert!(!err.contains('\n'));
     }
@@ -300,7 +372,12 @@ peer_addr = "127.0.0.1:7101"
         let mut config = ClusterConfig::parse(GOOD, Path::new("x.toml")).expect("parses");
         config.raft.heartbeat_interval_ms = 10;
         let err = config.validate().expect_err("accepted 10 ms").to_string();
-        assert!(err.contains("raft.heartbeat_interval_ms") && err.contains("50 ..= 5000") && err.contains("10"), "{err}");
+        assert!(
+            err.contains("raft.heartbeat_interval_ms")
+                && err.contains("50 ..= 5000")
+                && err.contains("10"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -311,7 +388,9 @@ peer_addr = "127.0.0.1:7101"
             .expect("applies");
         assert_eq!(config.limits.request_timeout_ms, 777);
         let err = config
-            .apply_env_overrides(|k| (k == "RAFTLOG_HEARTBEAT_INTERVAL_MS").then(|| "fast".to_owned()))
+            .apply_env_overrides(|k| {
+                (k == "RAFTLOG_HEARTBEAT_INTERVAL_MS").then(|| "fast".to_owned())
+            })
             .expect_err("accepted a word");
         assert!(err.to_string().contains("RAFTLOG_HEARTBEAT_INTERVAL_MS"));
     }

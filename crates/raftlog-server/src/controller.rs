@@ -71,13 +71,21 @@ impl ControllerState {
     /// The partition of `topic` replicated by `group`, with its index.
     pub fn partition_of_group(&self, group: GroupId) -> Option<(&TopicMeta, u32)> {
         self.topics.values().find_map(|topic| {
-            topic.partitions.iter().position(|p| p.group_id == group).map(|i| (topic, i as u32))
+            topic
+                .partitions
+                .iter()
+                .position(|p| p.group_id == group)
+                .map(|i| (topic, i as u32))
         })
     }
 
     fn apply(&mut self, command: ControllerCommand) -> CommandResponse {
         match command {
-            ControllerCommand::CreateTopic { name, assignments, created_at_ms } => {
+            ControllerCommand::CreateTopic {
+                name,
+                assignments,
+                created_at_ms,
+            } => {
                 if self.topics.contains_key(&name) {
                     return CommandResponse::Rejected {
                         reason: "TOPIC_EXISTS".into(),
@@ -89,10 +97,21 @@ impl ControllerState {
                 let partitions = assignments
                     .into_iter()
                     .enumerate()
-                    .map(|(i, replicas)| PartitionMeta { group_id: GroupId(first_group_id + i as u64), replicas })
+                    .map(|(i, replicas)| PartitionMeta {
+                        group_id: GroupId(first_group_id + i as u64),
+                        replicas,
+                    })
                     .collect::<Vec<_>>();
                 self.next_group_id = first_group_id + partitions.len() as u64;
-                self.topics.insert(name.clone(), TopicMeta { name, partitions, replicas, created_at_ms });
+                self.topics.insert(
+                    name.clone(),
+                    TopicMeta {
+                        name,
+                        partitions,
+                        replicas,
+                        created_at_ms,
+                    },
+                );
                 CommandResponse::TopicCreated { first_group_id }
             }
             ControllerCommand::DeleteTopic { name } => match self.topics.remove(&name) {
@@ -132,18 +151,26 @@ fn sm_error(message: impl std::fmt::Display) -> RaftStorageError {
 
 impl ControllerStateMachine {
     /// Opens the controller state in the node's state store.
-    pub fn open(store: &StateStore) -> Result<ControllerStateMachine, raftlog_storage::StorageError> {
+    pub fn open(
+        store: &StateStore,
+    ) -> Result<ControllerStateMachine, raftlog_storage::StorageError> {
         let tree = store.group_tree(GroupId::CONTROLLER)?;
         let persisted = match tree.get(STATE_KEY).map_err(|e| store_error(store, e))? {
-            Some(bytes) => serde_json::from_slice(&bytes).map_err(|e| raftlog_storage::StorageError::StateDecode {
-                group: GroupId::CONTROLLER,
-                key: "controller_state".into(),
-                reason: e.to_string(),
+            Some(bytes) => serde_json::from_slice(&bytes).map_err(|e| {
+                raftlog_storage::StorageError::StateDecode {
+                    group: GroupId::CONTROLLER,
+                    key: "controller_state".into(),
+                    reason: e.to_string(),
+                }
             })?,
             None => PersistedState::default(),
         };
         let (publisher, _) = watch::channel(Arc::new(persisted.state.clone()));
-        Ok(ControllerStateMachine { tree, persisted, publisher })
+        Ok(ControllerStateMachine {
+            tree,
+            persisted,
+            publisher,
+        })
     }
 
     /// Follows every new version of the metadata.
@@ -159,7 +186,10 @@ impl ControllerStateMachine {
 }
 
 fn store_error(store: &StateStore, source: sled::Error) -> raftlog_storage::StorageError {
-    raftlog_storage::StorageError::StateStore { path: store.path().to_path_buf(), source }
+    raftlog_storage::StorageError::StateStore {
+        path: store.path().to_path_buf(),
+        source,
+    }
 }
 
 /// Snapshot builder over a copy of the metadata.
@@ -180,17 +210,29 @@ impl RaftSnapshotBuilder<TypeConfig> for ControllerSnapshotBuilder {
             last_membership: self.persisted.membership.clone(),
             snapshot_id,
         };
-        let stored = serde_json::to_vec(&StoredSnapshot { meta: meta.clone(), data: data.clone() }).map_err(sm_error)?;
+        let stored = serde_json::to_vec(&StoredSnapshot {
+            meta: meta.clone(),
+            data: data.clone(),
+        })
+        .map_err(sm_error)?;
         self.tree.insert(SNAPSHOT_KEY, stored).map_err(sm_error)?;
-        Ok(Snapshot { meta, snapshot: Box::new(Cursor::new(data)) })
+        Ok(Snapshot {
+            meta,
+            snapshot: Box::new(Cursor::new(data)),
+        })
     }
 }
 
 impl RaftStateMachine<TypeConfig> for ControllerStateMachine {
     type SnapshotBuilder = ControllerSnapshotBuilder;
 
-    async fn applied_state(&mut self) -> Result<(Option<LogId>, StoredMembership<NodeId, NodeInfo>), RaftStorageError> {
-        Ok((self.persisted.last_applied, self.persisted.membership.clone()))
+    async fn applied_state(
+        &mut self,
+    ) -> Result<(Option<LogId>, StoredMembership<NodeId, NodeInfo>), RaftStorageError> {
+        Ok((
+            self.persisted.last_applied,
+            self.persisted.membership.clone(),
+        ))
     }
 
     async fn apply<I>(&mut self, entries: I) -> Result<Vec<CommandResponse>, RaftStorageError>
@@ -219,13 +261,17 @@ impl RaftStateMachine<TypeConfig> for ControllerStateMachine {
         let changed = next.state != self.persisted.state;
         self.persisted = next;
         if changed {
-            self.publisher.send_replace(Arc::new(self.persisted.state.clone()));
+            self.publisher
+                .send_replace(Arc::new(self.persisted.state.clone()));
         }
         Ok(responses)
     }
 
     async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
-        ControllerSnapshotBuilder { tree: self.tree.clone(), persisted: self.persisted.clone() }
+        ControllerSnapshotBuilder {
+            tree: self.tree.clone(),
+            persisted: self.persisted.clone(),
+        }
     }
 
     async fn begin_receiving_snapshot(&mut self) -> Result<Box<Cursor<Vec<u8>>>, RaftStorageError> {
@@ -239,27 +285,52 @@ impl RaftStateMachine<TypeConfig> for ControllerStateMachine {
     ) -> Result<(), RaftStorageError> {
         let data = snapshot.into_inner();
         let state: ControllerState = serde_json::from_slice(&data).map_err(sm_error)?;
-        let persisted = PersistedState { last_applied: meta.last_log_id, membership: meta.last_membership.clone(), state };
+        let persisted = PersistedState {
+            last_applied: meta.last_log_id,
+            membership: meta.last_membership.clone(),
+            state,
+        };
         self.store(&persisted)?;
-        let stored = serde_json::to_vec(&StoredSnapshot { meta: meta.clone(), data }).map_err(sm_error)?;
+        let stored = serde_json::to_vec(&StoredSnapshot {
+            meta: meta.clone(),
+            data,
+        })
+        .map_err(sm_error)?;
         self.tree.insert(SNAPSHOT_KEY, stored).map_err(sm_error)?;
         self.persisted = persisted;
-        self.publisher.send_replace(Arc::new(self.persisted.state.clone()));
+        self.publisher
+            .send_replace(Arc::new(self.persisted.state.clone()));
         Ok(())
     }
 
-    async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot<TypeConfig>>, RaftStorageError> {
-        let Some(bytes) = self.tree.get(SNAPSHOT_KEY).map_err(sm_error)? else { return Ok(None) };
+    async fn get_current_snapshot(
+        &mut self,
+    ) -> Result<Option<Snapshot<TypeConfig>>, RaftStorageError> {
+        let Some(bytes) = self.tree.get(SNAPSHOT_KEY).map_err(sm_error)? else {
+            return Ok(None);
+        };
         let stored: StoredSnapshot = serde_json::from_slice(&bytes).map_err(sm_error)?;
-        Ok(Some(Snapshot { meta: stored.meta, snapshot: Box::new(Cursor::new(stored.data)) }))
+        Ok(Some(Snapshot {
+            meta: stored.meta,
+            snapshot: Box::new(Cursor::new(stored.data)),
+        }))
     }
 }
 
 /// Spreads `partitions` × `replicas` over `nodes`: partition `p` starts at node `p + offset`
 /// and takes the following nodes in roster order, so replicas and preferred leaders rotate.
-pub fn assign_replicas(nodes: &[NodeId], partitions: u32, replicas: u32, offset: usize) -> Vec<Vec<NodeId>> {
+pub fn assign_replicas(
+    nodes: &[NodeId],
+    partitions: u32,
+    replicas: u32,
+    offset: usize,
+) -> Vec<Vec<NodeId>> {
     (0..partitions as usize)
-        .map(|p| (0..replicas as usize).map(|r| nodes[(offset + p + r) % nodes.len()]).collect())
+        .map(|p| {
+            (0..replicas as usize)
+                .map(|r| nodes[(offset + p + r) % nodes.len()])
+                .collect()
+        })
         .collect()
 }
 
@@ -270,7 +341,10 @@ mod tests {
     #[test]
     fn assignment_rotates_leaders_and_never_repeats_a_node() {
         let assignment = assign_replicas(&[1, 2, 3], 3, 3, 0);
-        assert_eq!(assignment, vec![vec![1, 2, 3], vec![2, 3, 1], vec![3, 1, 2]]);
+        assert_eq!(
+            assignment,
+            vec![vec![1, 2, 3], vec![2, 3, 1], vec![3, 1, 2]]
+        );
         for replicas in assign_replicas(&[1, 2, 3, 4, 5], 10, 3, 7) {
             let mut unique = replicas.clone();
             unique.sort_unstable();
@@ -287,9 +361,21 @@ mod tests {
             assignments: vec![vec![1], vec![1]],
             created_at_ms: 0,
         };
-        assert_eq!(state.apply(create("a")), CommandResponse::TopicCreated { first_group_id: 1 });
-        assert!(matches!(state.apply(create("a")), CommandResponse::Rejected { .. }));
-        assert_eq!(state.apply(ControllerCommand::DeleteTopic { name: "a".into() }), CommandResponse::TopicDeleted);
-        assert_eq!(state.apply(create("a")), CommandResponse::TopicCreated { first_group_id: 3 });
+        assert_eq!(
+            state.apply(create("a")),
+            CommandResponse::TopicCreated { first_group_id: 1 }
+        );
+        assert!(matches!(
+            state.apply(create("a")),
+            CommandResponse::Rejected { .. }
+        ));
+        assert_eq!(
+            state.apply(ControllerCommand::DeleteTopic { name: "a".into() }),
+            CommandResponse::TopicDeleted
+        );
+        assert_eq!(
+            state.apply(create("a")),
+            CommandResponse::TopicCreated { first_group_id: 3 }
+        );
     }
 }

@@ -133,7 +133,11 @@ fn leader_hint(leader_id: Option<NodeId>, leader_address: &Option<String>) -> St
 impl ServerError {
     /// An invalid-argument error with reason `INVALID_ARGUMENT`.
     pub fn invalid(field: impl Into<String>, message: impl Into<String>) -> Self {
-        ServerError::InvalidArgument { reason: "INVALID_ARGUMENT", field: field.into(), message: message.into() }
+        ServerError::InvalidArgument {
+            reason: "INVALID_ARGUMENT",
+            field: field.into(),
+            message: message.into(),
+        }
     }
 
     /// An internal error from anything displayable, with its cause chain.
@@ -151,8 +155,12 @@ impl ServerError {
     /// The stable reason code sent in ErrorInfo.
     pub fn reason(&self) -> &'static str {
         match self {
-            ServerError::NotLeader { leader_id: Some(_), .. } => "NOT_LEADER",
-            ServerError::NotLeader { leader_id: None, .. } => "NO_LEADER",
+            ServerError::NotLeader {
+                leader_id: Some(_), ..
+            } => "NOT_LEADER",
+            ServerError::NotLeader {
+                leader_id: None, ..
+            } => "NO_LEADER",
             ServerError::TopicNotFound { .. } => "TOPIC_NOT_FOUND",
             ServerError::PartitionNotFound { .. } => "PARTITION_NOT_FOUND",
             ServerError::TopicExists { .. } => "TOPIC_EXISTS",
@@ -171,7 +179,11 @@ impl ServerError {
     pub fn to_status(&self) -> Status {
         let mut metadata = HashMap::new();
         let (code, retry_after) = match self {
-            ServerError::NotLeader { leader_id, leader_address, .. } => {
+            ServerError::NotLeader {
+                leader_id,
+                leader_address,
+                ..
+            } => {
                 if let Some(id) = leader_id {
                     metadata.insert("leader_id".to_owned(), id.to_string());
                 }
@@ -181,23 +193,33 @@ impl ServerError {
                 let delay = if leader_id.is_some() { 0 } else { 200 };
                 (Code::Unavailable, Some(Duration::from_millis(delay)))
             }
-            ServerError::TopicNotFound { .. } | ServerError::PartitionNotFound { .. } => (Code::NotFound, None),
+            ServerError::TopicNotFound { .. } | ServerError::PartitionNotFound { .. } => {
+                (Code::NotFound, None)
+            }
             ServerError::TopicExists { .. } => (Code::AlreadyExists, None),
             ServerError::InvalidArgument { .. } => (Code::InvalidArgument, None),
-            ServerError::OffsetOutOfRange { log_start_offset, high_watermark, .. } => {
+            ServerError::OffsetOutOfRange {
+                log_start_offset,
+                high_watermark,
+                ..
+            } => {
                 metadata.insert("log_start_offset".to_owned(), log_start_offset.to_string());
                 metadata.insert("high_watermark".to_owned(), high_watermark.to_string());
                 (Code::OutOfRange, None)
             }
             ServerError::NoQuorum { .. } => (Code::Unavailable, Some(Duration::from_millis(500))),
             ServerError::Timeout { .. } => (Code::Unavailable, Some(Duration::from_millis(200))),
-            ServerError::NotAReplica { replica_address, .. } => {
+            ServerError::NotAReplica {
+                replica_address, ..
+            } => {
                 if let Some(addr) = replica_address {
                     metadata.insert("replica_address".to_owned(), addr.clone());
                 }
                 (Code::FailedPrecondition, None)
             }
-            ServerError::Overloaded { .. } => (Code::ResourceExhausted, Some(Duration::from_millis(50))),
+            ServerError::Overloaded { .. } => {
+                (Code::ResourceExhausted, Some(Duration::from_millis(50)))
+            }
             ServerError::NotReady { .. } => (Code::Unavailable, Some(Duration::from_millis(500))),
             ServerError::Internal { .. } => (Code::Internal, None),
         };

@@ -110,25 +110,40 @@ pub struct NodeIdentity {
 }
 
 fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), IdentityError> {
-    let io = |op, source| IdentityError::Io { op, path: path.to_path_buf(), source };
+    let io = |op, source| IdentityError::Io {
+        op,
+        path: path.to_path_buf(),
+        source,
+    };
     let temp = path.with_extension("json.tmp");
     let mut file = std::fs::File::create(&temp).map_err(|e| io("create", e))?;
     file.write_all(bytes).map_err(|e| io("write", e))?;
     file.sync_all().map_err(|e| io("fsync", e))?;
     std::fs::rename(&temp, path).map_err(|e| io("rename", e))?;
     if let Some(dir) = path.parent() {
-        std::fs::File::open(dir).and_then(|d| d.sync_all()).map_err(|e| io("fsync directory of", e))?;
+        std::fs::File::open(dir)
+            .and_then(|d| d.sync_all())
+            .map_err(|e| io("fsync directory of", e))?;
     }
     Ok(())
 }
 
 fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<Option<T>, IdentityError> {
     match std::fs::read(path) {
-        Ok(bytes) => serde_json::from_slice(&bytes)
-            .map(Some)
-            .map_err(|source| IdentityError::Invalid { path: path.to_path_buf(), source }),
+        Ok(bytes) => {
+            serde_json::from_slice(&bytes)
+                .map(Some)
+                .map_err(|source| IdentityError::Invalid {
+                    path: path.to_path_buf(),
+                    source,
+                })
+        }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(source) => Err(IdentityError::Io { op: "read", path: path.to_path_buf(), source }),
+        Err(source) => Err(IdentityError::Io {
+            op: "read",
+            path: path.to_path_buf(),
+            source,
+        }),
     }
 }
 
@@ -141,7 +156,11 @@ pub enum LoadedIdentity {
 }
 
 /// Reads the identity of `dir`, or prepares a fresh one if the dir holds no data.
-pub fn load_identity(dir: &Path, cluster_id: &str, node_id: NodeId) -> Result<LoadedIdentity, IdentityError> {
+pub fn load_identity(
+    dir: &Path,
+    cluster_id: &str,
+    node_id: NodeId,
+) -> Result<LoadedIdentity, IdentityError> {
     let path = dir.join(IDENTITY_FILE);
     if let Some(found) = read_json::<NodeIdentity>(&path)? {
         if found.cluster_id != cluster_id || found.node_id != node_id {
@@ -156,7 +175,9 @@ pub fn load_identity(dir: &Path, cluster_id: &str, node_id: NodeId) -> Result<Lo
         return Ok(LoadedIdentity::Existing(found));
     }
     if dir.join("groups").exists() || dir.join("state").exists() {
-        return Err(IdentityError::Unidentified { dir: dir.to_path_buf() });
+        return Err(IdentityError::Unidentified {
+            dir: dir.to_path_buf(),
+        });
     }
     Ok(LoadedIdentity::Fresh(NodeIdentity {
         cluster_id: cluster_id.to_owned(),
@@ -167,18 +188,33 @@ pub fn load_identity(dir: &Path, cluster_id: &str, node_id: NodeId) -> Result<Lo
 
 /// Stores a (checked) identity in `dir`.
 pub fn store_identity(dir: &Path, identity: &NodeIdentity) -> Result<(), IdentityError> {
-    let bytes = serde_json::to_vec_pretty(identity).map_err(|source| IdentityError::Invalid { path: dir.join(IDENTITY_FILE), source })?;
+    let bytes = serde_json::to_vec_pretty(identity).map_err(|source| IdentityError::Invalid {
+        path: dir.join(IDENTITY_FILE),
+        source,
+    })?;
     write_atomically(&dir.join(IDENTITY_FILE), &bytes)
 }
 
 /// Asks the peers whether they know this node id under another uuid. Needs answers from a
 /// majority of the other nodes (all of them if there are fewer than three).
-pub async fn check_with_peers(config: &ClusterConfig, identity: &NodeIdentity, pool: &PeerPool) -> Result<(), IdentityError> {
-    let peers: Vec<_> = config.nodes.iter().filter(|n| n.id != identity.node_id).collect();
+pub async fn check_with_peers(
+    config: &ClusterConfig,
+    identity: &NodeIdentity,
+    pool: &PeerPool,
+) -> Result<(), IdentityError> {
+    let peers: Vec<_> = config
+        .nodes
+        .iter()
+        .filter(|n| n.id != identity.node_id)
+        .collect();
     if peers.is_empty() {
         return Ok(());
     }
-    let needed = if peers.len() < 3 { peers.len() } else { peers.len() / 2 + 1 };
+    let needed = if peers.len() < 3 {
+        peers.len()
+    } else {
+        peers.len() / 2 + 1
+    };
     let deadline = Instant::now() + FRESH_NODE_CHECK_TIMEOUT;
     let mut answered: BTreeMap<NodeId, IdentifyResponse> = BTreeMap::new();
     loop {
@@ -186,7 +222,9 @@ pub async fn check_with_peers(config: &ClusterConfig, identity: &NodeIdentity, p
             if answered.contains_key(&peer.id) {
                 continue;
             }
-            let Ok(mut client) = pool.client(&peer.peer_addr) else { continue };
+            let Ok(mut client) = pool.client(&peer.peer_addr) else {
+                continue;
+            };
             let mut request = tonic::Request::new(IdentifyRequest {
                 cluster_id: identity.cluster_id.clone(),
                 node_id: identity.node_id,
@@ -195,7 +233,9 @@ pub async fn check_with_peers(config: &ClusterConfig, identity: &NodeIdentity, p
             request.set_timeout(Duration::from_secs(1));
             if let Ok(response) = client.identify(request).await {
                 let response = response.into_inner();
-                if !response.known_uuid_of_asker.is_empty() && response.known_uuid_of_asker != identity.node_uuid {
+                if !response.known_uuid_of_asker.is_empty()
+                    && response.known_uuid_of_asker != identity.node_uuid
+                {
                     return Err(IdentityError::WipedDisk {
                         node: identity.node_id,
                         peer: peer.id,
@@ -231,10 +271,19 @@ pub struct PeerRegistry {
 
 impl PeerRegistry {
     /// Loads the registry of the node whose data dir is `dir`.
-    pub fn open(dir: &Path, cluster_id: &str, node_id: NodeId) -> Result<PeerRegistry, IdentityError> {
+    pub fn open(
+        dir: &Path,
+        cluster_id: &str,
+        node_id: NodeId,
+    ) -> Result<PeerRegistry, IdentityError> {
         let path = dir.join(PEERS_FILE);
         let known = read_json(&path)?.unwrap_or_default();
-        Ok(PeerRegistry { path, cluster_id: cluster_id.to_owned(), node_id, known: Mutex::new(known) })
+        Ok(PeerRegistry {
+            path,
+            cluster_id: cluster_id.to_owned(),
+            node_id,
+            known: Mutex::new(known),
+        })
     }
 
     /// Answers a peer's `Identify`, recording its uuid the first time its id is seen.
@@ -251,12 +300,18 @@ impl PeerRegistry {
             None if request.node_uuid.is_empty() => String::new(),
             None => {
                 known.insert(request.node_id, request.node_uuid.clone());
-                let bytes = serde_json::to_vec_pretty(&*known).map_err(|e| Status::internal(e.to_string()))?;
-                write_atomically(&self.path, &bytes).map_err(|e| Status::internal(e.to_string()))?;
+                let bytes = serde_json::to_vec_pretty(&*known)
+                    .map_err(|e| Status::internal(e.to_string()))?;
+                write_atomically(&self.path, &bytes)
+                    .map_err(|e| Status::internal(e.to_string()))?;
                 tracing::info!(node = self.node_id, peer = request.node_id, uuid = %request.node_uuid, "recorded a new peer");
                 String::new()
             }
         };
-        Ok(IdentifyResponse { cluster_id: self.cluster_id.clone(), node_id: self.node_id, known_uuid_of_asker: known_uuid })
+        Ok(IdentifyResponse {
+            cluster_id: self.cluster_id.clone(),
+            node_id: self.node_id,
+            known_uuid_of_asker: known_uuid,
+        })
     }
 }

@@ -32,7 +32,11 @@ const RECONCILE_INTERVAL: Duration = Duration::from_secs(3);
 const GROUP_START_STAGGER: Duration = Duration::from_millis(7);
 
 /// Runs until `shutdown` is cancelled.
-pub async fn run_partition_manager(context: Arc<NodeContext>, mut state: watch::Receiver<Arc<ControllerState>>, shutdown: CancellationToken) {
+pub async fn run_partition_manager(
+    context: Arc<NodeContext>,
+    mut state: watch::Receiver<Arc<ControllerState>>,
+    shutdown: CancellationToken,
+) {
     loop {
         let current = state.borrow_and_update().clone();
         reconcile(&context, &current).await;
@@ -50,7 +54,10 @@ async fn reconcile(context: &Arc<NodeContext>, state: &ControllerState) {
     for topic in state.topics.values() {
         for (index, partition) in topic.partitions.iter().enumerate() {
             if partition.replicas.contains(&node_id) {
-                desired.insert(partition.group_id, (topic.name.clone(), index as u32, partition.clone()));
+                desired.insert(
+                    partition.group_id,
+                    (topic.name.clone(), index as u32, partition.clone()),
+                );
             }
         }
     }
@@ -60,7 +67,10 @@ async fn reconcile(context: &Arc<NodeContext>, state: &ControllerState) {
             stop_and_delete(context, group).await;
         }
     }
-    let mut to_start: Vec<_> = desired.into_iter().filter(|(group, _)| !context.partitions.read().contains_key(group)).collect();
+    let mut to_start: Vec<_> = desired
+        .into_iter()
+        .filter(|(group, _)| !context.partitions.read().contains_key(group))
+        .collect();
     to_start.sort_by_key(|(group, _)| *group);
     for (group, (topic, index, meta)) in to_start {
         if let Err(error) = start_partition(context, &topic, index, &meta).await {
@@ -74,16 +84,36 @@ fn members(context: &NodeContext, replicas: &[NodeId]) -> BTreeMap<NodeId, NodeI
     replicas
         .iter()
         .filter_map(|id| {
-            context.config.node(*id).map(|n| (*id, NodeInfo { peer_addr: n.peer_addr.clone(), client_addr: n.client_addr.clone() }))
+            context.config.node(*id).map(|n| {
+                (
+                    *id,
+                    NodeInfo {
+                        peer_addr: n.peer_addr.clone(),
+                        client_addr: n.client_addr.clone(),
+                    },
+                )
+            })
         })
         .collect()
 }
 
-async fn start_partition(context: &Arc<NodeContext>, topic: &str, index: u32, meta: &PartitionMeta) -> Result<(), String> {
+async fn start_partition(
+    context: &Arc<NodeContext>,
+    topic: &str,
+    index: u32,
+    meta: &PartitionMeta,
+) -> Result<(), String> {
     let group = meta.group_id;
-    let (log, state_machine, _report) = context.storage.open_group(group).map_err(|e| format!("{e:#}"))?;
+    let (log, state_machine, _report) = context
+        .storage
+        .open_group(group)
+        .map_err(|e| format!("{e:#}"))?;
     let view = state_machine.view();
-    let raft = context.host.start_group(group, log.clone(), state_machine).await.map_err(|e| e.to_string())?;
+    let raft = context
+        .host
+        .start_group(group, log.clone(), state_machine)
+        .await
+        .map_err(|e| e.to_string())?;
     let fresh = !raft.is_initialized().await.map_err(|e| e.to_string())?;
     if fresh {
         // Every replica initializes with the same membership, which openraft allows; the
@@ -117,7 +147,14 @@ async fn start_partition(context: &Arc<NodeContext>, topic: &str, index: u32, me
     };
     tokio::spawn(run_batcher(batcher, queue));
     context.partitions.write().insert(group, partition);
-    tracing::info!(group = group.0, node = context.node_id, topic, partition = index, fresh, "partition replica running");
+    tracing::info!(
+        group = group.0,
+        node = context.node_id,
+        topic,
+        partition = index,
+        fresh,
+        "partition replica running"
+    );
     Ok(())
 }
 
@@ -134,19 +171,32 @@ async fn stop_and_delete(context: &NodeContext, group: GroupId) {
     if let Err(error) = context.storage.state_store().drop_group(group) {
         tracing::warn!(group = group.0, %error, "could not drop the state of a deleted partition");
     }
-    tracing::info!(group = group.0, node = context.node_id, "deleted partition replica");
+    tracing::info!(
+        group = group.0,
+        node = context.node_id,
+        "deleted partition replica"
+    );
 }
 
 /// On the controller leader, adds roster nodes that are not controller voters as learners, so
 /// that every node follows the metadata.
 pub async fn run_controller_learners(context: Arc<NodeContext>, shutdown: CancellationToken) {
     loop {
-        let is_leader = context.controller.metrics().borrow().current_leader == Some(context.node_id);
+        let is_leader =
+            context.controller.metrics().borrow().current_leader == Some(context.node_id);
         if is_leader {
-            let membership = context.controller.metrics().borrow().membership_config.clone();
+            let membership = context
+                .controller
+                .metrics()
+                .borrow()
+                .membership_config
+                .clone();
             for node in &context.config.nodes {
                 if membership.membership().get_node(&node.id).is_none() {
-                    let info = NodeInfo { peer_addr: node.peer_addr.clone(), client_addr: node.client_addr.clone() };
+                    let info = NodeInfo {
+                        peer_addr: node.peer_addr.clone(),
+                        client_addr: node.client_addr.clone(),
+                    };
                     if let Err(error) = context.controller.add_learner(node.id, info, false).await {
                         tracing::warn!(group = 0, node = node.id, %error, "could not add controller learner");
                     }

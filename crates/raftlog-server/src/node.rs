@@ -160,7 +160,13 @@ impl PeerDirectory for NodeDirectory {
                     Some(p) => (p.view.high_watermark(), p.log_start_offset().unwrap_or(0)),
                     None => (0, 0),
                 };
-                Some(GroupStatus { group_id: id, leader_id: metrics.current_leader, term: metrics.current_term, high_watermark, log_start_offset })
+                Some(GroupStatus {
+                    group_id: id,
+                    leader_id: metrics.current_leader,
+                    term: metrics.current_term,
+                    high_watermark,
+                    log_start_offset,
+                })
             })
             .collect();
         Ok(GroupStatusResponse { groups })
@@ -168,18 +174,33 @@ impl PeerDirectory for NodeDirectory {
 }
 
 async fn bind(addr: &str, what: &'static str) -> Result<tokio::net::TcpListener, NodeError> {
-    let parsed: SocketAddr = addr
-        .parse()
-        .map_err(|e: std::net::AddrParseError| NodeError::Bind { addr: addr.to_owned(), what, source: std::io::Error::other(e) })?;
+    let parsed: SocketAddr =
+        addr.parse()
+            .map_err(|e: std::net::AddrParseError| NodeError::Bind {
+                addr: addr.to_owned(),
+                what,
+                source: std::io::Error::other(e),
+            })?;
     tokio::net::TcpListener::bind(parsed)
         .await
-        .map_err(|source| NodeError::Bind { addr: addr.to_owned(), what, source })
+        .map_err(|source| NodeError::Bind {
+            addr: addr.to_owned(),
+            what,
+            source,
+        })
 }
 
 /// Runs node `node_id` of `config` until `shutdown` completes.
-pub async fn run(config: ClusterConfig, node_id: NodeId, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), NodeError> {
+pub async fn run(
+    config: ClusterConfig,
+    node_id: NodeId,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), NodeError> {
     let Some(entry) = config.node(node_id).cloned() else {
-        return Err(NodeError::UnknownNode { node: node_id, ids: config.nodes.iter().map(|n| n.id).collect() });
+        return Err(NodeError::UnknownNode {
+            node: node_id,
+            ids: config.nodes.iter().map(|n| n.id).collect(),
+        });
     };
     let cancel = CancellationToken::new();
     {
@@ -191,9 +212,15 @@ pub async fn run(config: ClusterConfig, node_id: NodeId, shutdown: impl Future<O
     }
 
     let data_dir = config.node_data_dir(node_id);
-    std::fs::create_dir_all(&data_dir).map_err(|e| NodeError::DataDir { path: data_dir.clone(), message: e.to_string() })?;
+    std::fs::create_dir_all(&data_dir).map_err(|e| NodeError::DataDir {
+        path: data_dir.clone(),
+        message: e.to_string(),
+    })?;
     if !data_dir.is_dir() {
-        return Err(NodeError::DataDir { path: data_dir, message: "is not a directory".into() });
+        return Err(NodeError::DataDir {
+            path: data_dir,
+            message: "is not a directory".into(),
+        });
     }
     let loaded = identity::load_identity(&data_dir, &config.cluster_id, node_id)?;
     let registry = PeerRegistry::open(&data_dir, &config.cluster_id, node_id)?;
@@ -202,7 +229,11 @@ pub async fn run(config: ClusterConfig, node_id: NodeId, shutdown: impl Future<O
     let pool = PeerPool::default();
     let host = RaftHost::new(node_id, config.raft_timing(), pool.clone());
     let partitions: Arc<RwLock<HashMap<GroupId, Arc<Partition>>>> = Arc::default();
-    let directory = Arc::new(NodeDirectory { peers: registry, host: Arc::clone(&host), partitions: Arc::clone(&partitions) });
+    let directory = Arc::new(NodeDirectory {
+        peers: registry,
+        host: Arc::clone(&host),
+        partitions: Arc::clone(&partitions),
+    });
     let peer_listener = bind(&entry.peer_addr, "peer_addr").await?;
     let transport = RaftTransportServer::new(TransportService::new(Arc::clone(&host), directory))
         .max_decoding_message_size(GRPC_MESSAGE_BYTES_MAX)
@@ -213,7 +244,9 @@ pub async fn run(config: ClusterConfig, node_id: NodeId, shutdown: impl Future<O
             tonic::transport::Server::builder()
                 .tcp_nodelay(true)
                 .add_service(transport)
-                .serve_with_incoming_shutdown(TcpListenerStream::new(peer_listener), async move { cancel.cancelled().await }),
+                .serve_with_incoming_shutdown(TcpListenerStream::new(peer_listener), async move {
+                    cancel.cancelled().await
+                }),
         )
     };
 
@@ -232,19 +265,38 @@ pub async fn run(config: ClusterConfig, node_id: NodeId, shutdown: impl Future<O
     };
     announce_identity(&config, &identity, &pool);
 
-    let storage = NodeStorage::open(&data_dir, config.log_config()).map_err(|e| NodeError::Storage(format!("{e:#}")))?;
-    let (controller_log, _, _) = storage.open_group(GroupId::CONTROLLER).map_err(|e| NodeError::Storage(format!("{e:#}")))?;
-    let controller_sm = ControllerStateMachine::open(storage.state_store()).map_err(|e| NodeError::Storage(format!("{e:#}")))?;
+    let storage = NodeStorage::open(&data_dir, config.log_config())
+        .map_err(|e| NodeError::Storage(format!("{e:#}")))?;
+    let (controller_log, _, _) = storage
+        .open_group(GroupId::CONTROLLER)
+        .map_err(|e| NodeError::Storage(format!("{e:#}")))?;
+    let controller_sm = ControllerStateMachine::open(storage.state_store())
+        .map_err(|e| NodeError::Storage(format!("{e:#}")))?;
     let controller_state = controller_sm.subscribe();
     let controller = host
         .start_group(GroupId::CONTROLLER, controller_log, controller_sm)
         .await
         .map_err(|e| NodeError::Controller(e.to_string()))?;
     let voters = config.controller_voters();
-    if voters.contains(&node_id) && !controller.is_initialized().await.map_err(|e| NodeError::Controller(e.to_string()))? {
+    if voters.contains(&node_id)
+        && !controller
+            .is_initialized()
+            .await
+            .map_err(|e| NodeError::Controller(e.to_string()))?
+    {
         let members: std::collections::BTreeMap<NodeId, NodeInfo> = voters
             .iter()
-            .filter_map(|id| config.node(*id).map(|n| (*id, NodeInfo { peer_addr: n.peer_addr.clone(), client_addr: n.client_addr.clone() })))
+            .filter_map(|id| {
+                config.node(*id).map(|n| {
+                    (
+                        *id,
+                        NodeInfo {
+                            peer_addr: n.peer_addr.clone(),
+                            client_addr: n.client_addr.clone(),
+                        },
+                    )
+                })
+            })
             .collect();
         match controller.initialize(members).await {
             Ok(()) | Err(RaftError::APIError(InitializeError::NotAllowed(_))) => {}
@@ -252,7 +304,13 @@ pub async fn run(config: ClusterConfig, node_id: NodeId, shutdown: impl Future<O
         }
     }
 
-    let client_addresses = Arc::new(config.nodes.iter().map(|n| (n.id, n.client_addr.clone())).collect::<HashMap<_, _>>());
+    let client_addresses = Arc::new(
+        config
+            .nodes
+            .iter()
+            .map(|n| (n.id, n.client_addr.clone()))
+            .collect::<HashMap<_, _>>(),
+    );
     let context = Arc::new(NodeContext {
         config: config.clone(),
         node_id,
@@ -265,9 +323,15 @@ pub async fn run(config: ClusterConfig, node_id: NodeId, shutdown: impl Future<O
     });
 
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
-    health_reporter.set_serving::<AdminServer<AdminService>>().await;
-    health_reporter.set_serving::<ProduceServer<ProduceService>>().await;
-    health_reporter.set_serving::<FetchServer<FetchService>>().await;
+    health_reporter
+        .set_serving::<AdminServer<AdminService>>()
+        .await;
+    health_reporter
+        .set_serving::<ProduceServer<ProduceService>>()
+        .await;
+    health_reporter
+        .set_serving::<FetchServer<FetchService>>()
+        .await;
     let reflection = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(raftlog_proto::FILE_DESCRIPTOR_SET)
         .build_v1()
@@ -294,13 +358,23 @@ pub async fn run(config: ClusterConfig, node_id: NodeId, shutdown: impl Future<O
                         .max_decoding_message_size(GRPC_MESSAGE_BYTES_MAX)
                         .max_encoding_message_size(GRPC_MESSAGE_BYTES_MAX),
                 )
-                .serve_with_incoming_shutdown(TcpListenerStream::new(client_listener), async move { cancel.cancelled().await }),
+                .serve_with_incoming_shutdown(
+                    TcpListenerStream::new(client_listener),
+                    async move { cancel.cancelled().await },
+                ),
         )
     };
     tracing::info!(node = node_id, client_addr = %entry.client_addr, peer_addr = %entry.peer_addr, "node started");
 
-    let manager = tokio::spawn(manager::run_partition_manager(Arc::clone(&context), controller_state, cancel.clone()));
-    let learners = tokio::spawn(manager::run_controller_learners(Arc::clone(&context), cancel.clone()));
+    let manager = tokio::spawn(manager::run_partition_manager(
+        Arc::clone(&context),
+        controller_state,
+        cancel.clone(),
+    ));
+    let learners = tokio::spawn(manager::run_controller_learners(
+        Arc::clone(&context),
+        cancel.clone(),
+    ));
 
     cancel.cancelled().await;
     tracing::info!(node = node_id, "shutting down");
@@ -312,7 +386,10 @@ pub async fn run(config: ClusterConfig, node_id: NodeId, shutdown: impl Future<O
     if let Err(error) = context.storage.state_store().flush() {
         tracing::warn!(node = node_id, %error, "could not flush the state store on shutdown");
     }
-    for (what, result) in [("client API", client_result), ("peer transport", peer_result)] {
+    for (what, result) in [
+        ("client API", client_result),
+        ("peer transport", peer_result),
+    ] {
         if let Ok(Err(source)) = result {
             return Err(NodeError::Serve { what, source });
         }
@@ -324,7 +401,9 @@ pub async fn run(config: ClusterConfig, node_id: NodeId, shutdown: impl Future<O
 /// Tells every peer this node's uuid, so that they can recognise a wiped disk later.
 fn announce_identity(config: &ClusterConfig, identity: &identity::NodeIdentity, pool: &PeerPool) {
     for peer in config.nodes.iter().filter(|n| n.id != identity.node_id) {
-        let Ok(mut client) = pool.client(&peer.peer_addr) else { continue };
+        let Ok(mut client) = pool.client(&peer.peer_addr) else {
+            continue;
+        };
         let request = IdentifyRequest {
             cluster_id: identity.cluster_id.clone(),
             node_id: identity.node_id,
@@ -338,7 +417,10 @@ fn announce_identity(config: &ClusterConfig, identity: &identity::NodeIdentity, 
                 }
                 tokio::time::sleep(Duration::from_secs(1)).await;
             }
-            tracing::debug!(peer = peer_id, "peer never answered the identity announcement");
+            tracing::debug!(
+                peer = peer_id,
+                "peer never answered the identity announcement"
+            );
         });
     }
 }

@@ -45,7 +45,9 @@ impl Partition {
 
     /// First offset still stored.
     pub fn log_start_offset(&self) -> Result<u64, ServerError> {
-        self.view.log_start_offset().map_err(|e| ServerError::internal(&e))
+        self.view
+            .log_start_offset()
+            .map_err(|e| ServerError::internal(&e))
     }
 
     /// Checks that `offset` can be read (it may equal the high watermark: nothing yet).
@@ -53,33 +55,52 @@ impl Partition {
         let high_watermark = self.view.high_watermark();
         let log_start_offset = self.log_start_offset()?;
         if offset < log_start_offset || offset > high_watermark {
-            return Err(ServerError::OffsetOutOfRange { offset, log_start_offset, high_watermark });
+            return Err(ServerError::OffsetOutOfRange {
+                offset,
+                log_start_offset,
+                high_watermark,
+            });
         }
         Ok(())
     }
 
     /// Committed records from `offset` on, up to `max_bytes` of payload (at least one record
     /// if any is available). Never returns a record at or past the high watermark.
-    pub fn read_records(&self, offset: u64, max_bytes: u64) -> Result<Vec<(u64, Record)>, ServerError> {
+    pub fn read_records(
+        &self,
+        offset: u64,
+        max_bytes: u64,
+    ) -> Result<Vec<(u64, Record)>, ServerError> {
         let high_watermark = self.view.high_watermark();
         if offset >= high_watermark {
             return Ok(Vec::new());
         }
-        let location = self.view.locate(offset).map_err(|e| ServerError::internal(&e))?.ok_or_else(|| {
-            ServerError::OffsetOutOfRange { offset, log_start_offset: self.log_start_offset().unwrap_or(0), high_watermark }
-        })?;
+        let location = self
+            .view
+            .locate(offset)
+            .map_err(|e| ServerError::internal(&e))?
+            .ok_or_else(|| ServerError::OffsetOutOfRange {
+                offset,
+                log_start_offset: self.log_start_offset().unwrap_or(0),
+                high_watermark,
+            })?;
         let mut records = Vec::new();
         let mut bytes = 0u64;
         let mut next_offset = location.base_offset;
         let mut index = location.log_index;
         'entries: loop {
-            let entries = self.log.read_entries(index..index + READ_ENTRIES_PER_CALL).map_err(|e| ServerError::internal(&e))?;
+            let entries = self
+                .log
+                .read_entries(index..index + READ_ENTRIES_PER_CALL)
+                .map_err(|e| ServerError::internal(&e))?;
             if entries.is_empty() {
                 break;
             }
             for entry in entries {
                 index = entry.log_id.index + 1;
-                let EntryPayload::Normal(Command::AppendBatch(batch)) = entry.payload else { continue };
+                let EntryPayload::Normal(Command::AppendBatch(batch)) = entry.payload else {
+                    continue;
+                };
                 for record in batch.records {
                     if next_offset >= high_watermark {
                         break 'entries;

@@ -120,7 +120,13 @@ impl PartitionStateMachine {
             None => AppliedState::default(),
         };
         let (high_watermark, _) = tokio::sync::watch::channel(state.next_offset);
-        Ok(PartitionStateMachine { group, store: store.clone(), tree, state, high_watermark })
+        Ok(PartitionStateMachine {
+            group,
+            store: store.clone(),
+            tree,
+            state,
+            high_watermark,
+        })
     }
 
     /// A view for readers.
@@ -197,6 +203,7 @@ impl PartitionStateMachine {
         self.tree
             .apply_batch(batch)
             .map_err(|e| self.store.error(e))?;
+        self.high_watermark.send_replace(next.next_offset);
         self.state = next;
         Ok(responses)
     }
@@ -235,6 +242,7 @@ impl PartitionStateMachine {
         self.tree
             .apply_batch(batch)
             .map_err(|e| self.store.error(e))?;
+        self.high_watermark.send_replace(state.next_offset);
         self.state = state;
         tracing::info!(group = self.group.0, index = ?meta.last_log_id.map(|id| id.index), "installed snapshot");
         Ok(())
@@ -254,9 +262,17 @@ impl PartitionView {
 
     /// First offset still indexed (0 until retention deletes records).
     pub fn log_start_offset(&self) -> Result<u64> {
-        let first = self.tree.scan_prefix([OFFSET_INDEX_PREFIX]).keys().next().transpose().map_err(|e| self.store.error(e))?;
+        let first = self
+            .tree
+            .scan_prefix([OFFSET_INDEX_PREFIX])
+            .keys()
+            .next()
+            .transpose()
+            .map_err(|e| self.store.error(e))?;
         Ok(match first {
-            Some(key) => <[u8; 8]>::try_from(&key[1..]).map(u64::from_be_bytes).unwrap_or(0),
+            Some(key) => <[u8; 8]>::try_from(&key[1..])
+                .map(u64::from_be_bytes)
+                .unwrap_or(0),
             None => self.high_watermark(),
         })
     }
@@ -280,7 +296,11 @@ impl PartitionView {
             <[u8; 8]>::try_from(&value[..8]),
             <[u8; 4]>::try_from(&value[8..]),
         ) else {
-            return Err(StorageError::StateDecode { group: self.group, key: "offset index".into(), reason: "wrong key or value length".into() });
+            return Err(StorageError::StateDecode {
+                group: self.group,
+                key: "offset index".into(),
+                reason: "wrong key or value length".into(),
+            });
         };
         let location = BatchLocation {
             base_offset: u64::from_be_bytes(base),
@@ -289,7 +309,6 @@ impl PartitionView {
         };
         Ok((offset < location.base_offset + u64::from(location.record_count)).then_some(location))
     }
-
 }
 
 /// Builds a snapshot of the state as it was when the builder was made.

@@ -36,7 +36,10 @@ pub fn validate_topic_name(name: &str) -> Result<(), TopicNameError> {
     if name == "." || name == ".." {
         return Err(TopicNameError::Dots);
     }
-    if let Some(found) = name.chars().find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))) {
+    if let Some(found) = name
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')))
+    {
         return Err(TopicNameError::BadCharacter { found });
     }
     Ok(())
@@ -51,7 +54,13 @@ mod tests {
         assert!(validate_topic_name("orders.v1_eu-west").is_ok());
         assert_eq!(validate_topic_name(""), Err(TopicNameError::Empty));
         assert_eq!(validate_topic_name(".."), Err(TopicNameError::Dots));
-        assert_eq!(validate_topic_name("a/b"), Err(TopicNameError::BadCharacter { found: '/' }));
-        assert_eq!(validate_topic_name(&"x".repeat(250)), Err(TopicNameError::TooLong { len: 250 }));
+        assert_eq!(
+            validate_topic_name("a/b"),
+            Err(TopicNameError::BadCharacter { found: '/' })
+        );
+        assert_eq!(
+            validate_topic_name(&"x".repeat(250)),
+            Err(TopicNameError::TooLong { len: 250 })
+        );
     }
 }

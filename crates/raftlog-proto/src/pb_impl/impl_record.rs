@@ -8,13 +8,19 @@ use crate::v1;
 
 impl From<v1::Header> for Header {
     fn from(header: v1::Header) -> Self {
-        Header { key: header.key, value: header.value }
+        Header {
+            key: header.key,
+            value: header.value,
+        }
     }
 }
 
 impl From<Header> for v1::Header {
     fn from(header: Header) -> Self {
-        v1::Header { key: header.key, value: header.value }
+        v1::Header {
+            key: header.key,
+            value: header.value,
+        }
     }
 }
 

@@ -52,14 +52,19 @@ impl AdminService {
     }
 
     async fn propose(&self, command: ControllerCommand) -> Result<ControllerOutcome, ServerError> {
-        let write = self.context.controller.client_write(Command::Controller(command));
+        let write = self
+            .context
+            .controller
+            .client_write(Command::Controller(command));
         match tokio::time::timeout(self.context.request_timeout(), write).await {
             Err(_) => Err(ServerError::Timeout {
                 what: "the controller".into(),
                 timeout_ms: self.context.config.limits.request_timeout_ms,
             }),
             Ok(Ok(response)) => Ok(ControllerOutcome::Applied(response.data)),
-            Ok(Err(RaftError::APIError(ClientWriteError::ForwardToLeader(forward)))) => Ok(ControllerOutcome::Forward(forward.leader_id)),
+            Ok(Err(RaftError::APIError(ClientWriteError::ForwardToLeader(forward)))) => {
+                Ok(ControllerOutcome::Forward(forward.leader_id))
+            }
             Ok(Err(error)) => Err(ServerError::internal(&error)),
         }
     }
@@ -69,16 +74,26 @@ impl AdminService {
             what: "the controller".into(),
             node: self.context.node_id,
             leader_id,
-            leader_address: leader_id.and_then(|id| self.context.client_addresses.get(&id).cloned()),
+            leader_address: leader_id
+                .and_then(|id| self.context.client_addresses.get(&id).cloned()),
         }
     }
 
-    async fn forward_client(&self, leader_id: Option<NodeId>, forwarded: bool) -> Result<AdminClient<tonic::transport::Channel>, ServerError> {
-        let Some(address) = leader_id.filter(|_| !forwarded).and_then(|id| self.context.client_addresses.get(&id).cloned()) else {
+    async fn forward_client(
+        &self,
+        leader_id: Option<NodeId>,
+        forwarded: bool,
+    ) -> Result<AdminClient<tonic::transport::Channel>, ServerError> {
+        let Some(address) = leader_id
+            .filter(|_| !forwarded)
+            .and_then(|id| self.context.client_addresses.get(&id).cloned())
+        else {
             return Err(self.controller_not_leader(leader_id));
         };
         let channel = tonic::transport::Endpoint::from_shared(format!("http://{address}"))
-            .map_err(|e| ServerError::Internal { message: e.to_string() })?
+            .map_err(|e| ServerError::Internal {
+                message: e.to_string(),
+            })?
             .connect_timeout(Duration::from_secs(1))
             .connect()
             .await
@@ -86,61 +101,132 @@ impl AdminService {
         Ok(AdminClient::new(channel))
     }
 
-    async fn create_topic(&self, request: v1::CreateTopicRequest, forwarded: bool) -> Result<v1::CreateTopicResponse, Status> {
+    async fn create_topic(
+        &self,
+        request: v1::CreateTopicRequest,
+        forwarded: bool,
+    ) -> Result<v1::CreateTopicResponse, Status> {
         validate_topic_name(&request.name).map_err(|e| ServerError::InvalidArgument {
             reason: "INVALID_TOPIC_NAME",
             field: "name".into(),
             message: e.to_string(),
         })?;
         if request.partitions == 0 || request.partitions > TOPIC_PARTITIONS_MAX {
-            return Err(ServerError::invalid("partitions", format!("must be in 1 ..= {TOPIC_PARTITIONS_MAX}, got {}", request.partitions)).into());
+            return Err(ServerError::invalid(
+                "partitions",
+                format!(
+                    "must be in 1 ..= {TOPIC_PARTITIONS_MAX}, got {}",
+                    request.partitions
+                ),
+            )
+            .into());
         }
         let nodes: Vec<NodeId> = self.context.config.nodes.iter().map(|n| n.id).collect();
         if request.replicas == 0 || request.replicas as usize > nodes.len() {
             return Err(ServerError::InvalidArgument {
                 reason: "NOT_ENOUGH_NODES",
                 field: "replicas".into(),
-                message: format!("must be in 1 ..= {} (the number of nodes), got {}", nodes.len(), request.replicas),
+                message: format!(
+                    "must be in 1 ..= {} (the number of nodes), got {}",
+                    nodes.len(),
+                    request.replicas
+                ),
             }
             .into());
         }
-        if self.context.controller_state.borrow().topics.contains_key(&request.name) {
-            return Err(ServerError::TopicExists { topic: request.name }.into());
+        if self
+            .context
+            .controller_state
+            .borrow()
+            .topics
+            .contains_key(&request.name)
+        {
+            return Err(ServerError::TopicExists {
+                topic: request.name,
+            }
+            .into());
         }
-        let offset = request.name.bytes().fold(0usize, |h, b| h.wrapping_mul(31).wrapping_add(usize::from(b)));
+        let offset = request.name.bytes().fold(0usize, |h, b| {
+            h.wrapping_mul(31).wrapping_add(usize::from(b))
+        });
         let command = ControllerCommand::CreateTopic {
             name: request.name.clone(),
             assignments: assign_replicas(&nodes, request.partitions, request.replicas, offset),
-            created_at_ms: std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64),
+            created_at_ms: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as i64),
         };
         match self.propose(command).await? {
             ControllerOutcome::Applied(CommandResponse::TopicCreated { .. }) => {
-                let topic = self.context.controller_state.borrow().topics.get(&request.name).cloned();
-                let topic = topic.ok_or_else(|| ServerError::Internal { message: "created topic is missing from the metadata".into() })?;
-                Ok(v1::CreateTopicResponse { topic: Some(self.describe(&topic).await) })
+                let topic = self
+                    .context
+                    .controller_state
+                    .borrow()
+                    .topics
+                    .get(&request.name)
+                    .cloned();
+                let topic = topic.ok_or_else(|| ServerError::Internal {
+                    message: "created topic is missing from the metadata".into(),
+                })?;
+                Ok(v1::CreateTopicResponse {
+                    topic: Some(self.describe(&topic).await),
+                })
             }
-            ControllerOutcome::Applied(CommandResponse::Rejected { reason, .. }) if reason == "TOPIC_EXISTS" => {
-                Err(ServerError::TopicExists { topic: request.name }.into())
+            ControllerOutcome::Applied(CommandResponse::Rejected { reason, .. })
+                if reason == "TOPIC_EXISTS" =>
+            {
+                Err(ServerError::TopicExists {
+                    topic: request.name,
+                }
+                .into())
             }
-            ControllerOutcome::Applied(other) => Err(ServerError::Internal { message: format!("unexpected controller result {other:?}") }.into()),
+            ControllerOutcome::Applied(other) => Err(ServerError::Internal {
+                message: format!("unexpected controller result {other:?}"),
+            }
+            .into()),
             ControllerOutcome::Forward(leader) => {
                 let mut client = self.forward_client(leader, forwarded).await?;
                 let mut forwarded_request = Request::new(request);
-                forwarded_request.metadata_mut().insert(FORWARDED_HEADER, tonic::metadata::MetadataValue::from_static("1"));
+                forwarded_request.metadata_mut().insert(
+                    FORWARDED_HEADER,
+                    tonic::metadata::MetadataValue::from_static("1"),
+                );
                 Ok(client.create_topic(forwarded_request).await?.into_inner())
             }
         }
     }
 
-    async fn delete_topic(&self, request: v1::DeleteTopicRequest, forwarded: bool) -> Result<v1::DeleteTopicResponse, Status> {
-        match self.propose(ControllerCommand::DeleteTopic { name: request.name.clone() }).await? {
-            ControllerOutcome::Applied(CommandResponse::TopicDeleted) => Ok(v1::DeleteTopicResponse {}),
-            ControllerOutcome::Applied(CommandResponse::Rejected { .. }) => Err(ServerError::TopicNotFound { topic: request.name }.into()),
-            ControllerOutcome::Applied(other) => Err(ServerError::Internal { message: format!("unexpected controller result {other:?}") }.into()),
+    async fn delete_topic(
+        &self,
+        request: v1::DeleteTopicRequest,
+        forwarded: bool,
+    ) -> Result<v1::DeleteTopicResponse, Status> {
+        match self
+            .propose(ControllerCommand::DeleteTopic {
+                name: request.name.clone(),
+            })
+            .await?
+        {
+            ControllerOutcome::Applied(CommandResponse::TopicDeleted) => {
+                Ok(v1::DeleteTopicResponse {})
+            }
+            ControllerOutcome::Applied(CommandResponse::Rejected { .. }) => {
+                Err(ServerError::TopicNotFound {
+                    topic: request.name,
+                }
+                .into())
+            }
+            ControllerOutcome::Applied(other) => Err(ServerError::Internal {
+                message: format!("unexpected controller result {other:?}"),
+            }
+            .into()),
             ControllerOutcome::Forward(leader) => {
                 let mut client = self.forward_client(leader, forwarded).await?;
                 let mut forwarded_request = Request::new(request);
-                forwarded_request.metadata_mut().insert(FORWARDED_HEADER, tonic::metadata::MetadataValue::from_static("1"));
+                forwarded_request.metadata_mut().insert(
+                    FORWARDED_HEADER,
+                    tonic::metadata::MetadataValue::from_static("1"),
+                );
                 Ok(client.delete_topic(forwarded_request).await?.into_inner())
             }
         }
@@ -152,15 +238,22 @@ impl AdminService {
         let mut groups_by_node: BTreeMap<NodeId, Vec<u64>> = BTreeMap::new();
         for partition in &topic.partitions {
             for replica in &partition.replicas {
-                groups_by_node.entry(*replica).or_default().push(partition.group_id.0);
+                groups_by_node
+                    .entry(*replica)
+                    .or_default()
+                    .push(partition.group_id.0);
             }
         }
         let mut calls = Vec::new();
         for (node, group_ids) in groups_by_node {
-            let Some(peer_addr) = self.context.peer_addr(node).map(str::to_owned) else { continue };
+            let Some(peer_addr) = self.context.peer_addr(node).map(str::to_owned) else {
+                continue;
+            };
             let pool = self.context.host.peers().clone();
             calls.push(async move {
-                let Ok(mut client) = pool.client(&peer_addr) else { return (node, Vec::new()) };
+                let Ok(mut client) = pool.client(&peer_addr) else {
+                    return (node, Vec::new());
+                };
                 let mut request = Request::new(GroupStatusRequest { group_ids });
                 request.set_timeout(STATUS_TIMEOUT);
                 match tokio::time::timeout(STATUS_TIMEOUT, client.group_status(request)).await {
@@ -172,7 +265,10 @@ impl AdminService {
         let mut statuses: HashMap<u64, Vec<(NodeId, GroupStatus)>> = HashMap::new();
         for (node, groups) in futures::future::join_all(calls).await {
             for status in groups {
-                statuses.entry(status.group_id).or_default().push((node, status));
+                statuses
+                    .entry(status.group_id)
+                    .or_default()
+                    .push((node, status));
             }
         }
         let partitions = topic
@@ -184,7 +280,11 @@ impl AdminService {
                 let best = answers
                     .iter()
                     .find(|(node, status)| status.leader_id == Some(*node))
-                    .or_else(|| answers.iter().max_by_key(|(_, status)| (status.term, status.high_watermark)))
+                    .or_else(|| {
+                        answers
+                            .iter()
+                            .max_by_key(|(_, status)| (status.term, status.high_watermark))
+                    })
                     .map(|(_, status)| status.clone());
                 let leader_id = best.as_ref().and_then(|s| s.leader_id);
                 v1::PartitionDescription {
@@ -192,14 +292,20 @@ impl AdminService {
                     group_id: partition.group_id.0,
                     replicas: partition.replicas.clone(),
                     leader_id,
-                    leader_address: leader_id.and_then(|id| self.context.client_addresses.get(&id).cloned()).unwrap_or_default(),
+                    leader_address: leader_id
+                        .and_then(|id| self.context.client_addresses.get(&id).cloned())
+                        .unwrap_or_default(),
                     term: best.as_ref().map_or(0, |s| s.term),
                     high_watermark: best.as_ref().map_or(0, |s| s.high_watermark),
                     log_start_offset: best.as_ref().map_or(0, |s| s.log_start_offset),
                 }
             })
             .collect();
-        v1::TopicDescription { name: topic.name.clone(), replicas: topic.replicas, partitions }
+        v1::TopicDescription {
+            name: topic.name.clone(),
+            replicas: topic.replicas,
+            partitions,
+        }
     }
 }
 
@@ -210,42 +316,79 @@ fn is_forwarded<T>(request: &Request<T>) -> bool {
 #[tonic::async_trait]
 impl Admin for AdminService {
     #[tracing::instrument(skip_all, fields(topic = %request.get_ref().name, node = self.context.node_id))]
-    async fn create_topic(&self, request: Request<v1::CreateTopicRequest>) -> Result<Response<v1::CreateTopicResponse>, Status> {
+    async fn create_topic(
+        &self,
+        request: Request<v1::CreateTopicRequest>,
+    ) -> Result<Response<v1::CreateTopicResponse>, Status> {
         let forwarded = is_forwarded(&request);
-        AdminService::create_topic(self, request.into_inner(), forwarded).await.map(Response::new)
+        AdminService::create_topic(self, request.into_inner(), forwarded)
+            .await
+            .map(Response::new)
     }
 
     #[tracing::instrument(skip_all, fields(topic = %request.get_ref().name, node = self.context.node_id))]
-    async fn delete_topic(&self, request: Request<v1::DeleteTopicRequest>) -> Result<Response<v1::DeleteTopicResponse>, Status> {
+    async fn delete_topic(
+        &self,
+        request: Request<v1::DeleteTopicRequest>,
+    ) -> Result<Response<v1::DeleteTopicResponse>, Status> {
         let forwarded = is_forwarded(&request);
         let name = request.get_ref().name.clone();
-        if !self.context.controller_state.borrow().topics.contains_key(&name) {
+        if !self
+            .context
+            .controller_state
+            .borrow()
+            .topics
+            .contains_key(&name)
+        {
             return Err(ServerError::TopicNotFound { topic: name }.into());
         }
-        AdminService::delete_topic(self, request.into_inner(), forwarded).await.map(Response::new)
+        AdminService::delete_topic(self, request.into_inner(), forwarded)
+            .await
+            .map(Response::new)
     }
 
-    async fn list_topics(&self, _request: Request<v1::ListTopicsRequest>) -> Result<Response<v1::ListTopicsResponse>, Status> {
+    async fn list_topics(
+        &self,
+        _request: Request<v1::ListTopicsRequest>,
+    ) -> Result<Response<v1::ListTopicsResponse>, Status> {
         let state = self.context.controller_state.borrow().clone();
         let topics = state
             .topics
             .values()
-            .map(|t| v1::TopicSummary { name: t.name.clone(), partitions: t.partitions.len() as u32, replicas: t.replicas })
+            .map(|t| v1::TopicSummary {
+                name: t.name.clone(),
+                partitions: t.partitions.len() as u32,
+                replicas: t.replicas,
+            })
             .collect();
         Ok(Response::new(v1::ListTopicsResponse { topics }))
     }
 
     #[tracing::instrument(skip_all, fields(topic = %request.get_ref().name, node = self.context.node_id))]
-    async fn describe_topic(&self, request: Request<v1::DescribeTopicRequest>) -> Result<Response<v1::DescribeTopicResponse>, Status> {
+    async fn describe_topic(
+        &self,
+        request: Request<v1::DescribeTopicRequest>,
+    ) -> Result<Response<v1::DescribeTopicResponse>, Status> {
         let name = request.into_inner().name;
-        let topic = self.context.controller_state.borrow().topics.get(&name).cloned();
+        let topic = self
+            .context
+            .controller_state
+            .borrow()
+            .topics
+            .get(&name)
+            .cloned();
         let Some(topic) = topic else {
             return Err(ServerError::TopicNotFound { topic: name }.into());
         };
-        Ok(Response::new(v1::DescribeTopicResponse { topic: Some(self.describe(&topic).await) }))
+        Ok(Response::new(v1::DescribeTopicResponse {
+            topic: Some(self.describe(&topic).await),
+        }))
     }
 
-    async fn describe_cluster(&self, _request: Request<v1::DescribeClusterRequest>) -> Result<Response<v1::DescribeClusterResponse>, Status> {
+    async fn describe_cluster(
+        &self,
+        _request: Request<v1::DescribeClusterRequest>,
+    ) -> Result<Response<v1::DescribeClusterResponse>, Status> {
         let voters = self.context.config.controller_voters();
         let controller_leader_id = self.context.controller.metrics().borrow().current_leader;
         let mut probes = Vec::new();
@@ -258,10 +401,17 @@ impl Admin for AdminService {
                 if own {
                     return true;
                 }
-                let Ok(mut client) = pool.client(&peer_addr) else { return false };
-                let mut request = Request::new(GroupStatusRequest { group_ids: Vec::new() });
+                let Ok(mut client) = pool.client(&peer_addr) else {
+                    return false;
+                };
+                let mut request = Request::new(GroupStatusRequest {
+                    group_ids: Vec::new(),
+                });
                 request.set_timeout(STATUS_TIMEOUT);
-                matches!(tokio::time::timeout(STATUS_TIMEOUT, client.group_status(request)).await, Ok(Ok(_)))
+                matches!(
+                    tokio::time::timeout(STATUS_TIMEOUT, client.group_status(request)).await,
+                    Ok(Ok(_))
+                )
             });
         }
         let reachable = futures::future::join_all(probes).await;

@@ -35,13 +35,19 @@ pub struct FetchService {
 fn max_bytes(requested: u32) -> Result<u64, ServerError> {
     match requested {
         0 => Ok(u64::from(FETCH_BYTES_DEFAULT)),
-        n if n > FETCH_BYTES_MAX => Err(ServerError::invalid("max_bytes", format!("must be at most {FETCH_BYTES_MAX}, got {n}"))),
+        n if n > FETCH_BYTES_MAX => Err(ServerError::invalid(
+            "max_bytes",
+            format!("must be at most {FETCH_BYTES_MAX}, got {n}"),
+        )),
         n => Ok(u64::from(n)),
     }
 }
 
 fn to_records(records: Vec<(u64, raftlog_types::Record)>) -> Vec<v1::StoredRecord> {
-    records.into_iter().map(|(offset, record)| stored_record(offset, record)).collect()
+    records
+        .into_iter()
+        .map(|(offset, record)| stored_record(offset, record))
+        .collect()
 }
 
 /// Waits until the high watermark passes `offset`, or `wait` elapses.
@@ -60,13 +66,24 @@ impl FetchService {
         let resolved = resolve(&self.context, &request.topic, request.partition)?;
         let max_bytes = max_bytes(request.max_bytes)?;
         if request.max_wait_ms > FETCH_WAIT_MS_MAX {
-            return Err(ServerError::invalid("max_wait_ms", format!("must be at most {FETCH_WAIT_MS_MAX}, got {}", request.max_wait_ms)));
+            return Err(ServerError::invalid(
+                "max_wait_ms",
+                format!(
+                    "must be at most {FETCH_WAIT_MS_MAX}, got {}",
+                    request.max_wait_ms
+                ),
+            ));
         }
         let partition = local_replica(&self.context, &resolved)?;
         partition.check_offset(request.offset)?;
         let mut records = partition.read_records(request.offset, max_bytes)?;
         if records.is_empty() && request.max_wait_ms > 0 {
-            wait_for_records(&partition, request.offset, Duration::from_millis(u64::from(request.max_wait_ms))).await;
+            wait_for_records(
+                &partition,
+                request.offset,
+                Duration::from_millis(u64::from(request.max_wait_ms)),
+            )
+            .await;
             records = partition.read_records(request.offset, max_bytes)?;
         }
         Ok(v1::FetchResponse {
@@ -83,14 +100,22 @@ type SubscribeStream = Pin<Box<dyn Stream<Item = Result<v1::SubscribeResponse, S
 #[tonic::async_trait]
 impl Fetch for FetchService {
     #[tracing::instrument(skip_all, fields(topic = %request.get_ref().topic, partition = request.get_ref().partition, node = self.context.node_id))]
-    async fn fetch(&self, request: Request<v1::FetchRequest>) -> Result<Response<v1::FetchResponse>, Status> {
-        Ok(Response::new(FetchService::fetch(self, request.into_inner()).await?))
+    async fn fetch(
+        &self,
+        request: Request<v1::FetchRequest>,
+    ) -> Result<Response<v1::FetchResponse>, Status> {
+        Ok(Response::new(
+            FetchService::fetch(self, request.into_inner()).await?,
+        ))
     }
 
     type SubscribeStream = SubscribeStream;
 
     #[tracing::instrument(skip_all, fields(topic = %request.get_ref().topic, partition = request.get_ref().partition, node = self.context.node_id))]
-    async fn subscribe(&self, request: Request<v1::SubscribeRequest>) -> Result<Response<SubscribeStream>, Status> {
+    async fn subscribe(
+        &self,
+        request: Request<v1::SubscribeRequest>,
+    ) -> Result<Response<SubscribeStream>, Status> {
         let request = request.into_inner();
         let resolved = resolve(&self.context, &request.topic, request.partition)?;
         let max_bytes = max_bytes(request.max_bytes)?;
@@ -102,7 +127,12 @@ impl Fetch for FetchService {
             let mut offset = request.offset;
             loop {
                 if context.partition(partition.group).is_none() {
-                    let _ = sender.send(Err(Status::not_found(format!("{} was deleted", partition.name())))).await;
+                    let _ = sender
+                        .send(Err(Status::not_found(format!(
+                            "{} was deleted",
+                            partition.name()
+                        ))))
+                        .await;
                     return;
                 }
                 let records = match partition.read_records(offset, max_bytes) {
@@ -119,7 +149,10 @@ impl Fetch for FetchService {
                     }
                 };
                 offset = last + 1;
-                let message = v1::SubscribeResponse { records: to_records(records), high_watermark: partition.view.high_watermark() };
+                let message = v1::SubscribeResponse {
+                    records: to_records(records),
+                    high_watermark: partition.view.high_watermark(),
+                };
                 if sender.send(Ok(message)).await.is_err() {
                     return;
                 }

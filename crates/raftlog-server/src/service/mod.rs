@@ -22,10 +22,16 @@ pub struct ResolvedPartition {
 }
 
 /// Looks `topic`/`partition` up in the metadata applied on this node.
-pub fn resolve(context: &NodeContext, topic: &str, partition: u32) -> Result<ResolvedPartition, ServerError> {
+pub fn resolve(
+    context: &NodeContext,
+    topic: &str,
+    partition: u32,
+) -> Result<ResolvedPartition, ServerError> {
     let state = context.controller_state.borrow().clone();
     let Some(meta) = state.topics.get(topic) else {
-        return Err(ServerError::TopicNotFound { topic: topic.to_owned() });
+        return Err(ServerError::TopicNotFound {
+            topic: topic.to_owned(),
+        });
     };
     let Some(partition_meta) = meta.partitions.get(partition as usize) else {
         return Err(ServerError::PartitionNotFound {
@@ -34,16 +40,28 @@ pub fn resolve(context: &NodeContext, topic: &str, partition: u32) -> Result<Res
             partitions: meta.partitions.len() as u32,
         });
     };
-    Ok(ResolvedPartition { what: format!("{topic}/{partition}"), meta: partition_meta.clone() })
+    Ok(ResolvedPartition {
+        what: format!("{topic}/{partition}"),
+        meta: partition_meta.clone(),
+    })
 }
 
 /// The replica of a resolved partition running here, or the error telling where replicas are.
-pub fn local_replica(context: &Arc<NodeContext>, resolved: &ResolvedPartition) -> Result<Arc<crate::partition::Partition>, ServerError> {
+pub fn local_replica(
+    context: &Arc<NodeContext>,
+    resolved: &ResolvedPartition,
+) -> Result<Arc<crate::partition::Partition>, ServerError> {
     let group: GroupId = resolved.meta.group_id;
-    context.partition(group).ok_or_else(|| ServerError::NotAReplica {
-        what: resolved.what.clone(),
-        node: context.node_id,
-        replicas: resolved.meta.replicas.clone(),
-        replica_address: resolved.meta.replicas.first().and_then(|id| context.client_addresses.get(id).cloned()),
-    })
+    context
+        .partition(group)
+        .ok_or_else(|| ServerError::NotAReplica {
+            what: resolved.what.clone(),
+            node: context.node_id,
+            replicas: resolved.meta.replicas.clone(),
+            replica_address: resolved
+                .meta
+                .replicas
+                .first()
+                .and_then(|id| context.client_addresses.get(id).cloned()),
+        })
 }

@@ -29,10 +29,16 @@ impl ProduceService {
         ProduceService { context }
     }
 
-    async fn produce(&self, request: v1::ProduceRequest) -> Result<v1::ProduceResponse, ServerError> {
+    async fn produce(
+        &self,
+        request: v1::ProduceRequest,
+    ) -> Result<v1::ProduceResponse, ServerError> {
         let resolved = resolve(&self.context, &request.topic, request.partition)?;
         if request.records.is_empty() {
-            return Err(ServerError::invalid("records", "at least one record is required"));
+            return Err(ServerError::invalid(
+                "records",
+                "at least one record is required",
+            ));
         }
         let now_ms = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -59,22 +65,42 @@ impl ProduceService {
             return Err(ServerError::InvalidArgument {
                 reason: "BATCH_TOO_LARGE",
                 field: "records".into(),
-                message: format!("batch is {total_bytes} bytes, the limit is {PRODUCE_REQUEST_BYTES_MAX}"),
+                message: format!(
+                    "batch is {total_bytes} bytes, the limit is {PRODUCE_REQUEST_BYTES_MAX}"
+                ),
             });
         }
         let Some(partition) = self.context.partition(resolved.meta.group_id) else {
-            return Err(ServerError::NotLeader { what: resolved.what, node: self.context.node_id, leader_id: None, leader_address: None });
+            return Err(ServerError::NotLeader {
+                what: resolved.what,
+                node: self.context.node_id,
+                leader_id: None,
+                leader_address: None,
+            });
         };
         let (reply, outcome) = oneshot::channel();
-        let job = ProduceJob { records, bytes: total_bytes, reply };
+        let job = ProduceJob {
+            records,
+            bytes: total_bytes,
+            reply,
+        };
         match partition.produce_queue.try_send(job) {
             Ok(()) => {}
             Err(TrySendError::Full(_)) => {
-                return Err(ServerError::Overloaded { what: resolved.what, queued: partition.produce_queue.max_capacity() })
+                return Err(ServerError::Overloaded {
+                    what: resolved.what,
+                    queued: partition.produce_queue.max_capacity(),
+                })
             }
-            Err(TrySendError::Closed(_)) => return Err(ServerError::NotReady { state: "shutting down" }),
+            Err(TrySendError::Closed(_)) => {
+                return Err(ServerError::NotReady {
+                    state: "shutting down",
+                })
+            }
         }
-        let outcome = outcome.await.map_err(|_| ServerError::NotReady { state: "shutting down" })??;
+        let outcome = outcome.await.map_err(|_| ServerError::NotReady {
+            state: "shutting down",
+        })??;
         Ok(v1::ProduceResponse {
             base_offset: outcome.base_offset,
             record_count: outcome.record_count,
@@ -91,7 +117,12 @@ impl ProduceService {
 #[tonic::async_trait]
 impl Produce for ProduceService {
     #[tracing::instrument(skip_all, fields(topic = %request.get_ref().topic, partition = request.get_ref().partition, node = self.context.node_id))]
-    async fn produce(&self, request: Request<v1::ProduceRequest>) -> Result<Response<v1::ProduceResponse>, Status> {
-        Ok(Response::new(ProduceService::produce(self, request.into_inner()).await?))
+    async fn produce(
+        &self,
+        request: Request<v1::ProduceRequest>,
+    ) -> Result<Response<v1::ProduceResponse>, Status> {
+        Ok(Response::new(
+            ProduceService::produce(self, request.into_inner()).await?,
+        ))
     }
 }
