@@ -1,0 +1,159 @@
+//! The `raftlog` command itself: config errors, and `cluster up` as the README uses it.
+
+use std::io::BufRead;
+use std::io::Write;
+use std::process::Command;
+use std::process::Stdio;
+use std::time::Duration;
+
+use tempfile::TempDir;
+
+use crate::kit::write_config;
+use crate::kit::RAFTLOG;
+
+fn run_node_with_config(text: &str) -> (i32, String) {
+    let dir = TempDir::new().expect("temp dir");
+    let path = dir.path().join("bad.toml");
+    std::fs::write(&path, text).expect("write config");
+    let output = Command::new(RAFTLOG)
+        .args(["node", "--config"])
+        .arg(&path)
+        .args(["--id", "1"])
+        .output()
+        .expect("run raftlog");
+    let stderr = String::from_utf8_lossy(&output.stderr).trim().to_owned();
+    (output.status.code().unwrap_or(-1), stderr)
+}
+
+#[test]
+fn malformed_config_files_name_the_key_and_exit_nonzero() {
+    let base = "cluster_id = \"c\"\n[[nodes]]\nid = 1\nclient_addr = \"127.0.0.1:1\"\npeer_addr = \"127.0.0.1:2\"\n";
+    let cases = [
+        (format!("{base}colour = \"blue\"\n"), "colour"),
+        (
+            format!("{base}[raft]\nheartbeat_interval_ms = 5\n"),
+            "raft.heartbeat_interval_ms",
+        ),
+        (
+            base.replace("127.0.0.1:1", "nowhere"),
+            "nodes[0].client_addr",
+        ),
+        ("this is not toml".to_owned(), "bad.toml"),
+    ];
+    for (text, key) in cases {
+        let (code, stderr) = run_node_with_config(&text);
+        assert_ne!(code, 0, "accepted: {text}");
+        assert_eq!(stderr.lines().count(), 1, "not one line: {stderr}");
+        assert!(
+            stderr.starts_with("error: ") && stderr.contains(key),
+            "{key} not named in: {stderr}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cluster_up_starts_a_working_cluster_and_stops_it_on_sigterm() {
+    let dir = TempDir::new().expect("temp dir");
+    let (config, nodes) = write_config(dir.path(), 3);
+    let mut up = Command::new(RAFTLOG)
+        .args(["cluster", "up", "--config"])
+        .arg(&config)
+        .arg("--data-dir")
+        .arg(dir.path().join("up-data"))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start cluster up");
+    let mut stdout = std::io::BufReader::new(up.stdout.take().expect("stdout"));
+    let mut banner = String::new();
+    let mut line = String::new();
+    while stdout.read_line(&mut line).expect("read") > 0 && !line.contains("is up") {
+        banner.push_str(&line);
+        line.clear();
+    }
+    assert!(line.contains("is up"), "cluster up printed: {banner}");
+
+    let bootstrap: Vec<String> = nodes.iter().map(|(_, addr)| addr.clone()).collect();
+    let run = |args: &[&str], input: Option<&str>| {
+        let mut child = Command::new(RAFTLOG)
+            .arg("--bootstrap")
+            .arg(bootstrap.join(","))
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("run raftlog");
+        let mut stdin = child.stdin.take().expect("stdin");
+        if let Some(input) = input {
+            stdin.write_all(input.as_bytes()).expect("write stdin");
+        }
+        drop(stdin);
+        let output = child.wait_with_output().expect("wait");
+        assert!(
+            output.status.success(),
+            "raftlog {args:?} failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    };
+    run(
+        &[
+            "topic",
+            "create",
+            "tour",
+            "--partitions",
+            "3",
+            "--replicas",
+            "3",
+        ],
+        None,
+    );
+    let mut produced = false;
+    for _ in 0..50 {
+        let status = Command::new(RAFTLOG)
+            .arg("--bootstrap")
+            .arg(bootstrap.join(","))
+            .args(["produce", "tour", "--partition", "0"])
+            .stdin(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .and_then(|mut c| {
+                c.stdin
+                    .take()
+                    .expect("stdin")
+                    .write_all(b"hello\nworld\n")?;
+                c.wait()
+            })
+            .expect("produce");
+        if status.success() {
+            produced = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(produced, "produce never succeeded");
+    let consumed = run(&["consume", "tour", "--partition", "0"], None);
+    assert_eq!(consumed, "hello\nworld\n");
+    let status = run(&["cluster", "status"], None);
+    assert_eq!(status.matches(" yes ").count(), 3, "{status}");
+
+    // SIGTERM, as Ctrl-C would: every node stops and `cluster up` exits cleanly.
+    // SAFETY: signals the child this test started.
+    unsafe { libc_kill(up.id() as i32) };
+    let exit = up.wait().expect("wait for cluster up");
+    assert!(exit.success(), "cluster up exited with {exit}");
+    for (_, addr) in &nodes {
+        assert!(
+            std::net::TcpStream::connect(addr).is_err(),
+            "a node still listens on {addr}"
+        );
+    }
+}
+
+unsafe fn libc_kill(pid: i32) {
+    // SAFETY: the caller passes the pid of a child process it owns.
+    unsafe {
+        libc::kill(pid, libc::SIGTERM);
+    }
+}

@@ -1,0 +1,292 @@
+//! The test kit: starts real `raftlog node` processes with a generated config, kills and
+//! restarts them, and tears everything down when dropped.
+
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::Child;
+use std::process::Command;
+use std::process::Stdio;
+use std::time::Duration;
+use std::time::Instant;
+
+use raftlog_client::v1;
+use raftlog_client::Client;
+use raftlog_client::ClientOptions;
+use tempfile::TempDir;
+
+/// Path of the `raftlog` binary built for these tests.
+pub const RAFTLOG: &str = env!("CARGO_BIN_EXE_raftlog");
+
+/// Request timeout configured on test clusters.
+pub const REQUEST_TIMEOUT_MS: u64 = 3000;
+
+/// A free TCP port on 127.0.0.1 (bound and released; the OS will not hand it out again soon).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+/// One node process.
+pub struct NodeProcess {
+    /// Node id.
+    pub id: u64,
+    /// Client API address.
+    pub client_addr: String,
+    child: Option<Child>,
+}
+
+/// A cluster of real node processes.
+pub struct TestCluster {
+    /// Holds config, data dirs and logs.
+    pub dir: TempDir,
+    config_path: PathBuf,
+    /// The nodes, by position (`nodes[i].id == i + 1`).
+    pub nodes: Vec<NodeProcess>,
+}
+
+/// Writes a cluster config for `count` nodes on fresh ports, with short timers.
+pub fn write_config(dir: &std::path::Path, count: u64) -> (PathBuf, Vec<(u64, String)>) {
+    let mut text = format!(
+        "cluster_id = \"test\"\ndata_dir = \"{}\"\n[raft]\nheartbeat_interval_ms = 100\nelection_timeout_min_ms = 500\nelection_timeout_max_ms = 1000\n[limits]\nrequest_timeout_ms = {REQUEST_TIMEOUT_MS}\n",
+        dir.join("data").display()
+    );
+    let mut nodes = Vec::new();
+    for id in 1..=count {
+        let client_addr = format!("127.0.0.1:{}", free_port());
+        let peer_addr = format!("127.0.0.1:{}", free_port());
+        text.push_str(&format!(
+            "[[nodes]]\nid = {id}\nclient_addr = \"{client_addr}\"\npeer_addr = \"{peer_addr}\"\n"
+        ));
+        nodes.push((id, client_addr));
+    }
+    let path = dir.join("cluster.toml");
+    std::fs::write(&path, text).expect("write config");
+    (path, nodes)
+}
+
+impl TestCluster {
+    /// Starts `count` nodes and waits until the controller has a leader.
+    pub async fn start(count: u64) -> TestCluster {
+        let dir = TempDir::new().expect("temp dir");
+        let (config_path, addrs) = write_config(dir.path(), count);
+        let nodes = addrs
+            .into_iter()
+            .map(|(id, client_addr)| NodeProcess {
+                id,
+                client_addr,
+                child: None,
+            })
+            .collect();
+        let mut cluster = TestCluster {
+            dir,
+            config_path,
+            nodes,
+        };
+        for id in 1..=count {
+            cluster.restart(id);
+        }
+        cluster.wait_for_controller().await;
+        cluster
+    }
+
+    /// The log file of node `id`.
+    pub fn log_path(&self, id: u64) -> PathBuf {
+        self.dir.path().join(format!("node-{id}.log"))
+    }
+
+    /// The data dir of node `id`.
+    pub fn data_dir(&self, id: u64) -> PathBuf {
+        self.dir.path().join("data").join(format!("node-{id}"))
+    }
+
+    /// Starts node `id` (again), appending to its log.
+    pub fn restart(&mut self, id: u64) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.log_path(id))
+            .expect("open log");
+        let child = Command::new(RAFTLOG)
+            .args(["node", "--config"])
+            .arg(&self.config_path)
+            .args(["--id", &id.to_string()])
+            .env("RAFTLOG_LOG", "info,openraft=warn")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("log handle"))
+            .stderr(log)
+            .spawn()
+            .expect("spawn raftlog node");
+        self.node_mut(id).child = Some(child);
+    }
+
+    /// Starts node `id` and returns its exit status if it exits within `wait`.
+    pub fn start_expecting_exit(
+        &mut self,
+        id: u64,
+        wait: Duration,
+    ) -> Option<std::process::ExitStatus> {
+        self.restart(id);
+        let deadline = Instant::now() + wait;
+        while Instant::now() < deadline {
+            if let Some(status) = self
+                .node_mut(id)
+                .child
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten())
+            {
+                self.node_mut(id).child = None;
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        None
+    }
+
+    fn node_mut(&mut self, id: u64) -> &mut NodeProcess {
+        self.nodes.iter_mut().find(|n| n.id == id).expect("node id")
+    }
+
+    /// The client address of node `id`.
+    pub fn addr(&self, id: u64) -> String {
+        self.nodes
+            .iter()
+            .find(|n| n.id == id)
+            .expect("node id")
+            .client_addr
+            .clone()
+    }
+
+    /// SIGKILLs node `id`.
+    pub fn kill(&mut self, id: u64) {
+        if let Some(mut child) = self.node_mut(id).child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Client addresses of the nodes that are running.
+    pub fn running_addrs(&self) -> Vec<String> {
+        self.nodes
+            .iter()
+            .filter(|n| n.child.is_some())
+            .map(|n| n.client_addr.clone())
+            .collect()
+    }
+
+    /// A client bootstrapped from every running node.
+    pub async fn client(&self) -> Client {
+        self.client_with(ClientOptions::default()).await
+    }
+
+    /// A client with options.
+    pub async fn client_with(&self, options: ClientOptions) -> Client {
+        Client::connect_with(&self.running_addrs(), options)
+            .await
+            .expect("connect client")
+    }
+
+    async fn wait_for_controller(&self) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Ok(client) = Client::connect_with(
+                &self.running_addrs(),
+                ClientOptions {
+                    request_timeout: Duration::from_secs(2),
+                    retry_deadline: Duration::from_millis(1),
+                },
+            )
+            .await
+            {
+                if let Ok(status) = client.describe_cluster().await {
+                    if status.controller_leader_id.is_some() {
+                        return;
+                    }
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no controller leader within 60 s"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    /// Waits until every partition of `topic` has a leader among the running nodes.
+    pub async fn wait_for_leaders(&self, client: &Client, topic: &str) -> v1::TopicDescription {
+        let running: Vec<u64> = self
+            .nodes
+            .iter()
+            .filter(|n| n.child.is_some())
+            .map(|n| n.id)
+            .collect();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Ok(description) = client.describe_topic(topic).await {
+                if description
+                    .partitions
+                    .iter()
+                    .all(|p| p.leader_id.is_some_and(|l| running.contains(&l)))
+                {
+                    return description;
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "partitions of {topic} have no leaders within 30 s"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    /// Every committed record of a partition as node `id` serves it: (offset, value).
+    pub async fn read_all_from(
+        &self,
+        client: &Client,
+        id: u64,
+        topic: &str,
+        partition: u32,
+    ) -> Vec<(u64, Vec<u8>)> {
+        let address = self.addr(id);
+        let mut offset = 0;
+        let mut records = Vec::new();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            // A node that was just restarted may not listen yet, or not run the partition yet.
+            let response = match client
+                .fetch_from(&address, topic, partition, offset, 0, 0)
+                .await
+            {
+                Ok(response) => response,
+                Err(error)
+                    if Instant::now() < deadline
+                        && (error.is_retryable() || error.reason() == Some("NOT_A_REPLICA")) =>
+                {
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                    continue;
+                }
+                Err(error) => panic!("fetch from node {id}: {error}"),
+            };
+            for record in &response.records {
+                assert_eq!(record.offset, offset, "node {id} skipped an offset");
+                records.push((record.offset, record.value.to_vec()));
+                offset += 1;
+            }
+            if offset >= response.high_watermark || response.records.is_empty() {
+                return records;
+            }
+        }
+    }
+}
+
+impl Drop for TestCluster {
+    fn drop(&mut self) {
+        for node in &mut self.nodes {
+            if let Some(mut child) = node.child.take() {
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+        }
+    }
+}

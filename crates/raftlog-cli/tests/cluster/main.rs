@@ -1,0 +1,9 @@
+//! Integration tests with real `raftlog` processes on 127.0.0.1 ports the kit picks itself.
+
+// Tests may panic on broken expectations: that is how they fail.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod bad_input;
+mod cli;
+mod durability;
+mod kit;
