@@ -12,7 +12,7 @@ pub enum RaftHostError {
         group: GroupId,
         /// openraft's complaint.
         #[source]
-        source: openraft::ConfigError,
+        source: Box<openraft::ConfigError>,
     },
     /// openraft could not start the group (its storage failed).
     #[error("could not start Raft group {group}")]
@@ -21,7 +21,7 @@ pub enum RaftHostError {
         group: GroupId,
         /// What stopped it.
         #[source]
-        source: openraft::error::Fatal<u64>,
+        source: Box<openraft::error::Fatal<u64>>,
     },
     /// The group is already running on this node.
     #[error("Raft group {group} is already running")]

@@ -44,6 +44,6 @@ impl RaftTiming {
         config
             .validate()
             .map(Arc::new)
-            .map_err(|source| RaftHostError::Config { group, source })
+            .map_err(|source| RaftHostError::Config { group, source: Box::new(source) })
     }
 }

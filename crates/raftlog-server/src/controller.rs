@@ -178,6 +178,8 @@ impl ControllerStateMachine {
         self.publisher.subscribe()
     }
 
+    // openraft's error type is large; this helper only forwards it to openraft.
+    #[allow(clippy::result_large_err)]
     fn store(&self, persisted: &PersistedState) -> Result<(), RaftStorageError> {
         let bytes = serde_json::to_vec(persisted).map_err(sm_error)?;
         self.tree.insert(STATE_KEY, bytes).map_err(sm_error)?;

@@ -285,7 +285,7 @@ impl AdminService {
                             .iter()
                             .max_by_key(|(_, status)| (status.term, status.high_watermark))
                     })
-                    .map(|(_, status)| status.clone());
+                    .map(|(_, status)| *status);
                 let leader_id = best.as_ref().and_then(|s| s.leader_id);
                 v1::PartitionDescription {
                     partition: index as u32,
