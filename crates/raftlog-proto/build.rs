@@ -11,7 +11,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     tonic_prost_build::configure()
         .bytes(".")
         .file_descriptor_set_path(out_dir.join("raftlog_descriptor.bin"))
-        .compile_protos(&[public.clone(), internal.clone()], std::slice::from_ref(&root))?;
+        .compile_protos(
+            &[public.clone(), internal.clone()],
+            std::slice::from_ref(&root),
+        )?;
     println!("cargo:rerun-if-changed={}", public.display());
     println!("cargo:rerun-if-changed={}", internal.display());
     Ok(())

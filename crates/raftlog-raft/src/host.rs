@@ -62,7 +62,10 @@ impl RaftHost {
         let network = GroupNetworkFactory::new(group, self.peers.clone());
         let raft = openraft::Raft::new(self.node_id, config, network, log, state_machine)
             .await
-            .map_err(|source| RaftHostError::Start { group, source: Box::new(source) })?;
+            .map_err(|source| RaftHostError::Start {
+                group,
+                source: Box::new(source),
+            })?;
         self.groups.write().insert(group, raft.clone());
         tracing::info!(group = group.0, node = self.node_id, "started Raft group");
         Ok(raft)

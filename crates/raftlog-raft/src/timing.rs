@@ -44,6 +44,9 @@ impl RaftTiming {
         config
             .validate()
             .map(Arc::new)
-            .map_err(|source| RaftHostError::Config { group, source: Box::new(source) })
+            .map_err(|source| RaftHostError::Config {
+                group,
+                source: Box::new(source),
+            })
     }
 }

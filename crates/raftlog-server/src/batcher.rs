@@ -99,17 +99,25 @@ impl BatcherContext {
 /// Runs until the queue's senders are gone.
 pub async fn run_batcher(context: BatcherContext, mut queue: mpsc::Receiver<ProduceJob>) {
     let in_flight = Arc::new(Semaphore::new(PRODUCE_IN_FLIGHT_MAX));
-    while let Some(first) = queue.recv().await {
+    // A job that would have made the previous entry too large starts the next one.
+    let mut carried: Option<ProduceJob> = None;
+    loop {
+        let first = match carried.take() {
+            Some(job) => job,
+            None => match queue.recv().await {
+                Some(job) => job,
+                None => break,
+            },
+        };
         let mut bytes = first.bytes;
         let mut jobs = vec![first];
-        while bytes < PRODUCE_BATCH_BYTES_MAX {
-            match queue.try_recv() {
-                Ok(job) => {
-                    bytes += job.bytes;
-                    jobs.push(job);
-                }
-                Err(_) => break,
+        while let Ok(job) = queue.try_recv() {
+            if bytes + job.bytes > PRODUCE_BATCH_BYTES_MAX {
+                carried = Some(job);
+                break;
             }
+            bytes += job.bytes;
+            jobs.push(job);
         }
         if let Some(error) = context.admission_error() {
             for job in jobs {

@@ -46,14 +46,10 @@ impl Command {
         match self {
             Command::Controller(_) => 256,
             Command::AppendBatch(batch) => {
-                // Per record: length prefixes, option tags and the timestamp varint.
-                const RECORD_OVERHEAD_BYTES: usize = 32;
                 16 + batch
                     .records
                     .iter()
-                    .map(|r| {
-                        r.payload_bytes() as usize + RECORD_OVERHEAD_BYTES + 8 * r.headers.len()
-                    })
+                    .map(|r| r.encoded_bytes_estimate() as usize)
                     .sum::<usize>()
             }
         }

@@ -33,8 +33,9 @@ pub const TOPIC_PARTITIONS_MAX: u32 = 1024;
 /// Longest topic name, as in Kafka.
 pub const TOPIC_NAME_LEN_MAX: usize = 249;
 
-/// Largest produce request the server accepts (and the gRPC decoding limit is set above it).
-pub const PRODUCE_REQUEST_BYTES_MAX: usize = 16 * 1024 * 1024;
+/// Largest produce request (record payload bytes) the server accepts. No larger than
+/// `PRODUCE_BATCH_BYTES_MAX`, so that no Raft entry exceeds it.
+pub const PRODUCE_REQUEST_BYTES_MAX: usize = PRODUCE_BATCH_BYTES_MAX;
 
 /// Largest Raft entry the produce batcher builds by merging queued requests.
 pub const PRODUCE_BATCH_BYTES_MAX: usize = 8 * 1024 * 1024;
@@ -56,6 +57,12 @@ pub const FETCH_WAIT_MS_MAX: u32 = 30_000;
 /// gRPC message size limit for node-to-node and client traffic.
 pub const GRPC_MESSAGE_BYTES_MAX: usize = 80 * 1024 * 1024;
 
-/// Largest bytes of log entries sent in one AppendEntries: entries are batches of up to
-/// `PRODUCE_BATCH_BYTES_MAX`, so this many entries stay under `GRPC_MESSAGE_BYTES_MAX`.
+/// Entries sent in one AppendEntries at most: entries hold at most `PRODUCE_BATCH_BYTES_MAX` of
+/// records, so this many stay under `GRPC_MESSAGE_BYTES_MAX` (checked below).
 pub const APPEND_ENTRIES_ENTRIES_MAX: u64 = 8;
+
+const _: () = assert!(
+    (APPEND_ENTRIES_ENTRIES_MAX as usize) * (PRODUCE_BATCH_BYTES_MAX + 64 * 1024)
+        < GRPC_MESSAGE_BYTES_MAX,
+    "AppendEntries could exceed the gRPC message limit"
+);

@@ -37,6 +37,17 @@ impl Record {
             .sum();
         (key + self.value.len() + headers) as u64
     }
+
+    /// An upper estimate of the record's encoded size in a log entry: payload plus length
+    /// prefixes, tags and the timestamp. Limits on entries are enforced on this, so that many
+    /// tiny records cannot make an entry far larger than its payload.
+    pub fn encoded_bytes_estimate(&self) -> u64 {
+        const RECORD_OVERHEAD_BYTES: u64 = 32;
+        const HEADER_OVERHEAD_BYTES: u64 = 8;
+        self.payload_bytes()
+            + RECORD_OVERHEAD_BYTES
+            + HEADER_OVERHEAD_BYTES * self.headers.len() as u64
+    }
 }
 
 /// Records appended together: one batch becomes one Raft entry and receives consecutive offsets.

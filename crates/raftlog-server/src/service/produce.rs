@@ -58,7 +58,7 @@ impl ProduceService {
             if record.timestamp_ms == 0 {
                 record.timestamp_ms = now_ms;
             }
-            total_bytes += size as usize;
+            total_bytes += record.encoded_bytes_estimate() as usize;
             records.push(record);
         }
         if total_bytes > PRODUCE_REQUEST_BYTES_MAX {

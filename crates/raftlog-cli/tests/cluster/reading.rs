@@ -1,0 +1,126 @@
+//! Reading: long-poll fetch, the subscription stream, topic deletion, the standard health
+//! service, and the data dir identity check.
+
+use std::time::Duration;
+
+use raftlog_client::record;
+use tokio_stream::StreamExt;
+
+use crate::kit::TestCluster;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn long_poll_subscribe_delete_and_health() {
+    let mut cluster = TestCluster::start(1).await;
+    let client = cluster.client().await;
+    client.create_topic("stream", 1, 1).await.expect("create");
+    cluster.wait_for_leaders(&client, "stream").await;
+    let address = cluster.addr(1);
+
+    // A long poll at the end returns as soon as a record is committed.
+    let poll = {
+        let address = address.clone();
+        let client = cluster.client().await;
+        tokio::spawn(async move { client.fetch_from(&address, "stream", 0, 0, 0, 10_000).await })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    client
+        .produce("stream", 0, vec![record(None, b"first".to_vec())])
+        .await
+        .expect("produce");
+    let polled = tokio::time::timeout(Duration::from_secs(5), poll)
+        .await
+        .expect("long poll did not return")
+        .expect("join")
+        .expect("fetch");
+    assert_eq!(polled.records.len(), 1);
+    assert_eq!(polled.records[0].value.as_ref(), b"first");
+
+    // A subscription delivers every record in order, including those committed after it began.
+    let mut stream = client
+        .subscribe(&address, "stream", 0, 0)
+        .await
+        .expect("subscribe");
+    for batch in 0..10 {
+        let records = (0..10)
+            .map(|i| record(None, format!("{}", batch * 10 + i).into_bytes()))
+            .collect();
+        client.produce("stream", 0, records).await.expect("produce");
+    }
+    let mut received = Vec::new();
+    while received.len() < 101 {
+        let message = tokio::time::timeout(Duration::from_secs(5), stream.next())
+            .await
+            .expect("stream stalled")
+            .expect("stream ended")
+            .expect("stream error");
+        received.extend(
+            message
+                .records
+                .into_iter()
+                .map(|r| (r.offset, String::from_utf8_lossy(&r.value).into_owned())),
+        );
+    }
+    let expected: Vec<(u64, String)> = std::iter::once((0, "first".to_owned()))
+        .chain((0..100).map(|i| (i as u64 + 1, i.to_string())))
+        .collect();
+    assert_eq!(received, expected);
+
+    // The standard health service answers for the whole server.
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{address}"))
+        .expect("uri")
+        .connect()
+        .await
+        .expect("connect");
+    let mut health = tonic_health::pb::health_client::HealthClient::new(channel);
+    let status = health
+        .check(tonic_health::pb::HealthCheckRequest {
+            service: "raftlog.v1.Produce".into(),
+        })
+        .await
+        .expect("health check")
+        .into_inner();
+    assert_eq!(
+        status.status,
+        tonic_health::pb::health_check_response::ServingStatus::Serving as i32
+    );
+
+    // Deleting a topic removes it; the name can be used again and starts empty.
+    client.delete_topic("stream").await.expect("delete");
+    let error = client
+        .describe_topic("stream")
+        .await
+        .expect_err("deleted topic still described");
+    assert_eq!(error.reason(), Some("TOPIC_NOT_FOUND"));
+    let error = client
+        .delete_topic("stream")
+        .await
+        .expect_err("deleted twice");
+    assert_eq!(error.reason(), Some("TOPIC_NOT_FOUND"));
+    client
+        .create_topic("stream", 1, 1)
+        .await
+        .expect("re-create");
+    cluster.wait_for_leaders(&client, "stream").await;
+    let fetched = client.fetch("stream", 0, 0, 0, 0).await.expect("fetch");
+    assert_eq!(fetched.high_watermark, 0);
+
+    // A data dir belongs to one cluster and node id: a node told otherwise refuses it.
+    cluster.kill(1);
+    let config = cluster.dir.path().join("cluster.toml");
+    let text = std::fs::read_to_string(&config).expect("config");
+    std::fs::write(
+        &config,
+        text.replace("cluster_id = \"test\"", "cluster_id = \"other\""),
+    )
+    .expect("rewrite config");
+    let status = cluster
+        .start_expecting_exit(1, Duration::from_secs(20))
+        .expect("node accepted another cluster's data dir");
+    assert!(!status.success());
+    let log = std::fs::read_to_string(cluster.log_path(1)).expect("log");
+    assert!(
+        log.contains("belongs to cluster \\\"test\\\" node 1")
+            || log.contains("belongs to cluster \"test\" node 1"),
+        "{log}"
+    );
+}
