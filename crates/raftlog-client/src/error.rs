@@ -95,7 +95,9 @@ impl ClientError {
                 retry_after, code, ..
             } => retry_after.is_some() || *code == tonic::Code::Unavailable,
             ClientError::Unreachable { .. } => true,
-            ClientError::RetriesExhausted { .. } | ClientError::InvalidArgument(_) => false,
+            // The deadline ran out, but the cause may still pass with a later retry.
+            ClientError::RetriesExhausted { last, .. } => last.is_retryable(),
+            ClientError::InvalidArgument(_) => false,
         }
     }
 }

@@ -260,6 +260,9 @@ impl RaftStateMachine<TypeConfig> for ControllerStateMachine {
             });
         }
         self.store(&next)?;
+        // Metadata changes are rare; flushing them keeps a restarted node from serving stale
+        // metadata until the controller log is re-applied (sled buffers writes in-process).
+        self.tree.flush_async().await.map_err(sm_error)?;
         let changed = next.state != self.persisted.state;
         self.persisted = next;
         if changed {

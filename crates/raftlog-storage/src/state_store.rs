@@ -50,7 +50,8 @@ impl StateStore {
                         path: path.to_path_buf(),
                     })
                 }
-                Err(sled::Error::Io(e)) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                // sled reports a held lock as ErrorKind::Other with this message.
+                Err(sled::Error::Io(e)) if e.to_string().contains("could not acquire lock") => {
                     if Instant::now() >= deadline {
                         return Err(StorageError::Locked {
                             path: path.to_path_buf(),

@@ -158,6 +158,8 @@ impl AdminService {
         };
         match self.propose(command).await? {
             ControllerOutcome::Applied(CommandResponse::TopicCreated { .. }) => {
+                // Tell the followers about the commit now rather than at the next heartbeat.
+                let _ = self.context.controller.trigger().heartbeat().await;
                 let topic = self
                     .context
                     .controller_state
@@ -333,13 +335,7 @@ impl Admin for AdminService {
     ) -> Result<Response<v1::DeleteTopicResponse>, Status> {
         let forwarded = is_forwarded(&request);
         let name = request.get_ref().name.clone();
-        if !self
-            .context
-            .controller_state
-            .borrow()
-            .topics
-            .contains_key(&name)
-        {
+        if !crate::service::wait_for_topic(&self.context, &name).await {
             return Err(ServerError::TopicNotFound { topic: name }.into());
         }
         AdminService::delete_topic(self, request.into_inner(), forwarded)
@@ -370,6 +366,7 @@ impl Admin for AdminService {
         request: Request<v1::DescribeTopicRequest>,
     ) -> Result<Response<v1::DescribeTopicResponse>, Status> {
         let name = request.into_inner().name;
+        crate::service::wait_for_topic(&self.context, &name).await;
         let topic = self
             .context
             .controller_state

@@ -63,7 +63,7 @@ impl FetchService {
     }
 
     async fn fetch(&self, request: v1::FetchRequest) -> Result<v1::FetchResponse, ServerError> {
-        let resolved = resolve(&self.context, &request.topic, request.partition)?;
+        let resolved = resolve(&self.context, &request.topic, request.partition).await?;
         let max_bytes = max_bytes(request.max_bytes)?;
         if request.max_wait_ms > FETCH_WAIT_MS_MAX {
             return Err(ServerError::invalid(
@@ -117,7 +117,7 @@ impl Fetch for FetchService {
         request: Request<v1::SubscribeRequest>,
     ) -> Result<Response<SubscribeStream>, Status> {
         let request = request.into_inner();
-        let resolved = resolve(&self.context, &request.topic, request.partition)?;
+        let resolved = resolve(&self.context, &request.topic, request.partition).await?;
         let max_bytes = max_bytes(request.max_bytes)?;
         let partition = local_replica(&self.context, &resolved)?;
         partition.check_offset(request.offset)?;

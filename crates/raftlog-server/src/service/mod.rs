@@ -21,8 +21,55 @@ pub struct ResolvedPartition {
     pub meta: PartitionMeta,
 }
 
-/// Looks `topic`/`partition` up in the metadata applied on this node.
-pub fn resolve(
+/// Looks `topic`/`partition` up in the metadata applied on this node. A node that is not the
+/// controller leader may lag it by a heartbeat: a topic created a moment ago elsewhere is
+/// waited for (briefly) before it is reported missing.
+pub async fn resolve(
+    context: &NodeContext,
+    topic: &str,
+    partition: u32,
+) -> Result<ResolvedPartition, ServerError> {
+    let mut result = resolve_now(context, topic, partition);
+    if result.is_ok()
+        || context.controller.metrics().borrow().current_leader == Some(context.node_id)
+    {
+        return result;
+    }
+    let mut changes = context.controller_state.clone();
+    let deadline = tokio::time::Instant::now() + metadata_catch_up_wait(context);
+    while result.is_err() {
+        match tokio::time::timeout_at(deadline, changes.changed()).await {
+            Ok(Ok(())) => result = resolve_now(context, topic, partition),
+            _ => break,
+        }
+    }
+    result
+}
+
+/// Waits until a topic exists in this node's metadata, for at most a few heartbeats.
+pub async fn wait_for_topic(context: &NodeContext, topic: &str) -> bool {
+    let mut changes = context.controller_state.clone();
+    let deadline = tokio::time::Instant::now() + metadata_catch_up_wait(context);
+    loop {
+        if changes.borrow_and_update().topics.contains_key(topic) {
+            return true;
+        }
+        if !matches!(
+            tokio::time::timeout_at(deadline, changes.changed()).await,
+            Ok(Ok(()))
+        ) {
+            return false;
+        }
+    }
+}
+
+/// How long a follower of the controller may take to apply what the leader committed: the
+/// commit index reaches it with the next heartbeat.
+fn metadata_catch_up_wait(context: &NodeContext) -> std::time::Duration {
+    std::time::Duration::from_millis(3 * context.config.raft.heartbeat_interval_ms)
+}
+
+fn resolve_now(
     context: &NodeContext,
     topic: &str,
     partition: u32,

@@ -33,7 +33,7 @@ impl ProduceService {
         &self,
         request: v1::ProduceRequest,
     ) -> Result<v1::ProduceResponse, ServerError> {
-        let resolved = resolve(&self.context, &request.topic, request.partition)?;
+        let resolved = resolve(&self.context, &request.topic, request.partition).await?;
         if request.records.is_empty() {
             return Err(ServerError::invalid(
                 "records",
