@@ -9,6 +9,7 @@ use bytes::Bytes;
 use raftlog_proto::v1;
 use raftlog_proto::v1::admin_client::AdminClient;
 use raftlog_proto::v1::fetch_client::FetchClient;
+use raftlog_proto::v1::groups_client::GroupsClient;
 use raftlog_proto::v1::produce_client::ProduceClient;
 use tonic::transport::Channel;
 use tonic::transport::Endpoint;
@@ -53,6 +54,8 @@ pub struct Client {
     channels: Mutex<HashMap<String, Channel>>,
     /// Leader client address per (topic, partition), as last learned.
     leaders: Mutex<HashMap<(String, u32), String>>,
+    /// Client address of the controller leader (group coordinator), as last learned.
+    controller: Mutex<Option<String>>,
 }
 
 /// Reasons after which the same call may be retried without risk of writing twice: the
@@ -86,6 +89,7 @@ impl Client {
             options,
             channels: Mutex::default(),
             leaders: Mutex::default(),
+            controller: Mutex::default(),
         };
         client.describe_cluster().await?;
         Ok(client)
@@ -255,23 +259,37 @@ impl Client {
         partition: u32,
         records: Vec<v1::Record>,
     ) -> Result<v1::ProduceResponse, ClientError> {
-        let request = v1::ProduceRequest {
+        self.send_produce(v1::ProduceRequest {
             topic: topic.to_owned(),
             partition,
             records,
             acks: v1::Acks::All as i32,
             timeout_ms: 0,
-        };
+            producer: None,
+        })
+        .await
+    }
+
+    /// Sends a produce request to the partition's leader, re-routing and retrying until the
+    /// deadline. Without `request.producer`, only errors raised before anything was written are
+    /// retried; with it (idempotent), every retryable or transport error is, since the partition
+    /// answers an exact retry with the original offsets.
+    pub async fn send_produce(
+        &self,
+        request: v1::ProduceRequest,
+    ) -> Result<v1::ProduceResponse, ClientError> {
+        let (topic, partition) = (request.topic.clone(), request.partition);
+        let idempotent = request.producer.is_some();
         let deadline = Instant::now() + self.options.retry_deadline;
         let mut attempts = 0u32;
         let mut backoff = Duration::from_millis(50);
         loop {
             attempts += 1;
-            let address = match self.cached_leader(topic, partition) {
+            let address = match self.cached_leader(&topic, partition) {
                 Some(address) => address,
                 None => {
-                    self.describe_topic(topic).await?;
-                    self.cached_leader(topic, partition)
+                    self.describe_topic(&topic).await?;
+                    self.cached_leader(&topic, partition)
                         .unwrap_or_else(|| self.bootstrap[0].clone())
                 }
             };
@@ -281,14 +299,24 @@ impl Client {
                 Ok(response) => return Ok(response.into_inner()),
                 Err(status) => transport_aware(&address, &status),
             };
-            let safe = matches!(error, ClientError::Unreachable { .. })
+            let refused_before_write = matches!(error, ClientError::Unreachable { .. })
                 || error.reason().is_some_and(|r| SAFE_TO_RETRY.contains(&r));
-            if !safe {
+            let outcome_unknown = error.reason() == Some("TIMEOUT")
+                || matches!(
+                    error.code(),
+                    Some(
+                        tonic::Code::Unknown
+                            | tonic::Code::Cancelled
+                            | tonic::Code::DeadlineExceeded
+                            | tonic::Code::Unavailable
+                    )
+                );
+            if !(refused_before_write || (idempotent && outcome_unknown)) {
                 return Err(error);
             }
             let hinted = error.metadata("leader_address").map(str::to_owned);
             let immediate = hinted.is_some() && hinted.as_deref() != Some(address.as_str());
-            self.set_leader(topic, partition, hinted);
+            self.set_leader(&topic, partition, hinted);
             if Instant::now() >= deadline {
                 return Err(ClientError::RetriesExhausted {
                     attempts,
@@ -298,6 +326,67 @@ impl Client {
             if !immediate {
                 tokio::time::sleep(backoff).await;
                 backoff = (backoff * 2).min(Duration::from_secs(1));
+            }
+        }
+    }
+
+    /// Asks the cluster for a new producer id (for idempotent produce).
+    pub async fn init_producer(&self) -> Result<u64, ClientError> {
+        let response = self
+            .with_controller(|channel| async move {
+                ProduceClient::new(channel)
+                    .init_producer(v1::InitProducerRequest {})
+                    .await
+            })
+            .await?;
+        Ok(response.producer_id)
+    }
+
+    /// Runs a call against the controller leader (group coordinator, producer ids), following
+    /// NOT_LEADER hints and retrying retryable errors until the deadline.
+    pub(crate) async fn with_controller<T, F, Fut>(&self, call: F) -> Result<T, ClientError>
+    where
+        F: Fn(Channel) -> Fut,
+        Fut: std::future::Future<Output = Result<tonic::Response<T>, tonic::Status>>,
+    {
+        let deadline = Instant::now() + self.options.retry_deadline;
+        let mut attempts = 0u32;
+        let mut next_bootstrap = 0usize;
+        loop {
+            attempts += 1;
+            let cached = self.controller.lock().ok().and_then(|c| c.clone());
+            let address = match cached {
+                Some(address) => address,
+                None => {
+                    next_bootstrap += 1;
+                    self.bootstrap[(next_bootstrap - 1) % self.bootstrap.len()].clone()
+                }
+            };
+            let error = match call(self.channel(&address)?).await {
+                Ok(response) => {
+                    if let Ok(mut controller) = self.controller.lock() {
+                        *controller = Some(address);
+                    }
+                    return Ok(response.into_inner());
+                }
+                Err(status) => transport_aware(&address, &status),
+            };
+            if !error.is_retryable() {
+                return Err(error);
+            }
+            let hinted = error.metadata("leader_address").map(str::to_owned);
+            let immediate = hinted.is_some() && hinted.as_deref() != Some(address.as_str());
+            if let Ok(mut controller) = self.controller.lock() {
+                *controller = hinted;
+            }
+            if Instant::now() >= deadline {
+                return Err(ClientError::RetriesExhausted {
+                    attempts,
+                    last: Box::new(error),
+                });
+            }
+            if !immediate {
+                tokio::time::sleep(Duration::from_millis(100)).await;
             }
         }
     }
@@ -389,4 +478,120 @@ fn transport_aware(address: &str, status: &tonic::Status) -> ClientError {
         };
     }
     error
+}
+
+/// Consumer group calls, all answered by the group coordinator (the controller leader).
+impl Client {
+    /// Joins (or re-joins) a group.
+    pub async fn join_group(
+        &self,
+        request: v1::JoinGroupRequest,
+    ) -> Result<v1::JoinGroupResponse, ClientError> {
+        self.with_controller(|channel| {
+            let request = request.clone();
+            async move { GroupsClient::new(channel).join_group(request).await }
+        })
+        .await
+    }
+
+    /// Sends a heartbeat.
+    pub async fn heartbeat(
+        &self,
+        group: &str,
+        member_id: &str,
+    ) -> Result<v1::HeartbeatResponse, ClientError> {
+        let request = v1::HeartbeatRequest {
+            group: group.to_owned(),
+            member_id: member_id.to_owned(),
+        };
+        self.with_controller(|channel| {
+            let request = request.clone();
+            async move { GroupsClient::new(channel).heartbeat(request).await }
+        })
+        .await
+    }
+
+    /// Leaves a group.
+    pub async fn leave_group(&self, group: &str, member_id: &str) -> Result<(), ClientError> {
+        let request = v1::LeaveGroupRequest {
+            group: group.to_owned(),
+            member_id: member_id.to_owned(),
+        };
+        self.with_controller(|channel| {
+            let request = request.clone();
+            async move { GroupsClient::new(channel).leave_group(request).await }
+        })
+        .await
+        .map(|_| ())
+    }
+
+    /// Commits positions.
+    pub async fn commit_offsets(
+        &self,
+        request: v1::CommitOffsetsRequest,
+    ) -> Result<(), ClientError> {
+        self.with_controller(|channel| {
+            let request = request.clone();
+            async move { GroupsClient::new(channel).commit_offsets(request).await }
+        })
+        .await
+        .map(|_| ())
+    }
+
+    /// Reads committed positions (all of the group's when `partitions` is empty).
+    pub async fn fetch_offsets(
+        &self,
+        group: &str,
+        partitions: Vec<v1::TopicPartition>,
+    ) -> Result<Vec<v1::PartitionOffset>, ClientError> {
+        let request = v1::FetchOffsetsRequest {
+            group: group.to_owned(),
+            partitions,
+        };
+        self.with_controller(|channel| {
+            let request = request.clone();
+            async move { GroupsClient::new(channel).fetch_offsets(request).await }
+        })
+        .await
+        .map(|r| r.offsets)
+    }
+
+    /// Lists groups.
+    pub async fn list_groups(&self) -> Result<Vec<v1::GroupSummary>, ClientError> {
+        self.with_controller(|channel| async move {
+            GroupsClient::new(channel)
+                .list_groups(v1::ListGroupsRequest {})
+                .await
+        })
+        .await
+        .map(|r| r.groups)
+    }
+
+    /// Describes a group: members, assignments, committed offsets and lag.
+    pub async fn describe_group(
+        &self,
+        group: &str,
+    ) -> Result<v1::DescribeGroupResponse, ClientError> {
+        let request = v1::DescribeGroupRequest {
+            group: group.to_owned(),
+        };
+        self.with_controller(|channel| {
+            let request = request.clone();
+            async move { GroupsClient::new(channel).describe_group(request).await }
+        })
+        .await
+    }
+
+    /// Sets a group's committed positions (the group must have no active members).
+    pub async fn reset_offsets(
+        &self,
+        request: v1::ResetOffsetsRequest,
+    ) -> Result<Vec<v1::PartitionOffset>, ClientError> {
+        self.with_controller(|channel| {
+            let request = request.clone();
+            async move { GroupsClient::new(channel).reset_offsets(request).await }
+        })
+        .await
+        .map(|r| r.offsets)
+    }
 }

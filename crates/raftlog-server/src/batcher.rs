@@ -14,11 +14,13 @@ use openraft::ServerState;
 use raftlog_raft::RaftGroup;
 use raftlog_types::limits::PRODUCE_BATCH_BYTES_MAX;
 use raftlog_types::limits::PRODUCE_IN_FLIGHT_MAX;
+use raftlog_types::BatchResult;
 use raftlog_types::Command;
 use raftlog_types::CommandResponse;
 use raftlog_types::NodeId;
+use raftlog_types::ProducerBatch;
+use raftlog_types::ProducerSequence;
 use raftlog_types::Record;
-use raftlog_types::RecordBatch;
 use tokio::sync::mpsc;
 use tokio::sync::oneshot;
 use tokio::sync::Semaphore;
@@ -38,14 +40,18 @@ pub struct ProduceOutcome {
     pub term: u64,
     /// Raft log index of the entry.
     pub log_index: u64,
+    /// The batch was an exact retry of one already written; the offsets are the original's.
+    pub duplicate: bool,
 }
 
 /// One queued produce request.
 pub struct ProduceJob {
     /// Records, already validated.
     pub records: Vec<Record>,
-    /// Their payload bytes.
+    /// Their estimated encoded bytes.
     pub bytes: usize,
+    /// Set for idempotent producers.
+    pub producer: Option<ProducerSequence>,
     /// Where the outcome goes.
     pub reply: oneshot::Sender<Result<ProduceOutcome, ServerError>>,
 }
@@ -76,6 +82,41 @@ impl BatcherContext {
             leader_id,
             leader_address: leader_id.and_then(|id| self.client_addresses.get(&id).cloned()),
         }
+    }
+
+    /// What one batch's apply result means for its producer.
+    fn outcome_of(
+        &self,
+        result: BatchResult,
+        log_id: raftlog_types::type_config::LogId,
+    ) -> Result<ProduceOutcome, ServerError> {
+        let (base_offset, record_count, duplicate) = match result {
+            BatchResult::Appended { base_offset, record_count } => (base_offset, record_count, false),
+            BatchResult::Duplicate { base_offset, record_count } => (base_offset, record_count, true),
+            BatchResult::OutOfOrder { expected, received } => {
+                return Err(ServerError::Precondition {
+                    reason: "OUT_OF_ORDER_SEQUENCE",
+                    message: format!("{}: sequence {received} does not follow the producer's last batch; expected {expected}", self.what),
+                })
+            }
+            BatchResult::UnknownProducer { received } => {
+                return Err(ServerError::Precondition {
+                    reason: "UNKNOWN_PRODUCER",
+                    message: format!(
+                        "{}: the producer is not known here (new, or forgotten after its retention) and its batch starts at sequence {received}, not 0",
+                        self.what
+                    ),
+                })
+            }
+        };
+        Ok(ProduceOutcome {
+            base_offset,
+            record_count,
+            leader_id: self.node_id,
+            term: log_id.leader_id.term,
+            log_index: log_id.index,
+            duplicate,
+        })
     }
 
     /// Refuses a write that cannot succeed now: not the leader, or no recent quorum contact.
@@ -129,17 +170,18 @@ pub async fn run_batcher(context: BatcherContext, mut queue: mpsc::Receiver<Prod
             break;
         };
 
-        let mut counts = Vec::with_capacity(jobs.len());
         let mut replies = Vec::with_capacity(jobs.len());
-        let mut records = Vec::new();
+        let mut batches = Vec::with_capacity(jobs.len());
         for job in jobs {
-            counts.push(job.records.len() as u32);
-            records.extend(job.records);
+            batches.push(ProducerBatch {
+                producer: job.producer,
+                records: job.records,
+            });
             replies.push(job.reply);
         }
         let receiver = match context
             .raft
-            .client_write_ff(Command::AppendBatch(RecordBatch { records }))
+            .client_write_ff(Command::AppendBatches(batches))
             .await
         {
             Ok(receiver) => receiver,
@@ -167,8 +209,8 @@ pub async fn run_batcher(context: BatcherContext, mut queue: mpsc::Receiver<Prod
                 }
                 Ok(Ok(Err(error))) => Err(ServerError::internal(&error)),
                 Ok(Ok(Ok(response))) => match response.data {
-                    CommandResponse::Appended { base_offset, .. } => {
-                        Ok((base_offset, response.log_id))
+                    CommandResponse::Batches(results) if results.len() == replies.len() => {
+                        Ok((results, response.log_id))
                     }
                     other => Err(ServerError::Internal {
                         message: format!("unexpected apply result {other:?}"),
@@ -176,16 +218,9 @@ pub async fn run_batcher(context: BatcherContext, mut queue: mpsc::Receiver<Prod
                 },
             };
             match outcome {
-                Ok((mut base_offset, log_id)) => {
-                    for (reply, record_count) in replies.into_iter().zip(counts) {
-                        let _ = reply.send(Ok(ProduceOutcome {
-                            base_offset,
-                            record_count,
-                            leader_id: context.node_id,
-                            term: log_id.leader_id.term,
-                            log_index: log_id.index,
-                        }));
-                        base_offset += u64::from(record_count);
+                Ok((results, log_id)) => {
+                    for (reply, result) in replies.into_iter().zip(results) {
+                        let _ = reply.send(context.outcome_of(result, log_id));
                     }
                 }
                 Err(error) => {

@@ -65,6 +65,12 @@ pub struct ControllerState {
     pub topics: BTreeMap<String, TopicMeta>,
     /// The next group id to allocate; group ids are never reused.
     pub next_group_id: u64,
+    /// The last producer id issued; ids are never reused.
+    #[serde(default)]
+    pub last_producer_id: u64,
+    /// Committed positions: group → topic → partition → next offset to read.
+    #[serde(default)]
+    pub group_offsets: BTreeMap<String, BTreeMap<String, BTreeMap<u32, u64>>>,
 }
 
 impl ControllerState {
@@ -114,8 +120,28 @@ impl ControllerState {
                 );
                 CommandResponse::TopicCreated { first_group_id }
             }
+            ControllerCommand::AllocateProducerId => {
+                self.last_producer_id += 1;
+                CommandResponse::ProducerIdAllocated {
+                    producer_id: self.last_producer_id,
+                }
+            }
+            ControllerCommand::CommitOffsets { group, offsets } => {
+                let topics = self.group_offsets.entry(group).or_default();
+                for (topic, partition, offset) in offsets {
+                    topics.entry(topic).or_default().insert(partition, offset);
+                }
+                CommandResponse::OffsetsCommitted
+            }
             ControllerCommand::DeleteTopic { name } => match self.topics.remove(&name) {
-                Some(_) => CommandResponse::TopicDeleted,
+                Some(_) => {
+                    // A re-created topic starts empty: positions in the old one mean nothing.
+                    for topics in self.group_offsets.values_mut() {
+                        topics.remove(&name);
+                    }
+                    self.group_offsets.retain(|_, topics| !topics.is_empty());
+                    CommandResponse::TopicDeleted
+                }
                 None => CommandResponse::Rejected {
                     reason: "TOPIC_NOT_FOUND".into(),
                     message: format!("topic {name:?} does not exist"),
@@ -253,10 +279,12 @@ impl RaftStateMachine<TypeConfig> for ControllerStateMachine {
                     CommandResponse::None
                 }
                 EntryPayload::Normal(Command::Controller(command)) => next.state.apply(command),
-                EntryPayload::Normal(Command::AppendBatch(_)) => CommandResponse::Rejected {
-                    reason: "NOT_A_PARTITION".into(),
-                    message: "the controller group holds no records".into(),
-                },
+                EntryPayload::Normal(Command::AppendBatch(_) | Command::AppendBatches(_)) => {
+                    CommandResponse::Rejected {
+                        reason: "NOT_A_PARTITION".into(),
+                        message: "the controller group holds no records".into(),
+                    }
+                }
             });
         }
         self.store(&next)?;

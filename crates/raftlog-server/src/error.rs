@@ -114,6 +114,20 @@ pub enum ServerError {
         /// "starting" or "shutting down".
         state: &'static str,
     },
+    /// The request conflicts with the current state (producer sequence, group membership).
+    #[error("{message}")]
+    Precondition {
+        /// Stable reason code, e.g. `OUT_OF_ORDER_SEQUENCE`, `UNKNOWN_MEMBER`.
+        reason: &'static str,
+        /// What is wrong and what to do.
+        message: String,
+    },
+    /// No such consumer group.
+    #[error("group {group:?} has no members and no committed offsets")]
+    GroupNotFound {
+        /// The group asked for.
+        group: String,
+    },
     /// An internal failure (storage, Raft) that the client cannot fix.
     #[error("internal error: {message}")]
     Internal {
@@ -171,6 +185,8 @@ impl ServerError {
             ServerError::NotAReplica { .. } => "NOT_A_REPLICA",
             ServerError::Overloaded { .. } => "OVERLOADED",
             ServerError::NotReady { .. } => "NOT_READY",
+            ServerError::Precondition { reason, .. } => reason,
+            ServerError::GroupNotFound { .. } => "GROUP_NOT_FOUND",
             ServerError::Internal { .. } => "INTERNAL",
         }
     }
@@ -221,6 +237,8 @@ impl ServerError {
                 (Code::ResourceExhausted, Some(Duration::from_millis(50)))
             }
             ServerError::NotReady { .. } => (Code::Unavailable, Some(Duration::from_millis(500))),
+            ServerError::Precondition { .. } => (Code::FailedPrecondition, None),
+            ServerError::GroupNotFound { .. } => (Code::NotFound, None),
             ServerError::Internal { .. } => (Code::Internal, None),
         };
         metadata.insert("retryable".to_owned(), retry_after.is_some().to_string());

@@ -9,6 +9,7 @@ pub mod batcher;
 pub mod config;
 pub mod controller;
 pub mod error;
+pub mod groups;
 pub mod identity;
 pub mod manager;
 pub mod node;

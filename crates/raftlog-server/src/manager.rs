@@ -209,3 +209,24 @@ pub async fn run_controller_learners(context: Arc<NodeContext>, shutdown: Cancel
         }
     }
 }
+
+/// Expires consumer group members that stopped heartbeating, while this node leads the
+/// controller; forgets every member when it stops leading (members then re-join the new leader).
+pub async fn run_group_sessions(context: Arc<NodeContext>, shutdown: CancellationToken) {
+    let mut was_leader = false;
+    loop {
+        let is_leader =
+            context.controller.metrics().borrow().current_leader == Some(context.node_id);
+        if is_leader {
+            let metadata = context.controller_state.borrow().clone();
+            context.groups.expire(&metadata);
+        } else if was_leader {
+            context.groups.clear();
+        }
+        was_leader = is_leader;
+        tokio::select! {
+            _ = shutdown.cancelled() => break,
+            _ = tokio::time::sleep(Duration::from_millis(250)) => {}
+        }
+    }
+}

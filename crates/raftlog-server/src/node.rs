@@ -23,6 +23,7 @@ use raftlog_proto::internal::IdentifyRequest;
 use raftlog_proto::internal::IdentifyResponse;
 use raftlog_proto::v1::admin_server::AdminServer;
 use raftlog_proto::v1::fetch_server::FetchServer;
+use raftlog_proto::v1::groups_server::GroupsServer;
 use raftlog_proto::v1::produce_server::ProduceServer;
 use raftlog_raft::PeerDirectory;
 use raftlog_raft::PeerPool;
@@ -49,6 +50,7 @@ use crate::manager;
 use crate::partition::Partition;
 use crate::service::admin::AdminService;
 use crate::service::fetch::FetchService;
+use crate::service::groups::GroupsService;
 use crate::service::produce::ProduceService;
 
 /// Why a node could not start or stopped abnormally.
@@ -117,9 +119,41 @@ pub struct NodeContext {
     pub partitions: Arc<RwLock<HashMap<GroupId, Arc<Partition>>>>,
     /// Client address of every roster node.
     pub client_addresses: Arc<HashMap<NodeId, String>>,
+    /// Consumer groups, while this node leads the controller.
+    pub groups: crate::groups::GroupCoordinator,
+}
+
+/// How the controller handled a proposed command.
+pub enum ControllerOutcome {
+    /// Applied here (this node leads the controller), with the state machine's response.
+    Applied(raftlog_types::CommandResponse),
+    /// Another node leads the controller (if known).
+    Forward(Option<NodeId>),
 }
 
 impl NodeContext {
+    /// Proposes a metadata change to the controller group and waits for it to be applied.
+    pub async fn propose_controller(
+        &self,
+        command: raftlog_types::ControllerCommand,
+    ) -> Result<ControllerOutcome, crate::error::ServerError> {
+        use openraft::error::ClientWriteError;
+        let write = self
+            .controller
+            .client_write(raftlog_types::Command::Controller(command));
+        match tokio::time::timeout(self.request_timeout(), write).await {
+            Err(_) => Err(crate::error::ServerError::Timeout {
+                what: "the controller".into(),
+                timeout_ms: self.config.limits.request_timeout_ms,
+            }),
+            Ok(Ok(response)) => Ok(ControllerOutcome::Applied(response.data)),
+            Ok(Err(RaftError::APIError(ClientWriteError::ForwardToLeader(forward)))) => {
+                Ok(ControllerOutcome::Forward(forward.leader_id))
+            }
+            Ok(Err(error)) => Err(crate::error::ServerError::internal(&error)),
+        }
+    }
+
     /// How long a produce waits for a majority.
     pub fn request_timeout(&self) -> Duration {
         Duration::from_millis(self.config.limits.request_timeout_ms)
@@ -320,6 +354,7 @@ pub async fn run(
         controller_state: controller_state.clone(),
         partitions,
         client_addresses,
+        groups: crate::groups::GroupCoordinator::default(),
     });
 
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
@@ -331,6 +366,9 @@ pub async fn run(
         .await;
     health_reporter
         .set_serving::<FetchServer<FetchService>>()
+        .await;
+    health_reporter
+        .set_serving::<GroupsServer<GroupsService>>()
         .await;
     let reflection = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(raftlog_proto::FILE_DESCRIPTOR_SET)
@@ -353,6 +391,7 @@ pub async fn run(
                         .max_decoding_message_size(GRPC_MESSAGE_BYTES_MAX)
                         .max_encoding_message_size(GRPC_MESSAGE_BYTES_MAX),
                 )
+                .add_service(GroupsServer::new(GroupsService::new(Arc::clone(&context))))
                 .add_service(
                     FetchServer::new(FetchService::new(Arc::clone(&context)))
                         .max_decoding_message_size(GRPC_MESSAGE_BYTES_MAX)
@@ -376,10 +415,16 @@ pub async fn run(
         cancel.clone(),
     ));
 
+    let group_sessions = tokio::spawn(manager::run_group_sessions(
+        Arc::clone(&context),
+        cancel.clone(),
+    ));
+
     cancel.cancelled().await;
     tracing::info!(node = node_id, "shutting down");
     let _ = manager.await;
     let _ = learners.await;
+    let _ = group_sessions.await;
     let client_result = client_server.await;
     let peer_result = peer_server.await;
     host.shutdown().await;

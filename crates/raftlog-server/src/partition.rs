@@ -5,6 +5,7 @@ use openraft::EntryPayload;
 use raftlog_raft::RaftGroup;
 use raftlog_storage::PartitionView;
 use raftlog_storage::SegmentLog;
+use raftlog_types::type_config::Entry;
 use raftlog_types::Command;
 use raftlog_types::GroupId;
 use raftlog_types::NodeId;
@@ -13,9 +14,6 @@ use tokio::sync::mpsc;
 
 use crate::batcher::ProduceJob;
 use crate::error::ServerError;
-
-/// Log entries read per storage call while collecting records.
-const READ_ENTRIES_PER_CALL: u64 = 16;
 
 /// A partition replica hosted here.
 pub struct Partition {
@@ -65,57 +63,79 @@ impl Partition {
     }
 
     /// Committed records from `offset` on, up to `max_bytes` of payload (at least one record
-    /// if any is available). Never returns a record at or past the high watermark.
+    /// if any is available). Never returns a record at or past the high watermark. The offset
+    /// index says which batches received offsets (a refused idempotent retry got none).
     pub fn read_records(
         &self,
         offset: u64,
         max_bytes: u64,
     ) -> Result<Vec<(u64, Record)>, ServerError> {
         let high_watermark = self.view.high_watermark();
-        if offset >= high_watermark {
-            return Ok(Vec::new());
-        }
-        let location = self
-            .view
-            .locate(offset)
-            .map_err(|e| ServerError::internal(&e))?
-            .ok_or_else(|| ServerError::OffsetOutOfRange {
-                offset,
-                log_start_offset: self.log_start_offset().unwrap_or(0),
-                high_watermark,
-            })?;
         let mut records = Vec::new();
         let mut bytes = 0u64;
-        let mut next_offset = location.base_offset;
-        let mut index = location.log_index;
-        'entries: loop {
-            let entries = self
-                .log
-                .read_entries(index..index + READ_ENTRIES_PER_CALL)
-                .map_err(|e| ServerError::internal(&e))?;
-            if entries.is_empty() {
-                break;
-            }
-            for entry in entries {
-                index = entry.log_id.index + 1;
-                let EntryPayload::Normal(Command::AppendBatch(batch)) = entry.payload else {
-                    continue;
-                };
-                for record in batch.records {
-                    if next_offset >= high_watermark {
-                        break 'entries;
-                    }
-                    if next_offset >= offset {
-                        let size = record.payload_bytes();
-                        if !records.is_empty() && bytes + size > max_bytes {
-                            break 'entries;
-                        }
-                        bytes += size;
-                        records.push((next_offset, record));
-                    }
-                    next_offset += 1;
+        let mut next = offset;
+        let mut entry: Option<Entry> = None;
+        while next < high_watermark {
+            let Some(location) = self
+                .view
+                .locate(next)
+                .map_err(|e| ServerError::internal(&e))?
+            else {
+                if records.is_empty() {
+                    return Err(ServerError::OffsetOutOfRange {
+                        offset,
+                        log_start_offset: self.log_start_offset()?,
+                        high_watermark,
+                    });
                 }
+                break;
+            };
+            if entry.as_ref().map(|e| e.log_id.index) != Some(location.log_index) {
+                let read = self
+                    .log
+                    .read_entries(location.log_index..location.log_index + 1)
+                    .map_err(|e| ServerError::internal(&e))?
+                    .pop();
+                entry = Some(read.ok_or_else(|| ServerError::Internal {
+                    message: format!(
+                        "{}: log entry {} of offset {next} is missing",
+                        self.name(),
+                        location.log_index
+                    ),
+                })?);
             }
+            let batch: &[Record] = match entry.as_ref().map(|e| &e.payload) {
+                Some(EntryPayload::Normal(Command::AppendBatch(batch))) => &batch.records,
+                Some(EntryPayload::Normal(Command::AppendBatches(batches))) => batches
+                    .get(location.batch_position as usize)
+                    .map_or(&[], |b| &b.records[..]),
+                _ => &[],
+            };
+            if batch.len() != location.record_count as usize {
+                return Err(ServerError::Internal {
+                    message: format!(
+                        "{}: offset index and log entry {} disagree at offset {next}",
+                        self.name(),
+                        location.log_index
+                    ),
+                });
+            }
+            for (i, record) in batch.iter().enumerate() {
+                let record_offset = location.base_offset + i as u64;
+                if record_offset < next {
+                    continue;
+                }
+                if record_offset >= high_watermark {
+                    return Ok(records);
+                }
+                let size = record.payload_bytes();
+                if !records.is_empty() && bytes + size > max_bytes {
+                    return Ok(records);
+                }
+                bytes += size;
+                records.push((record_offset, record.clone()));
+            }
+            next = location.base_offset + u64::from(location.record_count);
         }
         Ok(records)
     }

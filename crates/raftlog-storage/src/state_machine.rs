@@ -1,16 +1,21 @@
-//! The partition state machine: assigns offsets to appended batches in apply order and keeps the
-//! offset index, the applied log id and the membership in the group's sled tree.
+//! The partition state machine: assigns offsets to appended batches in apply order, enforces
+//! idempotent producers' sequences, and keeps the offset index, the producer states, the
+//! applied log id and the membership in the group's sled tree.
 //!
 //! Keys, all in the group's own tree (big-endian so that byte order is numeric order):
 //! - `applied_state`: last applied log id, membership and next offset, as one JSON value, so that
 //!   they always change together;
 //! - `snapshot`: the current snapshot (its meta and data);
-//! - `o` + base offset (u64 BE) → log index (u64 BE) + record count (u32 BE): which log entry
-//!   holds the batch starting at that offset.
+//! - `o` + base offset (u64 BE) → log index (u64 BE) + record count (u32 BE) + batch position
+//!   in the entry (u32 BE): where the records starting at that offset are. Only accepted
+//!   batches get an index entry, so the index, not the log, says which records have offsets;
+//! - `q` + producer id (u64 BE) → the producer's sequence state (JSON).
 //!
 //! Each `apply` call writes all its changes in one atomic sled batch; see `state_store` for why
 //! sled is not synced on every write.
 
+use std::collections::BTreeMap;
+use std::collections::VecDeque;
 use std::io::Cursor;
 
 use openraft::storage::RaftStateMachine;
@@ -22,11 +27,13 @@ use openraft::SnapshotMeta;
 use openraft::StoredMembership;
 use raftlog_types::type_config::Entry;
 use raftlog_types::type_config::LogId;
+use raftlog_types::BatchResult;
 use raftlog_types::Command;
 use raftlog_types::CommandResponse;
 use raftlog_types::GroupId;
 use raftlog_types::NodeId;
 use raftlog_types::NodeInfo;
+use raftlog_types::ProducerBatch;
 use raftlog_types::TypeConfig;
 use serde::Deserialize;
 use serde::Serialize;
@@ -42,6 +49,14 @@ type RaftStorageError = openraft::StorageError<u64>;
 const APPLIED_STATE_KEY: &[u8] = b"applied_state";
 const SNAPSHOT_KEY: &[u8] = b"snapshot";
 const OFFSET_INDEX_PREFIX: u8 = b'o';
+const PRODUCER_PREFIX: u8 = b'q';
+
+/// Batches per producer remembered for answering exact retries (as Kafka does).
+const PRODUCER_RECENT_BATCHES_MAX: usize = 5;
+/// Producers remembered per partition; the longest idle is forgotten first.
+pub const PRODUCERS_PER_PARTITION_MAX: usize = 10_000;
+/// A producer idle this long (by record timestamps) is forgotten.
+pub const PRODUCER_RETENTION_MS: i64 = 7 * 24 * 3600 * 1000;
 
 /// State that changes with every applied entry.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -52,6 +67,24 @@ pub struct AppliedState {
     pub membership: StoredMembership<NodeId, NodeInfo>,
     /// Offset the next appended record receives: the partition's high watermark.
     pub next_offset: u64,
+}
+
+/// What a partition remembers of one idempotent producer.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProducerState {
+    /// Sequence number of the last record accepted.
+    pub last_sequence: u64,
+    /// The last accepted batches: (base sequence, record count, base offset).
+    pub recent: VecDeque<(u64, u32, u64)>,
+    /// Largest record timestamp written by the producer, for retention.
+    pub last_write_ms: i64,
+}
+
+/// What a snapshot carries: the applied state and the producers (records stay in the log).
+#[derive(Serialize, Deserialize)]
+struct SnapshotData {
+    state: AppliedState,
+    producers: BTreeMap<u64, ProducerState>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -69,6 +102,8 @@ pub struct BatchLocation {
     pub record_count: u32,
     /// Index of the log entry holding the batch.
     pub log_index: u64,
+    /// Position of the batch among the entry's batches (0 for single-batch entries).
+    pub batch_position: u32,
 }
 
 /// The state machine of one partition group.
@@ -77,6 +112,7 @@ pub struct PartitionStateMachine {
     store: StateStore,
     tree: sled::Tree,
     state: AppliedState,
+    producers: BTreeMap<u64, ProducerState>,
     /// Published after every apply, for readers waiting on new records.
     high_watermark: tokio::sync::watch::Sender<u64>,
 }
@@ -98,33 +134,137 @@ fn offset_key(offset: u64) -> [u8; 9] {
     key
 }
 
-fn offset_value(log_index: u64, record_count: u32) -> [u8; 12] {
-    let mut value = [0u8; 12];
+fn offset_value(log_index: u64, record_count: u32, batch_position: u32) -> [u8; 16] {
+    let mut value = [0u8; 16];
     value[..8].copy_from_slice(&log_index.to_be_bytes());
-    value[8..].copy_from_slice(&record_count.to_be_bytes());
+    value[8..12].copy_from_slice(&record_count.to_be_bytes());
+    value[12..].copy_from_slice(&batch_position.to_be_bytes());
     value
+}
+
+fn producer_key(producer_id: u64) -> [u8; 9] {
+    let mut key = [0u8; 9];
+    key[0] = PRODUCER_PREFIX;
+    key[1..].copy_from_slice(&producer_id.to_be_bytes());
+    key
+}
+
+/// Decides one batch against the producer states; updates them if it is accepted.
+fn check_sequence(
+    producers: &mut BTreeMap<u64, ProducerState>,
+    batch: &ProducerBatch,
+    next_offset: u64,
+) -> Option<BatchResult> {
+    let producer = batch.producer?;
+    let count = batch.records.len() as u64;
+    let write_ms = batch
+        .records
+        .iter()
+        .map(|r| r.timestamp_ms)
+        .max()
+        .unwrap_or(0);
+    match producers.get_mut(&producer.producer_id) {
+        None if producer.base_sequence != 0 => Some(BatchResult::UnknownProducer {
+            received: producer.base_sequence,
+        }),
+        None => {
+            let mut state = ProducerState {
+                last_sequence: count.saturating_sub(1),
+                recent: VecDeque::new(),
+                last_write_ms: write_ms,
+            };
+            state.recent.push_back((0, count as u32, next_offset));
+            producers.insert(producer.producer_id, state);
+            None
+        }
+        Some(state) => {
+            if let Some((_, recorded_count, base_offset)) = state
+                .recent
+                .iter()
+                .find(|(seq, _, _)| *seq == producer.base_sequence)
+            {
+                if u64::from(*recorded_count) == count {
+                    return Some(BatchResult::Duplicate {
+                        base_offset: *base_offset,
+                        record_count: *recorded_count,
+                    });
+                }
+            }
+            let expected = state.last_sequence + 1;
+            if producer.base_sequence != expected {
+                return Some(BatchResult::OutOfOrder {
+                    expected,
+                    received: producer.base_sequence,
+                });
+            }
+            state.last_sequence = producer.base_sequence + count.saturating_sub(1);
+            state.last_write_ms = state.last_write_ms.max(write_ms);
+            state
+                .recent
+                .push_back((producer.base_sequence, count as u32, next_offset));
+            while state.recent.len() > PRODUCER_RECENT_BATCHES_MAX {
+                state.recent.pop_front();
+            }
+            None
+        }
+    }
+}
+
+/// Forgets producers idle for longer than the retention, and the longest idle ones beyond
+/// the per-partition limit. Driven by record timestamps, so every replica forgets the same ones.
+fn expire_producers(producers: &mut BTreeMap<u64, ProducerState>, now_ms: i64) -> Vec<u64> {
+    let mut forgotten: Vec<u64> = producers
+        .iter()
+        .filter(|(_, s)| now_ms - s.last_write_ms > PRODUCER_RETENTION_MS)
+        .map(|(id, _)| *id)
+        .collect();
+    if producers.len() - forgotten.len() > PRODUCERS_PER_PARTITION_MAX {
+        let mut by_age: Vec<(i64, u64)> = producers
+            .iter()
+            .filter(|(id, _)| !forgotten.contains(id))
+            .map(|(id, s)| (s.last_write_ms, *id))
+            .collect();
+        by_age.sort_unstable();
+        let excess = by_age.len() - PRODUCERS_PER_PARTITION_MAX;
+        forgotten.extend(by_age.into_iter().take(excess).map(|(_, id)| id));
+    }
+    for id in &forgotten {
+        producers.remove(id);
+    }
+    forgotten
 }
 
 impl PartitionStateMachine {
     /// Opens the state of `group` in the node's state store.
     pub fn open(group: GroupId, store: &StateStore) -> Result<PartitionStateMachine> {
         let tree = store.group_tree(group)?;
+        let decode_error = |key: &str, reason: String| StorageError::StateDecode {
+            group,
+            key: key.into(),
+            reason,
+        };
         let state = match tree.get(APPLIED_STATE_KEY).map_err(|e| store.error(e))? {
-            Some(bytes) => {
-                serde_json::from_slice(&bytes).map_err(|e| StorageError::StateDecode {
-                    group,
-                    key: "applied_state".into(),
-                    reason: e.to_string(),
-                })?
-            }
+            Some(bytes) => serde_json::from_slice(&bytes)
+                .map_err(|e| decode_error("applied_state", e.to_string()))?,
             None => AppliedState::default(),
         };
+        let mut producers = BTreeMap::new();
+        for item in tree.scan_prefix([PRODUCER_PREFIX]) {
+            let (key, value) = item.map_err(|e| store.error(e))?;
+            let id = <[u8; 8]>::try_from(&key[1..])
+                .map(u64::from_be_bytes)
+                .map_err(|_| decode_error("producer", "bad key".into()))?;
+            let producer: ProducerState = serde_json::from_slice(&value)
+                .map_err(|e| decode_error("producer", e.to_string()))?;
+            producers.insert(id, producer);
+        }
         let (high_watermark, _) = tokio::sync::watch::channel(state.next_offset);
         Ok(PartitionStateMachine {
             group,
             store: store.clone(),
             tree,
             state,
+            producers,
             high_watermark,
         })
     }
@@ -142,6 +282,11 @@ impl PartitionStateMachine {
     /// The applied state as of the last `apply`.
     pub fn applied(&self) -> &AppliedState {
         &self.state
+    }
+
+    /// The state of a producer, if remembered.
+    pub fn producer(&self, producer_id: u64) -> Option<&ProducerState> {
+        self.producers.get(&producer_id)
     }
 
     fn decode_error(&self, key: &str, reason: String) -> StorageError {
@@ -162,6 +307,9 @@ impl PartitionStateMachine {
         entries: impl IntoIterator<Item = Entry>,
     ) -> Result<Vec<CommandResponse>> {
         let mut next = self.state.clone();
+        let mut producers = self.producers.clone();
+        let mut touched_producers: Vec<u64> = Vec::new();
+        let mut forgotten_producers: Vec<u64> = Vec::new();
         let mut batch = sled::Batch::default();
         let mut responses = Vec::new();
         for entry in entries {
@@ -187,7 +335,7 @@ impl PartitionStateMachine {
                     if record_count > 0 {
                         batch.insert(
                             &offset_key(base_offset),
-                            &offset_value(entry.log_id.index, record_count),
+                            &offset_value(entry.log_id.index, record_count, 0),
                         );
                     }
                     next.next_offset += u64::from(record_count);
@@ -196,8 +344,59 @@ impl PartitionStateMachine {
                         record_count,
                     }
                 }
+                EntryPayload::Normal(Command::AppendBatches(batches)) => {
+                    let mut results = Vec::with_capacity(batches.len());
+                    for (position, producer_batch) in batches.iter().enumerate() {
+                        if let Some(result) =
+                            check_sequence(&mut producers, producer_batch, next.next_offset)
+                        {
+                            results.push(result);
+                            continue;
+                        }
+                        if let Some(producer) = producer_batch.producer {
+                            touched_producers.push(producer.producer_id);
+                            let now_ms = producer_batch
+                                .records
+                                .iter()
+                                .map(|r| r.timestamp_ms)
+                                .max()
+                                .unwrap_or(0);
+                            forgotten_producers.extend(expire_producers(&mut producers, now_ms));
+                        }
+                        let base_offset = next.next_offset;
+                        let record_count =
+                            u32::try_from(producer_batch.records.len()).map_err(|_| {
+                                self.decode_error(
+                                    "offset index",
+                                    format!("entry {} holds too many records", entry.log_id.index),
+                                )
+                            })?;
+                        if record_count > 0 {
+                            batch.insert(
+                                &offset_key(base_offset),
+                                &offset_value(entry.log_id.index, record_count, position as u32),
+                            );
+                        }
+                        next.next_offset += u64::from(record_count);
+                        results.push(BatchResult::Appended {
+                            base_offset,
+                            record_count,
+                        });
+                    }
+                    CommandResponse::Batches(results)
+                }
             };
             responses.push(response);
+        }
+        for id in &forgotten_producers {
+            batch.remove(&producer_key(*id));
+        }
+        for id in &touched_producers {
+            if let Some(state) = producers.get(id) {
+                let value = serde_json::to_vec(state)
+                    .map_err(|e| self.decode_error("producer", e.to_string()))?;
+                batch.insert(&producer_key(*id), value);
+            }
         }
         batch.insert(APPLIED_STATE_KEY, self.encode_state(&next)?);
         self.tree
@@ -205,6 +404,7 @@ impl PartitionStateMachine {
             .map_err(|e| self.store.error(e))?;
         self.high_watermark.send_replace(next.next_offset);
         self.state = next;
+        self.producers = producers;
         Ok(responses)
     }
 
@@ -223,27 +423,35 @@ impl PartitionStateMachine {
 
     /// Replaces the whole state with a snapshot's.
     pub fn install(&mut self, meta: &SnapshotMeta<NodeId, NodeInfo>, data: Vec<u8>) -> Result<()> {
-        let mut state: AppliedState = serde_json::from_slice(&data)
+        let snapshot: SnapshotData = serde_json::from_slice(&data)
             .map_err(|e| self.decode_error("snapshot data", e.to_string()))?;
+        let mut state = snapshot.state;
         state.last_applied = meta.last_log_id;
         state.membership = meta.last_membership.clone();
         let mut batch = sled::Batch::default();
-        for key in self.tree.scan_prefix([OFFSET_INDEX_PREFIX]).keys() {
-            batch.remove(key.map_err(|e| self.store.error(e))?);
+        for prefix in [OFFSET_INDEX_PREFIX, PRODUCER_PREFIX] {
+            for key in self.tree.scan_prefix([prefix]).keys() {
+                batch.remove(key.map_err(|e| self.store.error(e))?);
+            }
+        }
+        for (id, producer) in &snapshot.producers {
+            let value = serde_json::to_vec(producer)
+                .map_err(|e| self.decode_error("producer", e.to_string()))?;
+            batch.insert(&producer_key(*id), value);
         }
         batch.insert(APPLIED_STATE_KEY, self.encode_state(&state)?);
-        let stored = StoredSnapshot {
+        let stored = serde_json::to_vec(&StoredSnapshot {
             meta: meta.clone(),
             data,
-        };
-        let stored = serde_json::to_vec(&stored)
-            .map_err(|e| self.decode_error("snapshot", e.to_string()))?;
+        })
+        .map_err(|e| self.decode_error("snapshot", e.to_string()))?;
         batch.insert(SNAPSHOT_KEY, stored);
         self.tree
             .apply_batch(batch)
             .map_err(|e| self.store.error(e))?;
         self.high_watermark.send_replace(state.next_offset);
         self.state = state;
+        self.producers = snapshot.producers;
         tracing::info!(group = self.group.0, index = ?meta.last_log_id.map(|id| id.index), "installed snapshot");
         Ok(())
     }
@@ -279,7 +487,7 @@ impl PartitionView {
 
     /// The batch containing `offset`, if it is below the high watermark and still indexed.
     pub fn locate(&self, offset: u64) -> Result<Option<BatchLocation>> {
-        if offset >= *self.high_watermark.borrow() {
+        if offset >= self.high_watermark() {
             return Ok(None);
         }
         let found = self
@@ -291,21 +499,30 @@ impl PartitionView {
         let Some((key, value)) = found else {
             return Ok(None);
         };
-        let (Ok(base), Ok(index), Ok(count)) = (
-            <[u8; 8]>::try_from(&key[1..]),
-            <[u8; 8]>::try_from(&value[..8]),
-            <[u8; 4]>::try_from(&value[8..]),
-        ) else {
-            return Err(StorageError::StateDecode {
-                group: self.group,
-                key: "offset index".into(),
-                reason: "wrong key or value length".into(),
-            });
+        let bad = || StorageError::StateDecode {
+            group: self.group,
+            key: "offset index".into(),
+            reason: "wrong key or value length".into(),
         };
+        let base = <[u8; 8]>::try_from(&key[1..]).map_err(|_| bad())?;
+        let index = value
+            .get(..8)
+            .and_then(|b| <[u8; 8]>::try_from(b).ok())
+            .ok_or_else(bad)?;
+        let count = value
+            .get(8..12)
+            .and_then(|b| <[u8; 4]>::try_from(b).ok())
+            .ok_or_else(bad)?;
+        // Entries indexed before batches had positions hold one batch.
+        let position = value
+            .get(12..16)
+            .and_then(|b| <[u8; 4]>::try_from(b).ok())
+            .map_or(0, u32::from_be_bytes);
         let location = BatchLocation {
             base_offset: u64::from_be_bytes(base),
             log_index: u64::from_be_bytes(index),
             record_count: u32::from_be_bytes(count),
+            batch_position: position,
         };
         Ok((offset < location.base_offset + u64::from(location.record_count)).then_some(location))
     }
@@ -317,6 +534,7 @@ pub struct PartitionSnapshotBuilder {
     store: StateStore,
     tree: sled::Tree,
     state: AppliedState,
+    producers: BTreeMap<u64, ProducerState>,
 }
 
 impl RaftSnapshotBuilder<TypeConfig> for PartitionSnapshotBuilder {
@@ -324,11 +542,16 @@ impl RaftSnapshotBuilder<TypeConfig> for PartitionSnapshotBuilder {
         &mut self,
     ) -> std::result::Result<Snapshot<TypeConfig>, RaftStorageError> {
         let build = || -> Result<Snapshot<TypeConfig>> {
-            let data = serde_json::to_vec(&self.state).map_err(|e| StorageError::StateDecode {
+            let encode_error = |e: serde_json::Error| StorageError::StateDecode {
                 group: self.group,
                 key: "snapshot".into(),
                 reason: e.to_string(),
-            })?;
+            };
+            let data = serde_json::to_vec(&SnapshotData {
+                state: self.state.clone(),
+                producers: self.producers.clone(),
+            })
+            .map_err(encode_error)?;
             let snapshot_id = match self.state.last_applied {
                 Some(id) => format!(
                     "{}-{}-{}",
@@ -341,15 +564,11 @@ impl RaftSnapshotBuilder<TypeConfig> for PartitionSnapshotBuilder {
                 last_membership: self.state.membership.clone(),
                 snapshot_id,
             };
-            let stored = StoredSnapshot {
+            let stored = serde_json::to_vec(&StoredSnapshot {
                 meta: meta.clone(),
                 data: data.clone(),
-            };
-            let stored = serde_json::to_vec(&stored).map_err(|e| StorageError::StateDecode {
-                group: self.group,
-                key: "snapshot".into(),
-                reason: e.to_string(),
-            })?;
+            })
+            .map_err(encode_error)?;
             self.tree
                 .insert(SNAPSHOT_KEY, stored)
                 .map_err(|e| self.store.error(e))?;
@@ -390,6 +609,7 @@ impl RaftStateMachine<TypeConfig> for PartitionStateMachine {
             store: self.store.clone(),
             tree: self.tree.clone(),
             state: self.state.clone(),
+            producers: self.producers.clone(),
         }
     }
 
@@ -416,5 +636,67 @@ impl RaftStateMachine<TypeConfig> for PartitionStateMachine {
             meta: s.meta,
             snapshot: Box::new(Cursor::new(s.data)),
         }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use raftlog_types::ProducerSequence;
+    use raftlog_types::Record;
+
+    use super::*;
+
+    fn batch(producer_id: u64, base_sequence: u64, count: usize) -> ProducerBatch {
+        let record = Record {
+            key: None,
+            value: bytes::Bytes::from_static(b"v"),
+            headers: Vec::new(),
+            timestamp_ms: 1,
+        };
+        ProducerBatch {
+            producer: Some(ProducerSequence {
+                producer_id,
+                base_sequence,
+            }),
+            records: vec![record; count],
+        }
+    }
+
+    #[test]
+    fn sequences_accept_in_order_answer_retries_and_refuse_gaps() {
+        let mut producers = BTreeMap::new();
+        assert_eq!(
+            check_sequence(&mut producers, &batch(7, 5, 1), 0),
+            Some(BatchResult::UnknownProducer { received: 5 })
+        );
+        assert_eq!(check_sequence(&mut producers, &batch(7, 0, 3), 0), None);
+        assert_eq!(check_sequence(&mut producers, &batch(7, 3, 2), 3), None);
+        assert_eq!(
+            check_sequence(&mut producers, &batch(7, 0, 3), 5),
+            Some(BatchResult::Duplicate {
+                base_offset: 0,
+                record_count: 3
+            })
+        );
+        assert_eq!(
+            check_sequence(&mut producers, &batch(7, 9, 1), 5),
+            Some(BatchResult::OutOfOrder {
+                expected: 5,
+                received: 9
+            })
+        );
+        assert_eq!(check_sequence(&mut producers, &batch(7, 5, 1), 5), None);
+    }
+
+    #[test]
+    fn idle_producers_are_forgotten_by_record_time() {
+        let mut producers = BTreeMap::new();
+        check_sequence(&mut producers, &batch(1, 0, 1), 0);
+        assert!(expire_producers(&mut producers, 2).is_empty());
+        assert_eq!(
+            expire_producers(&mut producers, PRODUCER_RETENTION_MS + 10),
+            vec![1]
+        );
+        assert!(producers.is_empty());
     }
 }

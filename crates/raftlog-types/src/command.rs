@@ -16,6 +16,58 @@ pub enum Command {
     AppendBatch(RecordBatch),
     /// Change cluster metadata; only the controller group (group 0) carries these.
     Controller(ControllerCommand),
+    /// Append several producers' batches; each is accepted or refused on its own (producer
+    /// sequence checks), and accepted ones receive the next offsets in order.
+    AppendBatches(Vec<ProducerBatch>),
+}
+
+/// An idempotent producer's numbering of a batch.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProducerSequence {
+    /// Cluster-wide unique producer id.
+    pub producer_id: u64,
+    /// Sequence number of the batch's first record.
+    pub base_sequence: u64,
+}
+
+/// One produce request's records, as merged into a Raft entry by the batcher.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProducerBatch {
+    /// Set for idempotent producers.
+    pub producer: Option<ProducerSequence>,
+    /// The records.
+    pub records: Vec<crate::record::Record>,
+}
+
+/// What happened to one batch of an `AppendBatches` entry.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum BatchResult {
+    /// Written at `base_offset ..`.
+    Appended {
+        /// First offset.
+        base_offset: u64,
+        /// Number of records.
+        record_count: u32,
+    },
+    /// An exact retry of a batch written before at `base_offset ..`; not written again.
+    Duplicate {
+        /// First offset of the original.
+        base_offset: u64,
+        /// Number of records.
+        record_count: u32,
+    },
+    /// The sequence does not follow the producer's last one.
+    OutOfOrder {
+        /// The sequence that would have been accepted.
+        expected: u64,
+        /// The sequence received.
+        received: u64,
+    },
+    /// The partition does not know the producer, and the batch does not start at sequence 0.
+    UnknownProducer {
+        /// The sequence received.
+        received: u64,
+    },
 }
 
 /// A change to the cluster metadata held by the controller group.
@@ -37,6 +89,15 @@ pub enum ControllerCommand {
         /// Name of the topic.
         name: String,
     },
+    /// Issue the next producer id.
+    AllocateProducerId,
+    /// Set committed positions of a consumer group.
+    CommitOffsets {
+        /// The group.
+        group: String,
+        /// (topic, partition, next offset to read).
+        offsets: Vec<(String, u32, u64)>,
+    },
 }
 
 impl Command {
@@ -45,6 +106,18 @@ impl Command {
     pub fn encoded_bytes_hint(&self) -> usize {
         match self {
             Command::Controller(_) => 256,
+            Command::AppendBatches(batches) => {
+                16 + batches
+                    .iter()
+                    .map(|b| {
+                        24 + b
+                            .records
+                            .iter()
+                            .map(|r| r.encoded_bytes_estimate() as usize)
+                            .sum::<usize>()
+                    })
+                    .sum::<usize>()
+            }
             Command::AppendBatch(batch) => {
                 16 + batch
                     .records
@@ -61,6 +134,9 @@ impl fmt::Display for Command {
         match self {
             Command::AppendBatch(batch) => write!(f, "AppendBatch({} records)", batch.len()),
             Command::Controller(command) => write!(f, "Controller({command:?})"),
+            Command::AppendBatches(batches) => {
+                write!(f, "AppendBatches({} batches)", batches.len())
+            }
         }
     }
 }
@@ -85,6 +161,15 @@ pub enum CommandResponse {
     },
     /// A topic was deleted.
     TopicDeleted,
+    /// One result per batch of an `AppendBatches` entry.
+    Batches(Vec<BatchResult>),
+    /// A producer id was issued.
+    ProducerIdAllocated {
+        /// The id.
+        producer_id: u64,
+    },
+    /// Consumer group offsets were committed.
+    OffsetsCommitted,
     /// The controller refused the command; the state did not change.
     Rejected {
         /// Stable reason code, e.g. `TOPIC_EXISTS`.

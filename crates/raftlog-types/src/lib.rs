@@ -11,9 +11,12 @@ pub mod record;
 pub mod topic;
 pub mod type_config;
 
+pub use command::BatchResult;
 pub use command::Command;
 pub use command::CommandResponse;
 pub use command::ControllerCommand;
+pub use command::ProducerBatch;
+pub use command::ProducerSequence;
 pub use ids::GroupId;
 pub use ids::NodeId;
 pub use ids::Offset;

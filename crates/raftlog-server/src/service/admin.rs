@@ -1,21 +1,15 @@
 //! `raftlog.v1.Admin`: topics and cluster description. Metadata changes go through the
 //! controller group; a node that is not the controller leader forwards the call to it (once).
 
-use std::collections::BTreeMap;
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use openraft::error::ClientWriteError;
-use openraft::error::RaftError;
-use raftlog_proto::internal::GroupStatus;
 use raftlog_proto::internal::GroupStatusRequest;
 use raftlog_proto::v1;
 use raftlog_proto::v1::admin_client::AdminClient;
 use raftlog_proto::v1::admin_server::Admin;
 use raftlog_types::limits::TOPIC_PARTITIONS_MAX;
 use raftlog_types::topic::validate_topic_name;
-use raftlog_types::Command;
 use raftlog_types::CommandResponse;
 use raftlog_types::ControllerCommand;
 use raftlog_types::NodeId;
@@ -24,8 +18,8 @@ use tonic::Response;
 use tonic::Status;
 
 use crate::controller::assign_replicas;
-use crate::controller::TopicMeta;
 use crate::error::ServerError;
+use crate::node::ControllerOutcome;
 use crate::node::NodeContext;
 
 /// Metadata key marking a call already forwarded to the controller leader.
@@ -39,34 +33,10 @@ pub struct AdminService {
     context: Arc<NodeContext>,
 }
 
-enum ControllerOutcome {
-    Applied(CommandResponse),
-    /// Another node leads the controller: its client address.
-    Forward(Option<NodeId>),
-}
-
 impl AdminService {
     /// A service over `context`.
     pub fn new(context: Arc<NodeContext>) -> Self {
         AdminService { context }
-    }
-
-    async fn propose(&self, command: ControllerCommand) -> Result<ControllerOutcome, ServerError> {
-        let write = self
-            .context
-            .controller
-            .client_write(Command::Controller(command));
-        match tokio::time::timeout(self.context.request_timeout(), write).await {
-            Err(_) => Err(ServerError::Timeout {
-                what: "the controller".into(),
-                timeout_ms: self.context.config.limits.request_timeout_ms,
-            }),
-            Ok(Ok(response)) => Ok(ControllerOutcome::Applied(response.data)),
-            Ok(Err(RaftError::APIError(ClientWriteError::ForwardToLeader(forward)))) => {
-                Ok(ControllerOutcome::Forward(forward.leader_id))
-            }
-            Ok(Err(error)) => Err(ServerError::internal(&error)),
-        }
     }
 
     fn controller_not_leader(&self, leader_id: Option<NodeId>) -> ServerError {
@@ -156,7 +126,7 @@ impl AdminService {
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(0, |d| d.as_millis() as i64),
         };
-        match self.propose(command).await? {
+        match self.context.propose_controller(command).await? {
             ControllerOutcome::Applied(CommandResponse::TopicCreated { .. }) => {
                 // Tell the followers about the commit now rather than at the next heartbeat.
                 let _ = self.context.controller.trigger().heartbeat().await;
@@ -171,7 +141,7 @@ impl AdminService {
                     message: "created topic is missing from the metadata".into(),
                 })?;
                 Ok(v1::CreateTopicResponse {
-                    topic: Some(self.describe(&topic).await),
+                    topic: Some(crate::service::describe_topic(&self.context, &topic).await),
                 })
             }
             ControllerOutcome::Applied(CommandResponse::Rejected { reason, .. })
@@ -204,7 +174,8 @@ impl AdminService {
         forwarded: bool,
     ) -> Result<v1::DeleteTopicResponse, Status> {
         match self
-            .propose(ControllerCommand::DeleteTopic {
+            .context
+            .propose_controller(ControllerCommand::DeleteTopic {
                 name: request.name.clone(),
             })
             .await?
@@ -231,82 +202,6 @@ impl AdminService {
                 );
                 Ok(client.delete_topic(forwarded_request).await?.into_inner())
             }
-        }
-    }
-
-    /// Asks every replica node for the status of the topic's groups and describes the topic
-    /// with the freshest answer for each partition (the leader's own, when it answered).
-    async fn describe(&self, topic: &TopicMeta) -> v1::TopicDescription {
-        let mut groups_by_node: BTreeMap<NodeId, Vec<u64>> = BTreeMap::new();
-        for partition in &topic.partitions {
-            for replica in &partition.replicas {
-                groups_by_node
-                    .entry(*replica)
-                    .or_default()
-                    .push(partition.group_id.0);
-            }
-        }
-        let mut calls = Vec::new();
-        for (node, group_ids) in groups_by_node {
-            let Some(peer_addr) = self.context.peer_addr(node).map(str::to_owned) else {
-                continue;
-            };
-            let pool = self.context.host.peers().clone();
-            calls.push(async move {
-                let Ok(mut client) = pool.client(&peer_addr) else {
-                    return (node, Vec::new());
-                };
-                let mut request = Request::new(GroupStatusRequest { group_ids });
-                request.set_timeout(STATUS_TIMEOUT);
-                match tokio::time::timeout(STATUS_TIMEOUT, client.group_status(request)).await {
-                    Ok(Ok(response)) => (node, response.into_inner().groups),
-                    _ => (node, Vec::new()),
-                }
-            });
-        }
-        let mut statuses: HashMap<u64, Vec<(NodeId, GroupStatus)>> = HashMap::new();
-        for (node, groups) in futures::future::join_all(calls).await {
-            for status in groups {
-                statuses
-                    .entry(status.group_id)
-                    .or_default()
-                    .push((node, status));
-            }
-        }
-        let partitions = topic
-            .partitions
-            .iter()
-            .enumerate()
-            .map(|(index, partition)| {
-                let answers = statuses.remove(&partition.group_id.0).unwrap_or_default();
-                let best = answers
-                    .iter()
-                    .find(|(node, status)| status.leader_id == Some(*node))
-                    .or_else(|| {
-                        answers
-                            .iter()
-                            .max_by_key(|(_, status)| (status.term, status.high_watermark))
-                    })
-                    .map(|(_, status)| *status);
-                let leader_id = best.as_ref().and_then(|s| s.leader_id);
-                v1::PartitionDescription {
-                    partition: index as u32,
-                    group_id: partition.group_id.0,
-                    replicas: partition.replicas.clone(),
-                    leader_id,
-                    leader_address: leader_id
-                        .and_then(|id| self.context.client_addresses.get(&id).cloned())
-                        .unwrap_or_default(),
-                    term: best.as_ref().map_or(0, |s| s.term),
-                    high_watermark: best.as_ref().map_or(0, |s| s.high_watermark),
-                    log_start_offset: best.as_ref().map_or(0, |s| s.log_start_offset),
-                }
-            })
-            .collect();
-        v1::TopicDescription {
-            name: topic.name.clone(),
-            replicas: topic.replicas,
-            partitions,
         }
     }
 }
@@ -378,7 +273,7 @@ impl Admin for AdminService {
             return Err(ServerError::TopicNotFound { topic: name }.into());
         };
         Ok(Response::new(v1::DescribeTopicResponse {
-            topic: Some(self.describe(&topic).await),
+            topic: Some(crate::service::describe_topic(&self.context, &topic).await),
         }))
     }
 

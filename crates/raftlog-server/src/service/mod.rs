@@ -3,13 +3,25 @@
 
 pub mod admin;
 pub mod fetch;
+pub mod groups;
 pub mod produce;
 
 use std::sync::Arc;
 
 use raftlog_types::GroupId;
 
+use std::collections::BTreeMap;
+use std::collections::HashMap;
+use std::time::Duration;
+
+use raftlog_proto::internal::GroupStatus;
+use raftlog_proto::internal::GroupStatusRequest;
+use raftlog_proto::v1;
+use raftlog_types::NodeId;
+use tonic::Request;
+
 use crate::controller::PartitionMeta;
+use crate::controller::TopicMeta;
 use crate::error::ServerError;
 use crate::node::NodeContext;
 
@@ -111,4 +123,83 @@ pub fn local_replica(
                 .first()
                 .and_then(|id| context.client_addresses.get(id).cloned()),
         })
+}
+
+/// How long a peer may take to report group status for a description.
+const STATUS_TIMEOUT: Duration = Duration::from_millis(800);
+
+/// Asks every replica node for the status of the topic's groups and describes the topic
+/// with the freshest answer for each partition (the leader's own, when it answered).
+pub async fn describe_topic(context: &NodeContext, topic: &TopicMeta) -> v1::TopicDescription {
+    let mut groups_by_node: BTreeMap<NodeId, Vec<u64>> = BTreeMap::new();
+    for partition in &topic.partitions {
+        for replica in &partition.replicas {
+            groups_by_node
+                .entry(*replica)
+                .or_default()
+                .push(partition.group_id.0);
+        }
+    }
+    let mut calls = Vec::new();
+    for (node, group_ids) in groups_by_node {
+        let Some(peer_addr) = context.peer_addr(node).map(str::to_owned) else {
+            continue;
+        };
+        let pool = context.host.peers().clone();
+        calls.push(async move {
+            let Ok(mut client) = pool.client(&peer_addr) else {
+                return (node, Vec::new());
+            };
+            let mut request = Request::new(GroupStatusRequest { group_ids });
+            request.set_timeout(STATUS_TIMEOUT);
+            match tokio::time::timeout(STATUS_TIMEOUT, client.group_status(request)).await {
+                Ok(Ok(response)) => (node, response.into_inner().groups),
+                _ => (node, Vec::new()),
+            }
+        });
+    }
+    let mut statuses: HashMap<u64, Vec<(NodeId, GroupStatus)>> = HashMap::new();
+    for (node, groups) in futures::future::join_all(calls).await {
+        for status in groups {
+            statuses
+                .entry(status.group_id)
+                .or_default()
+                .push((node, status));
+        }
+    }
+    let partitions = topic
+        .partitions
+        .iter()
+        .enumerate()
+        .map(|(index, partition)| {
+            let answers = statuses.remove(&partition.group_id.0).unwrap_or_default();
+            let best = answers
+                .iter()
+                .find(|(node, status)| status.leader_id == Some(*node))
+                .or_else(|| {
+                    answers
+                        .iter()
+                        .max_by_key(|(_, status)| (status.term, status.high_watermark))
+                })
+                .map(|(_, status)| *status);
+            let leader_id = best.as_ref().and_then(|s| s.leader_id);
+            v1::PartitionDescription {
+                partition: index as u32,
+                group_id: partition.group_id.0,
+                replicas: partition.replicas.clone(),
+                leader_id,
+                leader_address: leader_id
+                    .and_then(|id| context.client_addresses.get(&id).cloned())
+                    .unwrap_or_default(),
+                term: best.as_ref().map_or(0, |s| s.term),
+                high_watermark: best.as_ref().map_or(0, |s| s.high_watermark),
+                log_start_offset: best.as_ref().map_or(0, |s| s.log_start_offset),
+            }
+        })
+        .collect();
+    v1::TopicDescription {
+        name: topic.name.clone(),
+        replicas: topic.replicas,
+        partitions,
+    }
 }

@@ -6,6 +6,9 @@ use raftlog_proto::v1;
 use raftlog_proto::v1::produce_server::Produce;
 use raftlog_types::limits::PRODUCE_REQUEST_BYTES_MAX;
 use raftlog_types::limits::RECORD_BYTES_MAX;
+use raftlog_types::CommandResponse;
+use raftlog_types::ControllerCommand;
+use raftlog_types::ProducerSequence;
 use raftlog_types::Record;
 use tokio::sync::mpsc::error::TrySendError;
 use tokio::sync::oneshot;
@@ -15,6 +18,7 @@ use tonic::Status;
 
 use crate::batcher::ProduceJob;
 use crate::error::ServerError;
+use crate::node::ControllerOutcome;
 use crate::node::NodeContext;
 use crate::service::resolve;
 
@@ -79,7 +83,12 @@ impl ProduceService {
             });
         };
         let (reply, outcome) = oneshot::channel();
+        let producer = request.producer.map(|p| ProducerSequence {
+            producer_id: p.producer_id,
+            base_sequence: p.base_sequence,
+        });
         let job = ProduceJob {
+            producer,
             records,
             bytes: total_bytes,
             reply,
@@ -102,6 +111,7 @@ impl ProduceService {
             state: "shutting down",
         })??;
         Ok(v1::ProduceResponse {
+            duplicate: outcome.duplicate,
             base_offset: outcome.base_offset,
             record_count: outcome.record_count,
             receipt: Some(v1::AckReceipt {
@@ -124,5 +134,32 @@ impl Produce for ProduceService {
         Ok(Response::new(
             ProduceService::produce(self, request.into_inner()).await?,
         ))
+    }
+
+    async fn init_producer(
+        &self,
+        _request: Request<v1::InitProducerRequest>,
+    ) -> Result<Response<v1::InitProducerResponse>, Status> {
+        match self
+            .context
+            .propose_controller(ControllerCommand::AllocateProducerId)
+            .await?
+        {
+            ControllerOutcome::Applied(CommandResponse::ProducerIdAllocated { producer_id }) => {
+                Ok(Response::new(v1::InitProducerResponse { producer_id }))
+            }
+            ControllerOutcome::Applied(other) => Err(ServerError::Internal {
+                message: format!("unexpected controller result {other:?}"),
+            }
+            .into()),
+            ControllerOutcome::Forward(leader_id) => Err(ServerError::NotLeader {
+                what: "the controller (which issues producer ids)".into(),
+                node: self.context.node_id,
+                leader_id,
+                leader_address: leader_id
+                    .and_then(|id| self.context.client_addresses.get(&id).cloned()),
+            }
+            .into()),
+        }
     }
 }
