@@ -25,18 +25,20 @@ pub struct ConsumeArgs {
     /// Stop after this many records.
     #[arg(long)]
     count: Option<u64>,
-    /// Output format.
+    /// Output format: `text` (the value per line) or `json` (partition, offset, key, value,
+    /// timestamp_ms, headers per line).
     #[arg(long, value_enum, default_value = "text")]
     format: Format,
+    /// Consume as a member of this consumer group: partitions are shared with the group's other
+    /// members and positions are committed after every printed batch (at-least-once).
+    #[arg(long)]
+    group: Option<String>,
+    /// With --group: leave the group after this long without a heartbeat.
+    #[arg(long, default_value_t = 10_000)]
+    session_timeout_ms: u64,
 }
 
-#[derive(Clone, Copy, clap::ValueEnum)]
-enum Format {
-    /// The value, one record per line.
-    Text,
-    /// One JSON object per line: partition, offset, key, value, timestamp_ms, headers.
-    Json,
-}
+use crate::Format;
 
 fn text(bytes: &Bytes) -> String {
     String::from_utf8_lossy(bytes).into_owned()
@@ -71,6 +73,9 @@ fn print_record(
 
 /// Reads and prints until the end (or forever with `--follow`, or until `--count`).
 pub async fn run(args: ConsumeArgs, bootstrap: &[String]) -> anyhow::Result<()> {
+    if let Some(group) = args.group.clone() {
+        return run_in_group(args, group, bootstrap).await;
+    }
     let client = crate::connect(bootstrap).await?;
     let topic = client.describe_topic(&args.topic).await?;
     let partitions: Vec<u32> = match args.partition {
@@ -149,4 +154,91 @@ pub async fn run(args: ConsumeArgs, bootstrap: &[String]) -> anyhow::Result<()> 
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
+}
+
+fn to_stored(record: &raftlog_client::ConsumerRecord) -> v1::StoredRecord {
+    v1::StoredRecord {
+        offset: record.offset,
+        key: record.key.clone(),
+        value: record.value.clone(),
+        headers: record
+            .headers
+            .iter()
+            .map(|(key, value)| v1::Header {
+                key: key.clone(),
+                value: value.clone(),
+            })
+            .collect(),
+        timestamp_ms: record.timestamp_ms,
+    }
+}
+
+/// `consume --group`: poll, print, commit; leave the group on exit.
+async fn run_in_group(
+    args: ConsumeArgs,
+    group: String,
+    bootstrap: &[String],
+) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        args.partition.is_none(),
+        "--partition cannot be combined with --group: the group assigns partitions"
+    );
+    let offset_reset = match args.from.as_str() {
+        "beginning" => raftlog_client::OffsetReset::Earliest,
+        "end" => raftlog_client::OffsetReset::Latest,
+        other => anyhow::bail!("with --group, --from must be beginning or end (where partitions without a committed position start), got {other:?}"),
+    };
+    let client = std::sync::Arc::new(crate::connect(bootstrap).await?);
+    let config = raftlog_client::ConsumerConfig {
+        group: Some(group),
+        client_id: format!("raftlog-cli-{}", std::process::id()),
+        session_timeout: Duration::from_millis(args.session_timeout_ms),
+        offset_reset,
+        ..raftlog_client::ConsumerConfig::default()
+    };
+    let mut consumer = raftlog_client::Consumer::new(client, config);
+    consumer.subscribe(&[args.topic.as_str()]).await?;
+    let mut out = std::io::stdout().lock();
+    let mut printed = 0u64;
+    let stop = crate::stop_requested();
+    tokio::pin!(stop);
+    'polling: loop {
+        let records = tokio::select! {
+            _ = &mut stop => break,
+            records = consumer.poll() => records?,
+        };
+        let idle = records.is_empty();
+        for (index, record) in records.iter().enumerate() {
+            match print_record(&mut out, args.format, record.partition, &to_stored(record)) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => break 'polling,
+                Err(e) => return Err(e).context("write to stdout"),
+            }
+            printed += 1;
+            if args.count.is_some_and(|count| printed >= count) {
+                // Commit exactly what was printed: rewind each partition to its first record
+                // not printed (records of one partition come in offset order).
+                let mut rewind: std::collections::BTreeMap<(&str, u32), u64> =
+                    std::collections::BTreeMap::new();
+                for unprinted in &records[index + 1..] {
+                    rewind
+                        .entry((unprinted.topic.as_str(), unprinted.partition))
+                        .or_insert(unprinted.offset);
+                }
+                for ((topic, partition), offset) in rewind {
+                    consumer.seek(topic, partition, offset)?;
+                }
+                break 'polling;
+            }
+        }
+        out.flush().context("write to stdout")?;
+        if let Err(error) = consumer.commit().await {
+            tracing::warn!(%error, "commit failed; the records will be delivered again");
+        }
+        if idle && !args.follow {
+            break;
+        }
+    }
+    consumer.close().await?;
+    Ok(())
 }

@@ -4,6 +4,7 @@
 
 mod cluster;
 mod consume;
+mod group;
 mod node;
 mod produce;
 mod topic;
@@ -42,6 +43,18 @@ enum Command {
     Produce(produce::ProduceArgs),
     /// Print records of a topic.
     Consume(consume::ConsumeArgs),
+    /// Inspect consumer groups and reset their positions.
+    #[command(subcommand)]
+    Group(group::GroupCommand),
+}
+
+/// Output format of listing commands.
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum Format {
+    /// Aligned columns for people.
+    Text,
+    /// One JSON object per line for programs.
+    Json,
 }
 
 fn init_tracing(default_level: &str) {
@@ -80,6 +93,7 @@ fn main() -> ExitCode {
             Command::Topic(command) => topic::run(command, &bootstrap).await,
             Command::Produce(args) => produce::run(args, &bootstrap).await,
             Command::Consume(args) => consume::run(args, &bootstrap).await,
+            Command::Group(command) => group::run(command, &bootstrap).await,
         }
     });
     match result {

@@ -38,6 +38,14 @@ pub enum ClientError {
         /// The last error.
         last: Box<ClientError>,
     },
+    /// The producer's buffer is full (`try_send`); `send` would have waited.
+    #[error("producer buffer is full ({buffered_bytes} of {buffer_bytes_max} bytes)")]
+    BufferFull {
+        /// Bytes buffered now.
+        buffered_bytes: usize,
+        /// The configured bound.
+        buffer_bytes_max: usize,
+    },
     /// The arguments are invalid before anything was sent.
     #[error("{0}")]
     InvalidArgument(String),
@@ -97,6 +105,7 @@ impl ClientError {
             ClientError::Unreachable { .. } => true,
             // The deadline ran out, but the cause may still pass with a later retry.
             ClientError::RetriesExhausted { last, .. } => last.is_retryable(),
+            ClientError::BufferFull { .. } => true,
             ClientError::InvalidArgument(_) => false,
         }
     }

@@ -16,10 +16,21 @@
 //! ```
 
 mod client;
+mod consumer;
 mod error;
+mod producer;
 
 pub use client::record;
 pub use client::Client;
 pub use client::ClientOptions;
+pub use consumer::Consumer;
+pub use consumer::ConsumerConfig;
+pub use consumer::ConsumerRecord;
+pub use consumer::OffsetReset;
 pub use error::ClientError;
+pub use producer::Delivery;
+pub use producer::DeliveryFuture;
+pub use producer::Partitioner;
+pub use producer::Producer;
+pub use producer::ProducerConfig;
 pub use raftlog_proto::v1;

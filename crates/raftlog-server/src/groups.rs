@@ -1,7 +1,13 @@
 //! Consumer group coordination. The controller leader is every group's coordinator: it keeps
 //! the live membership in memory (heartbeats are not worth replicating) and computes the
 //! assignment whenever membership or the subscribed topics change; committed offsets go through
-//! the controller's Raft group. After a controller leader change the new coordinator starts
+//! the controller's Raft group.
+//!
+//! Rebalances are incremental, so that no partition has two consumers at once: in a new
+//! generation each member first keeps only the partitions it had and still owns; partitions
+//! that change hands are handed out once every member has heartbeated in the new generation,
+//! i.e. once their previous owners have stopped reading them. A member that died holds its
+//! partitions until its session expires. After a controller leader change the new coordinator starts
 //! with no members: members get UNKNOWN_MEMBER on their next heartbeat and join again, and
 //! commits from the old membership are refused, so no stale member can move a position.
 
@@ -40,7 +46,12 @@ struct GroupRuntime {
     generation: u64,
     strategy: Strategy,
     members: BTreeMap<String, Member>,
+    /// The target assignment of this generation.
     assignment: HashMap<String, Vec<TopicPartition>>,
+    /// What each member was given before this generation (its effective assignment then).
+    previous: HashMap<String, Vec<TopicPartition>>,
+    /// Members that have heartbeated (or joined) since this generation began.
+    acknowledged: std::collections::HashSet<String>,
     /// Partition counts the assignment was computed from, to notice created or deleted topics.
     computed_from: BTreeMap<String, u32>,
 }
@@ -137,16 +148,36 @@ impl GroupRuntime {
     }
 
     fn rebalance(&mut self, metadata: &ControllerState) {
+        self.previous = self
+            .members
+            .keys()
+            .map(|id| (id.clone(), self.effective(id)))
+            .collect();
+        self.acknowledged.clear();
         self.generation += 1;
         self.computed_from = partition_counts(&self.subscribed_topics(), metadata);
         self.assignment = assign(self.strategy, &self.members, &self.computed_from);
+    }
+
+    /// The partitions `member_id` may read now: its target assignment once every member has
+    /// acknowledged this generation, until then only what it already had and keeps.
+    fn effective(&self, member_id: &str) -> Vec<TopicPartition> {
+        let target = self.assignment.get(member_id).cloned().unwrap_or_default();
+        if self.members.keys().all(|id| self.acknowledged.contains(id)) {
+            return target;
+        }
+        let had = self.previous.get(member_id);
+        target
+            .into_iter()
+            .filter(|p| had.is_some_and(|had| had.contains(p)))
+            .collect()
     }
 
     fn view(&self, member_id: &str) -> MemberView {
         MemberView {
             member_id: member_id.to_owned(),
             generation: self.generation,
-            assignment: self.assignment.get(member_id).cloned().unwrap_or_default(),
+            assignment: self.effective(member_id),
         }
     }
 }
@@ -226,6 +257,8 @@ impl GroupCoordinator {
                 strategy,
                 members: BTreeMap::new(),
                 assignment: HashMap::new(),
+                previous: HashMap::new(),
+                acknowledged: std::collections::HashSet::new(),
                 computed_from: BTreeMap::new(),
             });
         if runtime.members.is_empty() {
@@ -250,6 +283,7 @@ impl GroupCoordinator {
             runtime.rebalance(metadata);
             tracing::info!(group, member = %member_id, generation = runtime.generation, "member joined; rebalanced");
         }
+        runtime.acknowledged.insert(member_id.clone());
         runtime.view(&member_id)
     }
 
@@ -277,6 +311,7 @@ impl GroupCoordinator {
                 "topics changed; rebalanced"
             );
         }
+        runtime.acknowledged.insert(member_id.to_owned());
         Ok(runtime.view(member_id))
     }
 
@@ -369,7 +404,7 @@ impl GroupCoordinator {
                 .map(|(id, m)| MemberInfo {
                     member_id: id.clone(),
                     client_id: m.client_id.clone(),
-                    assignment: runtime.assignment.get(id).cloned().unwrap_or_default(),
+                    assignment: runtime.effective(id),
                     since_heartbeat: m.last_seen.elapsed(),
                 })
                 .collect(),
@@ -436,5 +471,54 @@ mod tests {
                 ("t".to_owned(), 2)
             ]
         );
+    }
+
+    #[test]
+    fn partitions_change_hands_only_after_every_member_acknowledged() {
+        let coordinator = GroupCoordinator::default();
+        let mut metadata = ControllerState::default();
+        metadata.topics.insert(
+            "t".into(),
+            crate::controller::TopicMeta {
+                name: "t".into(),
+                partitions: (0..4)
+                    .map(|i| crate::controller::PartitionMeta {
+                        group_id: raftlog_types::GroupId(i + 1),
+                        replicas: vec![1],
+                    })
+                    .collect(),
+                replicas: 1,
+                created_at_ms: 0,
+            },
+        );
+        let join = |id: Option<&str>| Join {
+            member_id: id.map(str::to_owned),
+            topics: vec!["t".into()],
+            strategy: Strategy::Range,
+            session_timeout: Duration::from_secs(10),
+            client_id: "c".into(),
+        };
+        let a = coordinator.join("g", join(None), &metadata);
+        assert_eq!(a.assignment.len(), 4);
+        let b = coordinator.join("g", join(None), &metadata);
+        // b is new: it gets nothing until a, the previous owner, acknowledges the generation.
+        assert!(b.assignment.is_empty(), "{b:?}");
+        let a_now = coordinator
+            .heartbeat("g", &a.member_id, &metadata)
+            .expect("a heartbeats");
+        assert_eq!(a_now.assignment.len(), 2, "{a_now:?}");
+        let b_now = coordinator
+            .heartbeat("g", &b.member_id, &metadata)
+            .expect("b heartbeats");
+        assert_eq!(b_now.assignment.len(), 2, "{b_now:?}");
+        let mut all: Vec<_> = a_now
+            .assignment
+            .iter()
+            .chain(&b_now.assignment)
+            .cloned()
+            .collect();
+        all.sort();
+        all.dedup();
+        assert_eq!(all.len(), 4);
     }
 }

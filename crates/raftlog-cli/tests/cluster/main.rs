@@ -5,6 +5,7 @@
 
 mod bad_input;
 mod cli;
+mod clients;
 mod durability;
 mod kit;
 mod reading;

@@ -1,0 +1,482 @@
+//! The consumer: reads partitions by offset at its own pace, either assigned by hand
+//! (`assign` / `seek`) or as a member of a consumer group (`subscribe`), and commits its
+//! positions so that it — or another member — resumes where it left off.
+//!
+//! Group members send heartbeats from a background task; the coordinator moves partitions when
+//! members join, leave or stop heartbeating, and `poll` picks up the new assignment, starting
+//! each new partition at the group's committed position. Delivery is at-least-once: records
+//! returned by `poll` are committed by the next `commit` (or `close`), so records processed
+//! after the last commit of a member that crashed are delivered again to its successor.
+
+use std::collections::BTreeMap;
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use bytes::Bytes;
+use raftlog_proto::v1;
+use tokio::task::JoinHandle;
+
+use crate::client::Client;
+use crate::error::ClientError;
+
+/// Where a partition without a committed position starts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OffsetReset {
+    /// At the log start: read everything.
+    Earliest,
+    /// At the high watermark: only new records.
+    Latest,
+}
+
+/// Tunables of a [`Consumer`].
+#[derive(Clone, Debug)]
+pub struct ConsumerConfig {
+    /// The consumer group, for `subscribe` and `commit`.
+    pub group: Option<String>,
+    /// Name shown by `group describe`.
+    pub client_id: String,
+    /// Assignment strategy requested when joining.
+    pub strategy: v1::AssignmentStrategy,
+    /// Removed from the group after this long without a heartbeat.
+    pub session_timeout: Duration,
+    /// Start of partitions without a committed position.
+    pub offset_reset: OffsetReset,
+    /// How long `poll` waits for records when none is available.
+    pub poll_wait: Duration,
+    /// Upper bound on record bytes fetched per partition per poll.
+    pub fetch_bytes_max: u32,
+}
+
+impl Default for ConsumerConfig {
+    fn default() -> Self {
+        ConsumerConfig {
+            group: None,
+            client_id: "raftlog-consumer".into(),
+            strategy: v1::AssignmentStrategy::Range,
+            session_timeout: Duration::from_secs(10),
+            offset_reset: OffsetReset::Earliest,
+            poll_wait: Duration::from_millis(500),
+            fetch_bytes_max: 1024 * 1024,
+        }
+    }
+}
+
+/// A record as the consumer returns it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConsumerRecord {
+    /// Topic.
+    pub topic: String,
+    /// Partition.
+    pub partition: u32,
+    /// Offset in the partition.
+    pub offset: u64,
+    /// Key, if any.
+    pub key: Option<Bytes>,
+    /// Payload.
+    pub value: Bytes,
+    /// Headers.
+    pub headers: Vec<(String, Bytes)>,
+    /// Producer (or leader) time, milliseconds since the Unix epoch.
+    pub timestamp_ms: i64,
+}
+
+#[derive(Debug, Default)]
+struct MemberState {
+    member_id: String,
+    generation: u64,
+    assignment: Vec<(String, u32)>,
+}
+
+struct Membership {
+    group: String,
+    state: Arc<Mutex<MemberState>>,
+    heartbeat: JoinHandle<()>,
+}
+
+/// A consumer. See the module documentation.
+pub struct Consumer {
+    client: Arc<Client>,
+    config: ConsumerConfig,
+    /// Assigned partitions and the offset of the next record to return (`None` = not yet
+    /// known: the committed position or the reset policy decides at the next poll).
+    positions: BTreeMap<(String, u32), Option<u64>>,
+    membership: Option<Membership>,
+    /// Member id and generation the positions belong to. Both count: after a coordinator
+    /// change the consumer re-joins under a new id, and generations start over.
+    generation: (String, u64),
+}
+
+fn to_record(topic: &str, partition: u32, record: v1::StoredRecord) -> ConsumerRecord {
+    ConsumerRecord {
+        topic: topic.to_owned(),
+        partition,
+        offset: record.offset,
+        key: record.key,
+        value: record.value,
+        headers: record
+            .headers
+            .into_iter()
+            .map(|h| (h.key, h.value))
+            .collect(),
+        timestamp_ms: record.timestamp_ms,
+    }
+}
+
+impl Consumer {
+    /// A consumer with no partitions yet.
+    pub fn new(client: Arc<Client>, config: ConsumerConfig) -> Consumer {
+        Consumer {
+            client,
+            config,
+            positions: BTreeMap::new(),
+            membership: None,
+            generation: (String::new(), 0),
+        }
+    }
+
+    /// Consumes exactly these partitions (no group membership). Their start comes from the
+    /// group's committed positions if a group is configured, else from the reset policy.
+    pub fn assign(&mut self, partitions: &[(String, u32)]) {
+        self.positions = partitions.iter().map(|p| (p.clone(), None)).collect();
+    }
+
+    /// Moves an assigned partition's position.
+    pub fn seek(&mut self, topic: &str, partition: u32, offset: u64) -> Result<(), ClientError> {
+        match self.positions.get_mut(&(topic.to_owned(), partition)) {
+            Some(position) => {
+                *position = Some(offset);
+                Ok(())
+            }
+            None => Err(ClientError::InvalidArgument(format!(
+                "{topic}/{partition} is not assigned to this consumer"
+            ))),
+        }
+    }
+
+    /// The partitions assigned now.
+    pub fn assignment(&self) -> Vec<(String, u32)> {
+        self.positions.keys().cloned().collect()
+    }
+
+    /// Offset of the next record `poll` returns for a partition, once known.
+    pub fn position(&self, topic: &str, partition: u32) -> Option<u64> {
+        self.positions
+            .get(&(topic.to_owned(), partition))
+            .copied()
+            .flatten()
+    }
+
+    /// Joins the configured group for `topics`; partitions are then assigned by the group.
+    pub async fn subscribe(&mut self, topics: &[&str]) -> Result<(), ClientError> {
+        let Some(group) = self.config.group.clone() else {
+            return Err(ClientError::InvalidArgument(
+                "subscribe needs a consumer group (ConsumerConfig::group)".into(),
+            ));
+        };
+        let topics: Vec<String> = topics.iter().map(|t| (*t).to_owned()).collect();
+        let join = v1::JoinGroupRequest {
+            group: group.clone(),
+            member_id: String::new(),
+            topics,
+            strategy: self.config.strategy as i32,
+            session_timeout_ms: self.config.session_timeout.as_millis() as u32,
+            client_id: self.config.client_id.clone(),
+        };
+        let joined = self.client.join_group(join.clone()).await?;
+        let state = Arc::new(Mutex::new(MemberState {
+            member_id: joined.member_id.clone(),
+            generation: joined.generation,
+            assignment: joined
+                .assignment
+                .into_iter()
+                .map(|p| (p.topic, p.partition))
+                .collect(),
+        }));
+        let interval = Duration::from_millis(u64::from(joined.heartbeat_interval_ms.max(50)));
+        let heartbeat = tokio::spawn(heartbeat_loop(
+            Arc::clone(&self.client),
+            join,
+            Arc::clone(&state),
+            interval,
+        ));
+        self.membership = Some(Membership {
+            group,
+            state,
+            heartbeat,
+        });
+        self.generation = (String::new(), 0);
+        Ok(())
+    }
+
+    /// Adopts the group's current assignment: revoked partitions are dropped, new ones start
+    /// at the committed position.
+    fn sync_assignment(&mut self) {
+        let Some(membership) = &self.membership else {
+            return;
+        };
+        let Ok(state) = membership.state.lock() else {
+            return;
+        };
+        let same_assignment = state.assignment.len() == self.positions.len()
+            && state
+                .assignment
+                .iter()
+                .all(|p| self.positions.contains_key(p));
+        if same_assignment
+            && (state.member_id.as_str(), state.generation)
+                == (self.generation.0.as_str(), self.generation.1)
+        {
+            return;
+        }
+        let assigned: BTreeSet<(String, u32)> = state.assignment.iter().cloned().collect();
+        self.positions.retain(|key, _| assigned.contains(key));
+        for key in assigned {
+            self.positions.entry(key).or_insert(None);
+        }
+        self.generation = (state.member_id.clone(), state.generation);
+    }
+
+    /// The group's current assignment of this member, `None` without a group.
+    fn current_assignment(&self) -> Option<BTreeSet<(String, u32)>> {
+        let membership = self.membership.as_ref()?;
+        let state = membership.state.lock().ok()?;
+        Some(state.assignment.iter().cloned().collect())
+    }
+
+    async fn resolve_positions(&mut self) -> Result<(), ClientError> {
+        let unknown: Vec<(String, u32)> = self
+            .positions
+            .iter()
+            .filter(|(_, p)| p.is_none())
+            .map(|(k, _)| k.clone())
+            .collect();
+        if unknown.is_empty() {
+            return Ok(());
+        }
+        let mut committed: BTreeMap<(String, u32), u64> = BTreeMap::new();
+        if let Some(group) = &self.config.group {
+            let wanted = unknown
+                .iter()
+                .map(|(topic, partition)| v1::TopicPartition {
+                    topic: topic.clone(),
+                    partition: *partition,
+                })
+                .collect();
+            for offset in self.client.fetch_offsets(group, wanted).await? {
+                committed.insert((offset.topic, offset.partition), offset.offset);
+            }
+        }
+        let mut descriptions: BTreeMap<String, v1::TopicDescription> = BTreeMap::new();
+        for key in unknown {
+            let start = match committed.get(&key) {
+                Some(offset) => *offset,
+                None => {
+                    if !descriptions.contains_key(&key.0) {
+                        descriptions
+                            .insert(key.0.clone(), self.client.describe_topic(&key.0).await?);
+                    }
+                    let partition = descriptions
+                        .get(&key.0)
+                        .and_then(|d| d.partitions.get(key.1 as usize));
+                    match (self.config.offset_reset, partition) {
+                        (OffsetReset::Earliest, Some(p)) => p.log_start_offset,
+                        (OffsetReset::Latest, Some(p)) => p.high_watermark,
+                        (_, None) => {
+                            return Err(ClientError::InvalidArgument(format!(
+                                "{}/{} does not exist",
+                                key.0, key.1
+                            )))
+                        }
+                    }
+                }
+            };
+            self.positions.insert(key, Some(start));
+        }
+        Ok(())
+    }
+
+    /// Returns the next records of the assigned partitions, waiting up to `poll_wait` when none
+    /// is available. Partitions whose replica cannot be reached are skipped this time.
+    pub async fn poll(&mut self) -> Result<Vec<ConsumerRecord>, ClientError> {
+        self.sync_assignment();
+        self.resolve_positions().await?;
+        let wait_ms = self.config.poll_wait.as_millis() as u32;
+        let fetches = self
+            .positions
+            .iter()
+            .filter_map(|((topic, partition), position)| {
+                let offset = (*position)?;
+                let client = Arc::clone(&self.client);
+                let topic = topic.clone();
+                let partition = *partition;
+                let bytes = self.config.fetch_bytes_max;
+                Some(async move {
+                    let result = client
+                        .fetch(&topic, partition, offset, bytes, wait_ms)
+                        .await;
+                    (topic, partition, result)
+                })
+            });
+        let results = futures::future::join_all(fetches).await;
+        // Partitions revoked while fetching are dropped with their records: their new owner
+        // starts from the committed position, so keeping them would only duplicate work.
+        let still_assigned = self.current_assignment();
+        let mut records = Vec::new();
+        for (topic, partition, result) in results {
+            if still_assigned
+                .as_ref()
+                .is_some_and(|assigned| !assigned.contains(&(topic.clone(), partition)))
+            {
+                continue;
+            }
+            match result {
+                Ok(response) => {
+                    if let Some(last) = response.records.last() {
+                        self.positions
+                            .insert((topic.clone(), partition), Some(last.offset + 1));
+                    }
+                    records.extend(
+                        response
+                            .records
+                            .into_iter()
+                            .map(|r| to_record(&topic, partition, r)),
+                    );
+                }
+                Err(error) if error.is_retryable() => {
+                    tracing::debug!(topic = %topic, partition, %error, "fetch failed; will retry");
+                    // Force a metadata refresh at the next fetch of this partition.
+                    let _ = self.client.describe_topic(&topic).await;
+                }
+                Err(error) => return Err(error),
+            }
+        }
+        if records.is_empty() && self.positions.is_empty() {
+            tokio::time::sleep(self.config.poll_wait).await;
+        }
+        Ok(records)
+    }
+
+    /// Commits the positions of the assigned partitions (the records returned so far).
+    pub async fn commit(&mut self) -> Result<(), ClientError> {
+        let Some(group) = self.config.group.clone() else {
+            return Err(ClientError::InvalidArgument(
+                "commit needs a consumer group (ConsumerConfig::group)".into(),
+            ));
+        };
+        let (member_id, generation) = match &self.membership {
+            Some(membership) => match membership.state.lock() {
+                Ok(state) => (state.member_id.clone(), state.generation),
+                Err(_) => {
+                    return Err(ClientError::InvalidArgument(
+                        "consumer state poisoned".into(),
+                    ))
+                }
+            },
+            None => (String::new(), 0),
+        };
+        if self.membership.is_some()
+            && (member_id.as_str(), generation) != (self.generation.0.as_str(), self.generation.1)
+        {
+            // The assignment changed since these positions were read; the next poll adopts it.
+            return Ok(());
+        }
+        let offsets: Vec<v1::PartitionOffset> = self
+            .positions
+            .iter()
+            .filter_map(|((topic, partition), position)| {
+                position.map(|offset| v1::PartitionOffset {
+                    topic: topic.clone(),
+                    partition: *partition,
+                    offset,
+                })
+            })
+            .collect();
+        if offsets.is_empty() {
+            return Ok(());
+        }
+        self.client
+            .commit_offsets(v1::CommitOffsetsRequest {
+                group,
+                member_id,
+                generation,
+                offsets,
+            })
+            .await
+    }
+
+    /// Commits, leaves the group (so its partitions move at once) and stops heartbeating.
+    pub async fn close(mut self) -> Result<(), ClientError> {
+        let committed = self.commit().await;
+        if let Some(membership) = self.membership.take() {
+            membership.heartbeat.abort();
+            let member_id = membership
+                .state
+                .lock()
+                .map(|s| s.member_id.clone())
+                .unwrap_or_default();
+            self.client
+                .leave_group(&membership.group, &member_id)
+                .await?;
+        }
+        committed
+    }
+}
+
+impl Drop for Consumer {
+    /// Stops heartbeating without leaving: the group notices at the session timeout, as it
+    /// would for a crashed process. Call `close` to leave cleanly.
+    fn drop(&mut self) {
+        if let Some(membership) = &self.membership {
+            membership.heartbeat.abort();
+        }
+    }
+}
+
+async fn heartbeat_loop(
+    client: Arc<Client>,
+    join: v1::JoinGroupRequest,
+    state: Arc<Mutex<MemberState>>,
+    interval: Duration,
+) {
+    loop {
+        tokio::time::sleep(interval).await;
+        let member_id = match state.lock() {
+            Ok(state) => state.member_id.clone(),
+            Err(_) => return,
+        };
+        let update = match client.heartbeat(&join.group, &member_id).await {
+            Ok(response) => Some((member_id, response.generation, response.assignment)),
+            Err(error) if error.reason() == Some("UNKNOWN_MEMBER") => {
+                // Expired, or the coordinator moved: join again as a new member.
+                match client.join_group(join.clone()).await {
+                    Ok(joined) => Some((joined.member_id, joined.generation, joined.assignment)),
+                    Err(error) => {
+                        tracing::warn!(group = %join.group, %error, "could not re-join the group");
+                        None
+                    }
+                }
+            }
+            Err(error) => {
+                tracing::debug!(group = %join.group, %error, "heartbeat failed");
+                None
+            }
+        };
+        if let Some((member_id, generation, assignment)) = update {
+            if let Ok(mut state) = state.lock() {
+                let assignment: Vec<(String, u32)> = assignment
+                    .into_iter()
+                    .map(|p| (p.topic, p.partition))
+                    .collect();
+                // Within a generation the assignment can still grow (partitions handed over once
+                // their previous owners let go), so take it every time.
+                *state = MemberState {
+                    member_id,
+                    generation,
+                    assignment,
+                };
+            }
+        }
+    }
+}
