@@ -96,6 +96,39 @@ struct Membership {
 }
 
 /// A consumer. See the module documentation.
+///
+/// ```
+/// # #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # // A one-node cluster in this process, so the example runs as a test.
+/// # let dir = tempfile::tempdir()?;
+/// # let port = || std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port());
+/// # let (client_port, peer_port) = (port()?, port()?);
+/// # let config = raftlog_server::ClusterConfig::parse(&format!(
+/// #     "cluster_id = \"doc\"\ndata_dir = {:?}\n[[nodes]]\nid = 1\nclient_addr = \"127.0.0.1:{client_port}\"\npeer_addr = \"127.0.0.1:{peer_port}\"\n",
+/// #     dir.path()), std::path::Path::new("doc.toml"))?;
+/// # let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+/// # let node = tokio::spawn(raftlog_server::run(config, 1, async { let _ = stopped.await; }));
+/// # let bootstrap = vec![format!("127.0.0.1:{client_port}")];
+/// use std::sync::Arc;
+/// use raftlog_client::{record, Client, Consumer, ConsumerConfig};
+///
+/// let client = Arc::new(Client::connect(&bootstrap).await?);
+/// client.create_topic("events", 1, 1).await?;
+/// client.produce("events", 0, vec![record(None, b"a".to_vec()), record(None, b"b".to_vec())]).await?;
+///
+/// // Assign a partition by hand and read it from the start.
+/// let mut consumer = Consumer::new(Arc::clone(&client), ConsumerConfig::default());
+/// consumer.assign(&[("events".to_owned(), 0)]);
+/// consumer.seek("events", 0, 0)?;
+/// let records = consumer.poll().await?;
+/// assert_eq!(records.iter().map(|r| r.value.as_ref()).collect::<Vec<_>>(), vec![&b"a"[..], &b"b"[..]]);
+/// assert_eq!(consumer.position("events", 0), Some(2));
+/// # let _ = stop.send(());
+/// # node.await??;
+/// # Ok(())
+/// # }
+/// ```
 pub struct Consumer {
     client: Arc<Client>,
     config: ConsumerConfig,
@@ -169,6 +202,49 @@ impl Consumer {
     }
 
     /// Joins the configured group for `topics`; partitions are then assigned by the group.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # // A one-node cluster in this process, so the example runs as a test.
+    /// # let dir = tempfile::tempdir()?;
+    /// # let port = || std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port());
+    /// # let (client_port, peer_port) = (port()?, port()?);
+    /// # let config = raftlog_server::ClusterConfig::parse(&format!(
+    /// #     "cluster_id = \"doc\"\ndata_dir = {:?}\n[[nodes]]\nid = 1\nclient_addr = \"127.0.0.1:{client_port}\"\npeer_addr = \"127.0.0.1:{peer_port}\"\n",
+    /// #     dir.path()), std::path::Path::new("doc.toml"))?;
+    /// # let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    /// # let node = tokio::spawn(raftlog_server::run(config, 1, async { let _ = stopped.await; }));
+    /// # let bootstrap = vec![format!("127.0.0.1:{client_port}")];
+    /// use std::sync::Arc;
+    /// use raftlog_client::{record, Client, Consumer, ConsumerConfig};
+    ///
+    /// let client = Arc::new(Client::connect(&bootstrap).await?);
+    /// client.create_topic("jobs", 2, 1).await?;
+    /// for partition in 0..2 {
+    ///     client.produce("jobs", partition, vec![record(None, b"job".to_vec())]).await?;
+    /// }
+    /// // Members of one group share the partitions; positions are committed in the cluster.
+    /// let config = ConsumerConfig { group: Some("workers".into()), ..ConsumerConfig::default() };
+    /// let mut worker = Consumer::new(Arc::clone(&client), config.clone());
+    /// worker.subscribe(&["jobs"]).await?;
+    /// let mut done = 0;
+    /// while done < 2 {
+    ///     done += worker.poll().await?.len();
+    /// }
+    /// worker.commit().await?;
+    /// worker.close().await?; // leaves the group at once
+    ///
+    /// // A later member resumes at the committed positions: nothing is left to read.
+    /// let mut next = Consumer::new(Arc::clone(&client), config);
+    /// next.subscribe(&["jobs"]).await?;
+    /// assert!(next.poll().await?.is_empty());
+    /// next.close().await?;
+    /// # let _ = stop.send(());
+    /// # node.await??;
+    /// # Ok(())
+    /// # }
+    /// ```
     pub async fn subscribe(&mut self, topics: &[&str]) -> Result<(), ClientError> {
         let Some(group) = self.config.group.clone() else {
             return Err(ClientError::InvalidArgument(

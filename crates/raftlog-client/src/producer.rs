@@ -126,6 +126,41 @@ struct Shared {
 }
 
 /// A batching, optionally idempotent producer. Cheap to clone; clones share buffers.
+///
+/// ```
+/// # #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # // A one-node cluster in this process, so the example runs as a test.
+/// # let dir = tempfile::tempdir()?;
+/// # let port = || std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port());
+/// # let (client_port, peer_port) = (port()?, port()?);
+/// # let config = raftlog_server::ClusterConfig::parse(&format!(
+/// #     "cluster_id = \"doc\"\ndata_dir = {:?}\n[[nodes]]\nid = 1\nclient_addr = \"127.0.0.1:{client_port}\"\npeer_addr = \"127.0.0.1:{peer_port}\"\n",
+/// #     dir.path()), std::path::Path::new("doc.toml"))?;
+/// # let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+/// # let node = tokio::spawn(raftlog_server::run(config, 1, async { let _ = stopped.await; }));
+/// # let bootstrap = vec![format!("127.0.0.1:{client_port}")];
+/// use std::sync::Arc;
+/// use raftlog_client::{record, Client, Producer, ProducerConfig};
+///
+/// let client = Arc::new(Client::connect(&bootstrap).await?);
+/// client.create_topic("orders", 3, 1).await?;
+/// // Batching, idempotent (retries never duplicate), at most 32 MiB buffered by default.
+/// let producer = Producer::new(Arc::clone(&client), ProducerConfig::default());
+/// let mut deliveries = Vec::new();
+/// for i in 0..100 {
+///     let key = format!("customer-{}", i % 7).into_bytes();
+///     deliveries.push(producer.send("orders", record(Some(key), format!("order {i}").into_bytes())).await?);
+/// }
+/// for delivery in deliveries {
+///     let delivery = delivery.await?; // acknowledged: fsynced on a majority of replicas
+///     assert_eq!(delivery.topic, "orders");
+/// }
+/// # let _ = stop.send(());
+/// # node.await??;
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Clone)]
 pub struct Producer {
     shared: Arc<Shared>,
