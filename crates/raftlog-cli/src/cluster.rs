@@ -36,7 +36,11 @@ pub enum ClusterCommand {
         data_dir: PathBuf,
     },
     /// Show the nodes, whether they are reachable, and the controller leader.
-    Status,
+    Status {
+        /// Output format.
+        #[arg(long, value_enum, default_value = "text")]
+        format: crate::Format,
+    },
 }
 
 /// Runs a cluster command.
@@ -44,9 +48,27 @@ pub async fn run(command: ClusterCommand, bootstrap: &[String]) -> anyhow::Resul
     match command {
         ClusterCommand::Up { config, data_dir } => up(config, data_dir).await,
         ClusterCommand::Down { data_dir } => down(&data_dir).await,
-        ClusterCommand::Status => {
+        ClusterCommand::Status { format } => {
             let client = crate::connect(bootstrap).await?;
-            print_status(&client.describe_cluster().await?);
+            let status = client.describe_cluster().await?;
+            match format {
+                crate::Format::Text => print_status(&status),
+                crate::Format::Json => {
+                    let nodes: Vec<_> = status
+                        .nodes
+                        .iter()
+                        .map(|n| {
+                            serde_json::json!({"id": n.id, "client_address": n.client_address, "peer_address": n.peer_address,
+                                "controller_voter": n.controller_voter, "reachable": n.reachable})
+                        })
+                        .collect();
+                    println!(
+                        "{}",
+                        serde_json::json!({"cluster_id": status.cluster_id, "controller_leader_id": status.controller_leader_id,
+                            "answered_by": status.answered_by, "nodes": nodes})
+                    );
+                }
+            }
             Ok(())
         }
     }

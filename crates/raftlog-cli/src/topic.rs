@@ -15,11 +15,18 @@ pub enum TopicCommand {
         replicas: u32,
     },
     /// List topics.
-    List,
+    List {
+        /// Output format.
+        #[arg(long, value_enum, default_value = "text")]
+        format: crate::Format,
+    },
     /// Show every partition's replicas, leader, term and high watermark.
     Describe {
         /// Topic name.
         name: String,
+        /// Output format.
+        #[arg(long, value_enum, default_value = "text")]
+        format: crate::Format,
     },
     /// Delete a topic and its records.
     Delete {
@@ -45,7 +52,40 @@ pub async fn run(command: TopicCommand, bootstrap: &[String]) -> anyhow::Result<
                 topic.replicas
             );
         }
-        TopicCommand::List => {
+        TopicCommand::List {
+            format: crate::Format::Json,
+        } => {
+            for topic in client.list_topics().await? {
+                println!(
+                    "{}",
+                    serde_json::json!({"name": topic.name, "partitions": topic.partitions, "replicas": topic.replicas})
+                );
+            }
+        }
+        TopicCommand::Describe {
+            name,
+            format: crate::Format::Json,
+        } => {
+            let topic = client.describe_topic(&name).await?;
+            let partitions: Vec<_> = topic
+                .partitions
+                .iter()
+                .map(|p| {
+                    serde_json::json!({
+                        "partition": p.partition, "group_id": p.group_id, "replicas": p.replicas, "leader_id": p.leader_id,
+                        "leader_address": p.leader_address, "term": p.term, "high_watermark": p.high_watermark,
+                        "log_start_offset": p.log_start_offset,
+                    })
+                })
+                .collect();
+            println!(
+                "{}",
+                serde_json::json!({"name": topic.name, "replicas": topic.replicas, "partitions": partitions})
+            );
+        }
+        TopicCommand::List {
+            format: crate::Format::Text,
+        } => {
             let topics = client.list_topics().await?;
             println!("{:<40} {:>10} {:>8}", "TOPIC", "PARTITIONS", "REPLICAS");
             for topic in topics {
@@ -55,7 +95,10 @@ pub async fn run(command: TopicCommand, bootstrap: &[String]) -> anyhow::Result<
                 );
             }
         }
-        TopicCommand::Describe { name } => {
+        TopicCommand::Describe {
+            name,
+            format: crate::Format::Text,
+        } => {
             let topic = client.describe_topic(&name).await?;
             println!(
                 "topic {} ({} replicas per partition)",

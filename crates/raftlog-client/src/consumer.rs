@@ -434,6 +434,45 @@ impl Consumer {
         Ok(records)
     }
 
+    /// Streams one partition's committed records from `offset` as they are committed, over a
+    /// server stream with flow control (the server sends no faster than this stream is read).
+    /// Independent of `poll` and of group membership.
+    pub async fn subscription(
+        &self,
+        topic: &str,
+        partition: u32,
+        offset: u64,
+    ) -> Result<impl futures::Stream<Item = Result<ConsumerRecord, ClientError>> + use<>, ClientError>
+    {
+        let description = self.client.describe_topic(topic).await?;
+        let Some(address) = description
+            .partitions
+            .get(partition as usize)
+            .map(|p| p.leader_address.clone())
+            .filter(|a| !a.is_empty())
+        else {
+            return Err(ClientError::InvalidArgument(format!(
+                "{topic}/{partition} has no leader to stream from"
+            )));
+        };
+        let stream = self
+            .client
+            .subscribe(&address, topic, partition, offset)
+            .await?;
+        let topic = topic.to_owned();
+        Ok(futures::StreamExt::flat_map(stream, move |message| {
+            let items: Vec<Result<ConsumerRecord, ClientError>> = match message {
+                Ok(message) => message
+                    .records
+                    .into_iter()
+                    .map(|r| Ok(to_record(&topic, partition, r)))
+                    .collect(),
+                Err(status) => vec![Err(ClientError::from_status(&status))],
+            };
+            futures::stream::iter(items)
+        }))
+    }
+
     /// Commits the positions of the assigned partitions (the records returned so far).
     pub async fn commit(&mut self) -> Result<(), ClientError> {
         let Some(group) = self.config.group.clone() else {

@@ -1,6 +1,7 @@
 //! Reading: long-poll fetch, the subscription stream, topic deletion, the standard health
 //! service, and the data dir identity check.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use raftlog_client::record;
@@ -64,6 +65,21 @@ async fn long_poll_subscribe_delete_and_health() {
         .chain((0..100).map(|i| (i as u64 + 1, i.to_string())))
         .collect();
     assert_eq!(received, expected);
+
+    // The consumer's streaming subscription yields the same records, one by one.
+    let consumer = raftlog_client::Consumer::new(
+        Arc::new(cluster.client().await),
+        raftlog_client::ConsumerConfig::default(),
+    );
+    let streamed: Vec<u64> = consumer
+        .subscription("stream", 0, 95)
+        .await
+        .expect("subscription")
+        .take(6)
+        .map(|r| r.expect("record").offset)
+        .collect()
+        .await;
+    assert_eq!(streamed, vec![95, 96, 97, 98, 99, 100]);
 
     // The standard health service answers for the whole server.
     let channel = tonic::transport::Endpoint::from_shared(format!("http://{address}"))
