@@ -2,6 +2,7 @@
 //!
 //! `main` only parses arguments, sets up tracing and calls into a module per noun.
 
+mod bench;
 mod cluster;
 mod consume;
 mod group;
@@ -46,6 +47,9 @@ enum Command {
     /// Inspect consumer groups and reset their positions.
     #[command(subcommand)]
     Group(group::GroupCommand),
+    /// Measure throughput and latency.
+    #[command(subcommand)]
+    Bench(bench::BenchCommand),
 }
 
 /// Output format of listing commands.
@@ -94,6 +98,7 @@ fn main() -> ExitCode {
             Command::Produce(args) => produce::run(args, &bootstrap).await,
             Command::Consume(args) => consume::run(args, &bootstrap).await,
             Command::Group(command) => group::run(command, &bootstrap).await,
+            Command::Bench(command) => bench::run(command, &bootstrap).await,
         }
     });
     match result {
