@@ -301,6 +301,33 @@ impl PartitionStateMachine {
         serde_json::to_vec(state).map_err(|e| self.decode_error("applied_state", e.to_string()))
     }
 
+    /// Gives the next `record_count` offsets to the batch at `position` of entry `log_index`,
+    /// indexing them in `batch`; returns the first offset and the count.
+    fn assign_offsets(
+        &self,
+        batch: &mut sled::Batch,
+        next: &mut AppliedState,
+        log_index: u64,
+        position: u32,
+        record_count: usize,
+    ) -> Result<(u64, u32)> {
+        let record_count = u32::try_from(record_count).map_err(|_| {
+            self.decode_error(
+                "offset index",
+                format!("entry {log_index} holds too many records"),
+            )
+        })?;
+        let base_offset = next.next_offset;
+        if record_count > 0 {
+            batch.insert(
+                &offset_key(base_offset),
+                &offset_value(log_index, record_count, position),
+            );
+        }
+        next.next_offset += u64::from(record_count);
+        Ok((base_offset, record_count))
+    }
+
     /// Applies entries in order; returns one response per entry.
     pub fn apply_entries(
         &mut self,
@@ -325,20 +352,13 @@ impl PartitionStateMachine {
                     message: format!("group {} is a partition, not the controller", self.group),
                 },
                 EntryPayload::Normal(Command::AppendBatch(records)) => {
-                    let base_offset = next.next_offset;
-                    let record_count = u32::try_from(records.len()).map_err(|_| {
-                        self.decode_error(
-                            "offset index",
-                            format!("entry {} holds too many records", entry.log_id.index),
-                        )
-                    })?;
-                    if record_count > 0 {
-                        batch.insert(
-                            &offset_key(base_offset),
-                            &offset_value(entry.log_id.index, record_count, 0),
-                        );
-                    }
-                    next.next_offset += u64::from(record_count);
+                    let (base_offset, record_count) = self.assign_offsets(
+                        &mut batch,
+                        &mut next,
+                        entry.log_id.index,
+                        0,
+                        records.len(),
+                    )?;
                     CommandResponse::Appended {
                         base_offset,
                         record_count,
@@ -363,21 +383,13 @@ impl PartitionStateMachine {
                                 .unwrap_or(0);
                             forgotten_producers.extend(expire_producers(&mut producers, now_ms));
                         }
-                        let base_offset = next.next_offset;
-                        let record_count =
-                            u32::try_from(producer_batch.records.len()).map_err(|_| {
-                                self.decode_error(
-                                    "offset index",
-                                    format!("entry {} holds too many records", entry.log_id.index),
-                                )
-                            })?;
-                        if record_count > 0 {
-                            batch.insert(
-                                &offset_key(base_offset),
-                                &offset_value(entry.log_id.index, record_count, position as u32),
-                            );
-                        }
-                        next.next_offset += u64::from(record_count);
+                        let (base_offset, record_count) = self.assign_offsets(
+                            &mut batch,
+                            &mut next,
+                            entry.log_id.index,
+                            position as u32,
+                            producer_batch.records.len(),
+                        )?;
                         results.push(BatchResult::Appended {
                             base_offset,
                             record_count,

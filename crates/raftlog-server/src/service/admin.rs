@@ -71,6 +71,28 @@ impl AdminService {
         Ok(AdminClient::new(channel))
     }
 
+    /// Sends a call on to the controller leader, once: a call that was already forwarded is
+    /// answered with NOT_LEADER instead, so two nodes with different views cannot loop.
+    async fn forward<Req, Resp, F, Fut>(
+        &self,
+        leader: Option<NodeId>,
+        forwarded: bool,
+        request: Req,
+        call: F,
+    ) -> Result<Resp, Status>
+    where
+        F: FnOnce(AdminClient<tonic::transport::Channel>, Request<Req>) -> Fut,
+        Fut: std::future::Future<Output = Result<Response<Resp>, Status>>,
+    {
+        let client = self.forward_client(leader, forwarded).await?;
+        let mut forwarded_request = Request::new(request);
+        forwarded_request.metadata_mut().insert(
+            FORWARDED_HEADER,
+            tonic::metadata::MetadataValue::from_static("1"),
+        );
+        Ok(call(client, forwarded_request).await?.into_inner())
+    }
+
     async fn create_topic(
         &self,
         request: v1::CreateTopicRequest,
@@ -157,13 +179,10 @@ impl AdminService {
             }
             .into()),
             ControllerOutcome::Forward(leader) => {
-                let mut client = self.forward_client(leader, forwarded).await?;
-                let mut forwarded_request = Request::new(request);
-                forwarded_request.metadata_mut().insert(
-                    FORWARDED_HEADER,
-                    tonic::metadata::MetadataValue::from_static("1"),
-                );
-                Ok(client.create_topic(forwarded_request).await?.into_inner())
+                self.forward(leader, forwarded, request, |mut c, r| async move {
+                    c.create_topic(r).await
+                })
+                .await
             }
         }
     }
@@ -194,13 +213,10 @@ impl AdminService {
             }
             .into()),
             ControllerOutcome::Forward(leader) => {
-                let mut client = self.forward_client(leader, forwarded).await?;
-                let mut forwarded_request = Request::new(request);
-                forwarded_request.metadata_mut().insert(
-                    FORWARDED_HEADER,
-                    tonic::metadata::MetadataValue::from_static("1"),
-                );
-                Ok(client.delete_topic(forwarded_request).await?.into_inner())
+                self.forward(leader, forwarded, request, |mut c, r| async move {
+                    c.delete_topic(r).await
+                })
+                .await
             }
         }
     }
