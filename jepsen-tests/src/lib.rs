@@ -6,7 +6,9 @@
 //! control, the nemesis and the workload that produce histories build on it.
 
 pub mod checker;
+pub mod cluster;
 pub mod history;
+pub mod run;
 
 pub use checker::check;
 pub use checker::Report;

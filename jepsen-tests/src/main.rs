@@ -17,6 +17,27 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Run a test: a cluster of real nodes, producers and consumers, and a nemesis.
+    Test {
+        /// Nodes in the cluster.
+        #[arg(long, default_value_t = 3)]
+        nodes: u64,
+        /// Seconds of workload under faults.
+        #[arg(long, default_value_t = 60)]
+        time_limit: u64,
+        /// Faults to mix, comma-separated: kill, pause (empty: none).
+        #[arg(long, value_delimiter = ',', default_value = "kill,pause")]
+        nemesis: Vec<String>,
+        /// Seed of the fault schedule (default: from the clock; printed).
+        #[arg(long)]
+        seed: Option<u64>,
+        /// Where to write the history, node logs and reports.
+        #[arg(long)]
+        results: Option<PathBuf>,
+        /// The raftlog binary (default: next to this one).
+        #[arg(long)]
+        raftlog: Option<PathBuf>,
+    },
     /// Check the history stored in a results directory.
     Check {
         /// Directory holding `history.jsonl`.
@@ -26,6 +47,62 @@ enum Command {
 
 fn run(cli: Cli) -> anyhow::Result<bool> {
     match cli.command {
+        Command::Test {
+            nodes,
+            time_limit,
+            nemesis,
+            seed,
+            results,
+            raftlog,
+        } => {
+            let seed = seed.unwrap_or_else(|| {
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_nanos() as u64)
+            });
+            let faults = nemesis
+                .iter()
+                .filter(|n| !n.is_empty() && n.as_str() != "none")
+                .map(|n| match n.as_str() {
+                    "kill" => Ok(raftlog_jepsen::run::Fault::Kill),
+                    "pause" => Ok(raftlog_jepsen::run::Fault::Pause),
+                    other => Err(anyhow::anyhow!(
+                        "unknown nemesis {other:?}: use kill, pause or none"
+                    )),
+                })
+                .collect::<anyhow::Result<Vec<_>>>()?;
+            let results =
+                results.unwrap_or_else(|| PathBuf::from(format!("jepsen-results/{seed}")));
+            let raftlog = match raftlog {
+                Some(path) => path,
+                None => std::env::current_exe()?.with_file_name("raftlog"),
+            };
+            anyhow::ensure!(raftlog.exists(), "raftlog binary {} not found; build it (cargo build -p raftlog-cli) or pass --raftlog", raftlog.display());
+            eprintln!("seed {seed}; results in {}", results.display());
+            let config = raftlog_jepsen::run::RunConfig {
+                nodes,
+                time_limit: std::time::Duration::from_secs(time_limit),
+                faults,
+                seed,
+                partitions: 3,
+                producers: 4,
+                consumers: 2,
+            };
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()?;
+            let history =
+                runtime.block_on(raftlog_jepsen::run::run(&config, &raftlog, &results))?;
+            std::fs::write(results.join("history.jsonl"), history.to_json_lines())?;
+            std::fs::write(results.join("seed"), seed.to_string())?;
+            let report = raftlog_jepsen::check(&history);
+            print!("{}", report.table());
+            std::fs::write(
+                results.join("report.json"),
+                serde_json::to_vec_pretty(&report)?,
+            )?;
+            Ok(report.valid)
+        }
         Command::Check { results } => {
             let history = raftlog_jepsen::History::load(&results.join("history.jsonl"))?;
             let report = raftlog_jepsen::check(&history);

@@ -1,0 +1,412 @@
+//! One test run: start a cluster, run producers and consumers while the nemesis injects
+//! faults, heal everything, read every partition from every node, and record it all.
+
+use std::path::Path;
+use std::sync::atomic::AtomicBool;
+use std::sync::atomic::AtomicU64;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::sync::Mutex;
+use std::time::Duration;
+use std::time::Instant;
+
+use raftlog_client::v1;
+use raftlog_client::Client;
+use raftlog_client::ClientError;
+use raftlog_client::ClientOptions;
+use rand::Rng;
+use rand::SeedableRng;
+
+use crate::cluster::Cluster;
+use crate::history::Action;
+use crate::history::History;
+use crate::history::Kind;
+use crate::history::Op;
+
+/// Faults the nemesis may inject.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Fault {
+    /// SIGKILL a node, restart it later.
+    Kill,
+    /// SIGSTOP a node, SIGCONT it later.
+    Pause,
+}
+
+/// What to run.
+pub struct RunConfig {
+    /// Nodes in the cluster.
+    pub nodes: u64,
+    /// Seconds of workload under faults.
+    pub time_limit: Duration,
+    /// Faults to mix (empty: none).
+    pub faults: Vec<Fault>,
+    /// Seed of the fault schedule.
+    pub seed: u64,
+    /// Partitions of the test topic.
+    pub partitions: u32,
+    /// Producer processes (half idempotent).
+    pub producers: u64,
+    /// Consumer processes.
+    pub consumers: u64,
+}
+
+/// The history being recorded, shared by every process.
+#[derive(Clone)]
+struct Recorder {
+    started: Instant,
+    ops: Arc<Mutex<Vec<Op>>>,
+}
+
+impl Recorder {
+    fn record(&self, process: u64, kind: Kind, action: Action) {
+        let op = Op {
+            process,
+            kind,
+            time_ns: self.started.elapsed().as_nanos() as u64,
+            action,
+        };
+        if let Ok(mut ops) = self.ops.lock() {
+            ops.push(op);
+        }
+    }
+}
+
+const SAFE_REFUSALS: &[&str] = &[
+    "NOT_LEADER",
+    "NO_LEADER",
+    "NO_QUORUM",
+    "OVERLOADED",
+    "NOT_READY",
+];
+
+/// Whether a failed send definitely did not happen. Only a plain producer's refusal qualifies:
+/// it never retries an attempt whose outcome was unknown, so every attempt was refused.
+fn definitely_failed(error: &ClientError, idempotent: bool) -> bool {
+    !idempotent
+        && (matches!(error, ClientError::Unreachable { .. })
+            || error.reason().is_some_and(|r| SAFE_REFUSALS.contains(&r)))
+}
+
+async fn producer(
+    client: Arc<Client>,
+    recorder: Recorder,
+    process: u64,
+    idempotent: bool,
+    partitions: u32,
+    next_value: Arc<AtomicU64>,
+    stop: Arc<AtomicBool>,
+) {
+    let mut producer_id = None;
+    let mut sequences = vec![0u64; partitions as usize];
+    let mut partition = (process as u32) % partitions;
+    while !stop.load(Ordering::Relaxed) {
+        partition = (partition + 1) % partitions;
+        let values: Vec<u64> = (0..4)
+            .map(|_| next_value.fetch_add(1, Ordering::Relaxed))
+            .collect();
+        if idempotent && producer_id.is_none() {
+            producer_id = client.init_producer().await.ok();
+            sequences.iter_mut().for_each(|s| *s = 0);
+            if producer_id.is_none() {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        }
+        let sequence = producer_id.map(|id| v1::ProducerSequence {
+            producer_id: id,
+            base_sequence: sequences[partition as usize],
+        });
+        let request = v1::ProduceRequest {
+            topic: "jepsen".into(),
+            partition,
+            records: values
+                .iter()
+                .map(|v| raftlog_client::record(None, v.to_string().into_bytes()))
+                .collect(),
+            acks: v1::Acks::All as i32,
+            timeout_ms: 0,
+            producer: sequence,
+        };
+        recorder.record(
+            process,
+            Kind::Invoke,
+            Action::Send {
+                partition,
+                values: values.clone(),
+                offsets: Vec::new(),
+            },
+        );
+        match client.send_produce(request).await {
+            Ok(ack) => {
+                let offsets = (0..values.len() as u64)
+                    .map(|i| ack.base_offset + i)
+                    .collect();
+                if idempotent {
+                    sequences[partition as usize] += values.len() as u64;
+                }
+                recorder.record(
+                    process,
+                    Kind::Ok,
+                    Action::Send {
+                        partition,
+                        values,
+                        offsets,
+                    },
+                );
+            }
+            Err(error) => {
+                let kind = if definitely_failed(&error, idempotent) {
+                    Kind::Fail
+                } else {
+                    Kind::Info
+                };
+                // After an unknown outcome an idempotent producer starts over under a new id.
+                if idempotent {
+                    producer_id = None;
+                }
+                recorder.record(
+                    process,
+                    kind,
+                    Action::Send {
+                        partition,
+                        values,
+                        offsets: Vec::new(),
+                    },
+                );
+            }
+        }
+    }
+}
+
+async fn consumer(
+    client: Arc<Client>,
+    recorder: Recorder,
+    process: u64,
+    partitions: u32,
+    stop: Arc<AtomicBool>,
+) {
+    let mut positions = vec![0u64; partitions as usize];
+    while !stop.load(Ordering::Relaxed) {
+        for partition in 0..partitions {
+            recorder.record(
+                process,
+                Kind::Invoke,
+                Action::Poll {
+                    reads: Vec::new(),
+                    reset: false,
+                },
+            );
+            match client
+                .fetch(
+                    "jepsen",
+                    partition,
+                    positions[partition as usize],
+                    64 * 1024,
+                    100,
+                )
+                .await
+            {
+                Ok(response) => {
+                    let reads: Vec<(u32, u64, u64)> = response
+                        .records
+                        .iter()
+                        .filter_map(|r| {
+                            std::str::from_utf8(&r.value)
+                                .ok()?
+                                .parse()
+                                .ok()
+                                .map(|v| (partition, r.offset, v))
+                        })
+                        .collect();
+                    if let Some((_, offset, _)) = reads.last() {
+                        positions[partition as usize] = offset + 1;
+                    }
+                    recorder.record(
+                        process,
+                        Kind::Ok,
+                        Action::Poll {
+                            reads,
+                            reset: false,
+                        },
+                    );
+                }
+                Err(_) => {
+                    recorder.record(
+                        process,
+                        Kind::Fail,
+                        Action::Poll {
+                            reads: Vec::new(),
+                            reset: false,
+                        },
+                    );
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            }
+        }
+    }
+}
+
+/// Runs the test and returns its history; node logs and the nemesis log go to `results`.
+pub async fn run(config: &RunConfig, raftlog: &Path, results: &Path) -> anyhow::Result<History> {
+    std::fs::create_dir_all(results)?;
+    let mut cluster = Cluster::start(raftlog, results, config.nodes)?;
+    let options = ClientOptions {
+        request_timeout: Duration::from_secs(5),
+        retry_deadline: Duration::from_secs(10),
+    };
+    let client = Arc::new(Client::connect_with(&cluster.addrs(), options).await?);
+    client
+        .create_topic("jepsen", config.partitions, config.nodes.min(3) as u32)
+        .await?;
+    let ready_by = Instant::now() + Duration::from_secs(30);
+    while client
+        .describe_topic("jepsen")
+        .await?
+        .partitions
+        .iter()
+        .any(|p| p.leader_id.is_none())
+    {
+        anyhow::ensure!(
+            Instant::now() < ready_by,
+            "the test topic has no leaders after 30 s"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    let recorder = Recorder {
+        started: Instant::now(),
+        ops: Arc::default(),
+    };
+    let stop = Arc::new(AtomicBool::new(false));
+    let next_value = Arc::new(AtomicU64::new(1));
+    let mut workers = Vec::new();
+    for process in 0..config.producers {
+        let task = producer(
+            Arc::clone(&client),
+            recorder.clone(),
+            process,
+            process % 2 == 0,
+            config.partitions,
+            Arc::clone(&next_value),
+            Arc::clone(&stop),
+        );
+        workers.push(tokio::spawn(task));
+    }
+    for i in 0..config.consumers {
+        let task = consumer(
+            Arc::clone(&client),
+            recorder.clone(),
+            1000 + i,
+            config.partitions,
+            Arc::clone(&stop),
+        );
+        workers.push(tokio::spawn(task));
+    }
+
+    // The nemesis: one fault at a time on one node, so a majority is always up.
+    let mut rng = rand::rngs::StdRng::seed_from_u64(config.seed);
+    let mut nemesis_log = String::new();
+    let deadline = Instant::now() + config.time_limit;
+    while Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(rng.random_range(1000..3000))).await;
+        if config.faults.is_empty() || Instant::now() >= deadline {
+            continue;
+        }
+        let fault = config.faults[rng.random_range(0..config.faults.len())];
+        let node = rng.random_range(1..=config.nodes);
+        let at = recorder.started.elapsed().as_secs_f64();
+        match fault {
+            Fault::Kill => cluster.kill(node),
+            Fault::Pause => cluster.pause(node),
+        }
+        tokio::time::sleep(Duration::from_millis(rng.random_range(1000..4000))).await;
+        cluster.heal()?;
+        nemesis_log.push_str(&format!(
+            "{at:.3} {:.3} {fault:?} node {node}\n",
+            recorder.started.elapsed().as_secs_f64()
+        ));
+    }
+    stop.store(true, Ordering::Relaxed);
+    for worker in workers {
+        let _ = worker.await;
+    }
+    cluster.heal()?;
+    std::fs::write(results.join("nemesis.log"), nemesis_log)?;
+
+    // Final reads: every partition from every node, once it has caught up with the leader.
+    let description = {
+        let ready_by = Instant::now() + Duration::from_secs(30);
+        loop {
+            let description = client.describe_topic("jepsen").await?;
+            if description.partitions.iter().all(|p| p.leader_id.is_some())
+                || Instant::now() > ready_by
+            {
+                break description;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    };
+    for partition in &description.partitions {
+        for node in &cluster.nodes {
+            let mut records = Vec::new();
+            let mut offset = 0;
+            let caught_up_by = Instant::now() + Duration::from_secs(30);
+            loop {
+                match client
+                    .fetch_from(
+                        &node.client_addr,
+                        "jepsen",
+                        partition.partition,
+                        offset,
+                        1024 * 1024,
+                        0,
+                    )
+                    .await
+                {
+                    Ok(response) => {
+                        for r in &response.records {
+                            if let Some(value) = std::str::from_utf8(&r.value)
+                                .ok()
+                                .and_then(|v| v.parse().ok())
+                            {
+                                records.push((r.offset, value));
+                            }
+                            offset = r.offset + 1;
+                        }
+                        if offset >= partition.high_watermark || Instant::now() > caught_up_by {
+                            break;
+                        }
+                        if response.records.is_empty() {
+                            tokio::time::sleep(Duration::from_millis(100)).await;
+                        }
+                    }
+                    Err(_) if Instant::now() < caught_up_by => {
+                        tokio::time::sleep(Duration::from_millis(200)).await
+                    }
+                    Err(error) => {
+                        return Err(anyhow::anyhow!(
+                            "final read of partition {} from node {}: {error}",
+                            partition.partition,
+                            node.id
+                        ))
+                    }
+                }
+            }
+            recorder.record(
+                0,
+                Kind::Ok,
+                Action::FinalRead {
+                    node: node.id,
+                    partition: partition.partition,
+                    records,
+                },
+            );
+        }
+    }
+    let ops = recorder
+        .ops
+        .lock()
+        .map_err(|_| anyhow::anyhow!("history poisoned"))?
+        .clone();
+    Ok(History { ops })
+}
