@@ -7,5 +7,6 @@ mod bad_input;
 mod cli;
 mod clients;
 mod durability;
+mod jepsen;
 mod kit;
 mod reading;
