@@ -258,17 +258,19 @@ pub async fn run(config: &RunConfig, raftlog: &Path, results: &Path) -> anyhow::
     client
         .create_topic("jepsen", config.partitions, config.nodes.min(3) as u32)
         .await?;
+    // Metadata reaches every node (and leaders are elected) shortly after the create returns.
     let ready_by = Instant::now() + Duration::from_secs(30);
-    while client
-        .describe_topic("jepsen")
-        .await?
-        .partitions
-        .iter()
-        .any(|p| p.leader_id.is_none())
-    {
+    loop {
+        let ready = client
+            .describe_topic("jepsen")
+            .await
+            .map(|t| t.partitions.iter().all(|p| p.leader_id.is_some()));
+        if matches!(ready, Ok(true)) {
+            break;
+        }
         anyhow::ensure!(
             Instant::now() < ready_by,
-            "the test topic has no leaders after 30 s"
+            "the test topic has no leaders after 30 s: {ready:?}"
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
@@ -337,13 +339,16 @@ pub async fn run(config: &RunConfig, raftlog: &Path, results: &Path) -> anyhow::
     let description = {
         let ready_by = Instant::now() + Duration::from_secs(30);
         loop {
-            let description = client.describe_topic("jepsen").await?;
-            if description.partitions.iter().all(|p| p.leader_id.is_some())
-                || Instant::now() > ready_by
-            {
-                break description;
+            match client.describe_topic("jepsen").await {
+                Ok(description)
+                    if description.partitions.iter().all(|p| p.leader_id.is_some())
+                        || Instant::now() > ready_by =>
+                {
+                    break description;
+                }
+                Err(error) if Instant::now() > ready_by => return Err(error.into()),
+                _ => tokio::time::sleep(Duration::from_millis(200)).await,
             }
-            tokio::time::sleep(Duration::from_millis(200)).await;
         }
     };
     for partition in &description.partitions {

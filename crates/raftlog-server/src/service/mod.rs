@@ -76,9 +76,10 @@ pub async fn wait_for_topic(context: &NodeContext, topic: &str) -> bool {
 }
 
 /// How long a follower of the controller may take to apply what the leader committed: the
-/// commit index reaches it with the next heartbeat.
+/// commit index reaches it with the next heartbeat, but a busy node can miss a few; past the
+/// election timeout it would have stood for election anyway.
 fn metadata_catch_up_wait(context: &NodeContext) -> std::time::Duration {
-    std::time::Duration::from_millis(3 * context.config.raft.heartbeat_interval_ms)
+    std::time::Duration::from_millis(context.config.raft.election_timeout_max_ms)
 }
 
 fn resolve_now(
