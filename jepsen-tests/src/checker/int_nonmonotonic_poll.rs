@@ -1,7 +1,5 @@
 //! int-nonmonotonic-poll.
 
-use std::collections::HashMap;
-
 use super::Analysis;
 
 /// One-line definition.
@@ -9,16 +7,14 @@ pub const DEFINITION: &str = "within one poll, a partition's offsets did not str
 
 /// Finds disorder inside single polls.
 pub fn check(analysis: &Analysis) -> Vec<String> {
-    let mut found = Vec::new();
-    for poll in &analysis.polls {
-        let mut last: HashMap<u32, u64> = HashMap::new();
-        for (partition, offset, _) in &poll.reads {
-            if let Some(previous) = last.insert(*partition, *offset) {
-                if *offset <= previous {
-                    found.push(format!("process {} read {partition}/{previous} then {partition}/{offset} in one poll", poll.process));
-                }
-            }
-        }
-    }
-    found
+    analysis
+        .steps_within_polls()
+        .into_iter()
+        .filter(|(_, _, previous, next)| next <= previous)
+        .map(|(process, partition, previous, next)| {
+            format!(
+                "process {process} read {partition}/{previous} then {partition}/{next} in one poll"
+            )
+        })
+        .collect()
 }

@@ -1,7 +1,5 @@
 //! int-poll-skip.
 
-use std::collections::HashMap;
-
 use super::Analysis;
 
 /// One-line definition.
@@ -9,17 +7,14 @@ pub const DEFINITION: &str = "within one poll, a partition's records skipped off
 
 /// Finds gaps inside single polls.
 pub fn check(analysis: &Analysis) -> Vec<String> {
-    let mut found = Vec::new();
-    for poll in &analysis.polls {
-        let mut last: HashMap<u32, u64> = HashMap::new();
-        for (partition, offset, _) in &poll.reads {
-            if let Some(previous) = last.insert(*partition, *offset) {
-                let skipped = analysis.existing_between(*partition, previous, *offset);
-                if !skipped.is_empty() && *offset > previous {
-                    found.push(format!("process {} read {partition}/{previous} then {partition}/{offset} in one poll, skipping {skipped:?}", poll.process));
-                }
-            }
-        }
-    }
-    found
+    analysis
+        .steps_within_polls()
+        .into_iter()
+        .filter_map(|(process, partition, previous, next)| {
+            let skipped = analysis.existing_between(partition, previous, next);
+            (!skipped.is_empty()).then(|| {
+                format!("process {process} read {partition}/{previous} then {partition}/{next} in one poll, skipping {skipped:?}")
+            })
+        })
+        .collect()
 }

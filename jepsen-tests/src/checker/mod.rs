@@ -172,6 +172,46 @@ impl Analysis {
         self.claims.contains_key(&(partition, offset))
     }
 
+    /// Each consumer's step from its last offset in one poll to its first offset in its next
+    /// poll of the same partition: (process, partition, previous, next). Reset polls start over.
+    pub fn poll_steps(&self) -> Vec<(u64, u32, u64, u64)> {
+        let mut steps = Vec::new();
+        let mut last: HashMap<(u64, u32), u64> = HashMap::new();
+        for poll in &self.polls {
+            if poll.reset {
+                last.retain(|(process, _), _| *process != poll.process);
+            }
+            let mut first_in_poll: BTreeMap<u32, u64> = BTreeMap::new();
+            for (partition, offset, _) in &poll.reads {
+                first_in_poll.entry(*partition).or_insert(*offset);
+            }
+            for (partition, first) in first_in_poll {
+                if let Some(previous) = last.get(&(poll.process, partition)) {
+                    steps.push((poll.process, partition, *previous, first));
+                }
+            }
+            for (partition, offset, _) in &poll.reads {
+                last.insert((poll.process, *partition), *offset);
+            }
+        }
+        steps
+    }
+
+    /// Each step between consecutive records of one partition inside a single poll:
+    /// (process, partition, previous, next).
+    pub fn steps_within_polls(&self) -> Vec<(u64, u32, u64, u64)> {
+        let mut steps = Vec::new();
+        for poll in &self.polls {
+            let mut last: HashMap<u32, u64> = HashMap::new();
+            for (partition, offset, _) in &poll.reads {
+                if let Some(previous) = last.insert(*partition, *offset) {
+                    steps.push((poll.process, *partition, previous, *offset));
+                }
+            }
+        }
+        steps
+    }
+
     /// Offsets known to exist strictly between `low` and `high` in `partition`.
     pub fn existing_between(&self, partition: u32, low: u64, high: u64) -> Vec<u64> {
         if high <= low + 1 {

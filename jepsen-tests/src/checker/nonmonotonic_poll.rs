@@ -1,7 +1,5 @@
 //! nonmonotonic-poll.
 
-use std::collections::HashMap;
-
 use super::Analysis;
 
 /// One-line definition.
@@ -10,29 +8,12 @@ pub const DEFINITION: &str =
 
 /// Finds backward steps between consecutive polls of one process (reset polls start over).
 pub fn check(analysis: &Analysis) -> Vec<String> {
-    let mut found = Vec::new();
-    let mut last: HashMap<(u64, u32), u64> = HashMap::new();
-    for poll in &analysis.polls {
-        if poll.reset {
-            last.retain(|(process, _), _| *process != poll.process);
-        }
-        let mut first_in_poll: HashMap<u32, u64> = HashMap::new();
-        for (partition, offset, _) in &poll.reads {
-            first_in_poll.entry(*partition).or_insert(*offset);
-        }
-        for (partition, first) in &first_in_poll {
-            if let Some(previous) = last.get(&(poll.process, *partition)) {
-                if first <= previous {
-                    found.push(format!(
-                        "process {} polled {partition}/{previous} then {partition}/{first}",
-                        poll.process
-                    ));
-                }
-            }
-        }
-        for (partition, offset, _) in &poll.reads {
-            last.insert((poll.process, *partition), *offset);
-        }
-    }
-    found
+    analysis
+        .poll_steps()
+        .into_iter()
+        .filter(|(_, _, previous, next)| next <= previous)
+        .map(|(process, partition, previous, next)| {
+            format!("process {process} polled {partition}/{previous} then {partition}/{next}")
+        })
+        .collect()
 }

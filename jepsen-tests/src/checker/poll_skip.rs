@@ -1,7 +1,5 @@
 //! poll-skip.
 
-use std::collections::HashMap;
-
 use super::Analysis;
 
 /// One-line definition.
@@ -10,27 +8,13 @@ pub const DEFINITION: &str =
 
 /// Finds skips between consecutive polls of one process (reset polls start over).
 pub fn check(analysis: &Analysis) -> Vec<String> {
-    let mut found = Vec::new();
-    let mut last: HashMap<(u64, u32), u64> = HashMap::new();
-    for poll in &analysis.polls {
-        if poll.reset {
-            last.retain(|(process, _), _| *process != poll.process);
-        }
-        let mut first_in_poll: HashMap<u32, u64> = HashMap::new();
-        for (partition, offset, _) in &poll.reads {
-            first_in_poll.entry(*partition).or_insert(*offset);
-        }
-        for (partition, first) in &first_in_poll {
-            if let Some(previous) = last.get(&(poll.process, *partition)) {
-                let skipped = analysis.existing_between(*partition, *previous, *first);
-                if !skipped.is_empty() && first > previous {
-                    found.push(format!("process {} polled {partition}/{previous} then {partition}/{first}, skipping {skipped:?}", poll.process));
-                }
-            }
-        }
-        for (partition, offset, _) in &poll.reads {
-            last.insert((poll.process, *partition), *offset);
-        }
-    }
-    found
+    analysis
+        .poll_steps()
+        .into_iter()
+        .filter_map(|(process, partition, previous, next)| {
+            let skipped = analysis.existing_between(partition, previous, next);
+            (!skipped.is_empty())
+                .then(|| format!("process {process} polled {partition}/{previous} then {partition}/{next}, skipping {skipped:?}"))
+        })
+        .collect()
 }
