@@ -212,6 +212,24 @@ impl Analysis {
         steps
     }
 
+    /// Acknowledged values no read ever returned: (value, partition, offset, whether some read
+    /// of the partition went past that offset).
+    pub fn unread_acknowledged(&self) -> Vec<(u64, u32, u64, bool)> {
+        let mut unread = Vec::new();
+        for send in self.sends.iter().filter(|s| s.outcome == Kind::Ok) {
+            for (value, offset) in send.values.iter().zip(&send.offsets) {
+                if !self.read_at.contains_key(value) {
+                    let read_past = self
+                        .highest_read
+                        .get(&send.partition)
+                        .is_some_and(|h| h > offset);
+                    unread.push((*value, send.partition, *offset, read_past));
+                }
+            }
+        }
+        unread
+    }
+
     /// Offsets known to exist strictly between `low` and `high` in `partition`.
     pub fn existing_between(&self, partition: u32, low: u64, high: u64) -> Vec<u64> {
         if high <= low + 1 {
