@@ -1,6 +1,10 @@
 //! Cluster control: real `raftlog node` processes with their own data dirs and logs, which the
 //! nemesis kills, pauses, restarts and resumes from outside (the node has no test hooks).
+//!
+//! Each node listens on its own loopback address, `127.a.b.<id>` with `a.b` random per run, so
+//! that [`crate::network`] can cut links between nodes and concurrent runs never share one.
 
+use std::net::Ipv4Addr;
 use std::net::TcpListener;
 use std::path::Path;
 use std::path::PathBuf;
@@ -8,12 +12,16 @@ use std::process::Child;
 use std::process::Command;
 use std::process::Stdio;
 
+use crate::clock::Clocks;
+
 /// One node process.
 pub struct Node {
     /// Node id.
     pub id: u64,
     /// Client API address.
     pub client_addr: String,
+    /// The loopback address the node listens on and connects to its peers from.
+    pub ip: Ipv4Addr,
     child: Option<Child>,
     paused: bool,
 }
@@ -23,12 +31,13 @@ pub struct Cluster {
     raftlog: PathBuf,
     dir: PathBuf,
     config: PathBuf,
+    clocks: Option<Clocks>,
     /// The nodes; `nodes[i].id == i + 1`.
     pub nodes: Vec<Node>,
 }
 
-fn free_port() -> std::io::Result<u16> {
-    TcpListener::bind("127.0.0.1:0")
+fn free_port(ip: Ipv4Addr) -> std::io::Result<u16> {
+    TcpListener::bind((ip, 0))
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
 }
@@ -41,19 +50,28 @@ fn signal(child: &Child, signal: i32) {
 }
 
 impl Cluster {
-    /// Writes a config for `count` nodes on free loopback ports under `dir` and starts them.
-    pub fn start(raftlog: &Path, dir: &Path, count: u64) -> std::io::Result<Cluster> {
+    /// Writes a config for `count` nodes on free loopback ports under `dir` and starts them;
+    /// with `clocks`, every node runs under libfaketime so its wall clock can be skewed.
+    pub fn start(
+        raftlog: &Path,
+        dir: &Path,
+        count: u64,
+        clocks: Option<Clocks>,
+    ) -> std::io::Result<Cluster> {
+        let subnet: [u8; 2] = [rand::random_range(1..=254), rand::random()];
         let mut text = format!(
             "cluster_id = \"jepsen\"\ndata_dir = {:?}\n[raft]\nheartbeat_interval_ms = 100\nelection_timeout_min_ms = 500\nelection_timeout_max_ms = 1000\n[limits]\nrequest_timeout_ms = 3000\n",
             dir.join("data")
         );
         let mut nodes = Vec::new();
         for id in 1..=count {
-            let client_addr = format!("127.0.0.1:{}", free_port()?);
-            text.push_str(&format!("[[nodes]]\nid = {id}\nclient_addr = \"{client_addr}\"\npeer_addr = \"127.0.0.1:{}\"\n", free_port()?));
+            let ip = Ipv4Addr::new(127, subnet[0], subnet[1], id as u8);
+            let client_addr = format!("{ip}:{}", free_port(ip)?);
+            text.push_str(&format!("[[nodes]]\nid = {id}\nclient_addr = \"{client_addr}\"\npeer_addr = \"{ip}:{}\"\n", free_port(ip)?));
             nodes.push(Node {
                 id,
                 client_addr,
+                ip,
                 child: None,
                 paused: false,
             });
@@ -64,6 +82,7 @@ impl Cluster {
             raftlog: raftlog.to_path_buf(),
             dir: dir.to_path_buf(),
             config,
+            clocks,
             nodes,
         };
         for id in 1..=count {
@@ -83,6 +102,10 @@ impl Cluster {
             .append(true)
             .open(self.dir.join(format!("node-{id}.log")))?;
         let (raftlog, config) = (self.raftlog.clone(), self.config.clone());
+        let environment = match &self.clocks {
+            Some(clocks) => clocks.environment(id).map_err(std::io::Error::other)?,
+            None => Vec::new(),
+        };
         let Some(node) = self.node_mut(id) else {
             return Ok(());
         };
@@ -93,6 +116,7 @@ impl Cluster {
             .args(["node", "--config"])
             .arg(config)
             .args(["--id", &id.to_string()])
+            .envs(environment)
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log)
@@ -141,6 +165,11 @@ impl Cluster {
             self.restart(id)?;
         }
         Ok(())
+    }
+
+    /// Each node's id and loopback address, for [`crate::network::Network`].
+    pub fn ips(&self) -> Vec<(u64, Ipv4Addr)> {
+        self.nodes.iter().map(|n| (n.id, n.ip)).collect()
     }
 
     /// Client addresses of every node.

@@ -6,8 +6,11 @@
 //! control, the nemesis and the workload that produce histories build on it.
 
 pub mod checker;
+pub mod clock;
 pub mod cluster;
 pub mod history;
+pub mod nemesis;
+pub mod network;
 pub mod run;
 
 pub use checker::check;

@@ -25,7 +25,8 @@ enum Command {
         /// Seconds of workload under faults.
         #[arg(long, default_value_t = 60)]
         time_limit: u64,
-        /// Faults to mix, comma-separated: kill, pause (empty: none).
+        /// Faults to mix, comma-separated: kill, pause, partition (every shape) or one of
+        /// partition-one, partition-leader, partition-halves, partition-ring, clock; none for none.
         #[arg(long, value_delimiter = ',', default_value = "kill,pause")]
         nemesis: Vec<String>,
         /// Seed of the fault schedule (default: from the clock; printed).
@@ -60,17 +61,14 @@ fn run(cli: Cli) -> anyhow::Result<bool> {
                     .duration_since(std::time::UNIX_EPOCH)
                     .map_or(0, |d| d.as_nanos() as u64)
             });
-            let faults = nemesis
-                .iter()
-                .filter(|n| !n.is_empty() && n.as_str() != "none")
-                .map(|n| match n.as_str() {
-                    "kill" => Ok(raftlog_jepsen::run::Fault::Kill),
-                    "pause" => Ok(raftlog_jepsen::run::Fault::Pause),
-                    other => Err(anyhow::anyhow!(
-                        "unknown nemesis {other:?}: use kill, pause or none"
-                    )),
-                })
-                .collect::<anyhow::Result<Vec<_>>>()?;
+            let mut faults = Vec::new();
+            for name in nemesis.iter().filter(|n| !n.is_empty() && n.as_str() != "none") {
+                for fault in raftlog_jepsen::run::Fault::parse(name).map_err(anyhow::Error::msg)? {
+                    if !faults.contains(&fault) {
+                        faults.push(fault);
+                    }
+                }
+            }
             let results =
                 results.unwrap_or_else(|| PathBuf::from(format!("jepsen-results/{seed}")));
             let raftlog = match raftlog {

@@ -17,20 +17,16 @@ use raftlog_client::ClientOptions;
 use rand::Rng;
 use rand::SeedableRng;
 
+use crate::clock::Clocks;
 use crate::cluster::Cluster;
 use crate::history::Action;
 use crate::history::History;
 use crate::history::Kind;
 use crate::history::Op;
+use crate::nemesis;
+use crate::network::Network;
 
-/// Faults the nemesis may inject.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Fault {
-    /// SIGKILL a node, restart it later.
-    Kill,
-    /// SIGSTOP a node, SIGCONT it later.
-    Pause,
-}
+pub use crate::nemesis::Fault;
 
 /// What to run.
 pub struct RunConfig {
@@ -246,10 +242,34 @@ async fn consumer(
     }
 }
 
+/// Ends every fault: processes running, links restored, clocks reset.
+fn heal(cluster: &mut Cluster, network: &mut Network, clocks: Option<&Clocks>) -> anyhow::Result<()> {
+    network.heal()?;
+    if let Some(clocks) = clocks {
+        for node in &cluster.nodes {
+            clocks.set_offset(node.id, 0)?;
+        }
+    }
+    cluster.heal()?;
+    Ok(())
+}
+
 /// Runs the test and returns its history; node logs and the nemesis log go to `results`.
 pub async fn run(config: &RunConfig, raftlog: &Path, results: &Path) -> anyhow::Result<History> {
     std::fs::create_dir_all(results)?;
-    let mut cluster = Cluster::start(raftlog, results, config.nodes)?;
+    let clocks = if config.faults.contains(&Fault::Clock) {
+        Some(Clocks::find(results)?)
+    } else {
+        None
+    };
+    if config.faults.iter().any(|f| f.is_partition()) {
+        Network::check_available()?;
+    }
+    let mut cluster = Cluster::start(raftlog, results, config.nodes, clocks.clone())?;
+    let mut network = Network::new(
+        format!("raftlog-jepsen-{}", std::process::id()),
+        cluster.ips(),
+    );
     let options = ClientOptions {
         request_timeout: Duration::from_secs(5),
         retry_deadline: Duration::from_secs(10),
@@ -305,9 +325,11 @@ pub async fn run(config: &RunConfig, raftlog: &Path, results: &Path) -> anyhow::
         workers.push(tokio::spawn(task));
     }
 
-    // The nemesis: one fault at a time on one node, so a majority is always up.
+    // The nemesis: one fault at a time, healed before the next, so a majority is up and
+    // connected between faults.
     let mut rng = rand::rngs::StdRng::seed_from_u64(config.seed);
     let mut nemesis_log = String::new();
+    let node_ids: Vec<u64> = cluster.nodes.iter().map(|n| n.id).collect();
     let deadline = Instant::now() + config.time_limit;
     while Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(rng.random_range(1000..3000))).await;
@@ -315,16 +337,48 @@ pub async fn run(config: &RunConfig, raftlog: &Path, results: &Path) -> anyhow::
             continue;
         }
         let fault = config.faults[rng.random_range(0..config.faults.len())];
-        let node = rng.random_range(1..=config.nodes);
         let at = recorder.started.elapsed().as_secs_f64();
-        match fault {
-            Fault::Kill => cluster.kill(node),
-            Fault::Pause => cluster.pause(node),
-        }
+        let label = match fault {
+            Fault::Kill | Fault::Pause => {
+                let node = rng.random_range(1..=config.nodes);
+                if fault == Fault::Kill {
+                    cluster.kill(node);
+                } else {
+                    cluster.pause(node);
+                }
+                format!("{fault:?} node {node}")
+            }
+            Fault::Partition(shape) => {
+                let leader = match client.describe_topic("jepsen").await {
+                    Ok(topic) if !topic.partitions.is_empty() => {
+                        let pick = rng.random_range(0..topic.partitions.len());
+                        topic.partitions[pick].leader_id
+                    }
+                    _ => None,
+                };
+                let links = nemesis::partition_links(shape, &node_ids, leader, &mut rng);
+                for (a, b) in &links {
+                    network.cut(*a, *b)?;
+                }
+                let links: Vec<String> = links.iter().map(|(a, b)| format!("{a}-{b}")).collect();
+                format!("Partition {shape:?} cut {}", links.join(" "))
+            }
+            Fault::Clock => {
+                let offsets = nemesis::clock_offsets(&node_ids, &mut rng);
+                let mut label = String::from("Clock");
+                if let Some(clocks) = &clocks {
+                    for (node, offset_ms) in &offsets {
+                        clocks.set_offset(*node, *offset_ms)?;
+                        label.push_str(&format!(" node {node} {:+.3}s", *offset_ms as f64 / 1000.0));
+                    }
+                }
+                label
+            }
+        };
         tokio::time::sleep(Duration::from_millis(rng.random_range(1000..4000))).await;
-        cluster.heal()?;
+        heal(&mut cluster, &mut network, clocks.as_ref())?;
         nemesis_log.push_str(&format!(
-            "{at:.3} {:.3} {fault:?} node {node}\n",
+            "{at:.3} {:.3} {label}\n",
             recorder.started.elapsed().as_secs_f64()
         ));
     }
@@ -332,7 +386,7 @@ pub async fn run(config: &RunConfig, raftlog: &Path, results: &Path) -> anyhow::
     for worker in workers {
         let _ = worker.await;
     }
-    cluster.heal()?;
+    heal(&mut cluster, &mut network, clocks.as_ref())?;
     std::fs::write(results.join("nemesis.log"), nemesis_log)?;
 
     // Final reads: every partition from every node, once it has caught up with the leader.

@@ -2,6 +2,7 @@
 //! shared by every group, and openraft's network traits on top of it.
 
 use std::collections::HashMap;
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -41,6 +42,7 @@ const CONNECT_TIMEOUT: Duration = Duration::from_millis(500);
 #[derive(Clone, Default)]
 pub struct PeerPool {
     channels: Arc<Mutex<HashMap<String, Channel>>>,
+    local_address: Option<IpAddr>,
 }
 
 /// A transport-level failure talking to a peer.
@@ -57,6 +59,17 @@ impl TransportError {
 }
 
 impl PeerPool {
+    /// A pool whose connections leave from `local_address`. A node binds them to the address it
+    /// advertises to its peers, so firewalls (and partition tests) can tell nodes apart by
+    /// source address on multi-homed hosts and on loopback, where the kernel would otherwise
+    /// pick 127.0.0.1 for every node.
+    pub fn bound_to(local_address: Option<IpAddr>) -> Self {
+        PeerPool {
+            channels: Arc::default(),
+            local_address,
+        }
+    }
+
     /// The channel to `peer_addr` (`host:port`), created on first use.
     pub fn channel(&self, peer_addr: &str) -> Result<Channel, TransportError> {
         let mut channels = self.channels.lock();
@@ -67,6 +80,7 @@ impl PeerPool {
             .map_err(|e| TransportError::new(format!("invalid peer address {peer_addr:?}: {e}")))?
             .connect_timeout(CONNECT_TIMEOUT)
             .tcp_nodelay(true)
+            .local_address(self.local_address)
             .http2_keep_alive_interval(Duration::from_secs(5))
             .keep_alive_timeout(Duration::from_secs(5));
         let channel = endpoint.connect_lazy();

@@ -212,6 +212,13 @@ fn no_delay(listener: tokio::net::TcpListener) -> tonic::transport::server::TcpI
     tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true))
 }
 
+/// The source address for connections to peers: the address this node listens on for them,
+/// unless that is a wildcard (then the kernel chooses).
+fn outgoing_peer_address(peer_addr: &str) -> Option<std::net::IpAddr> {
+    let ip = peer_addr.parse::<SocketAddr>().ok()?.ip();
+    (!ip.is_unspecified()).then_some(ip)
+}
+
 async fn bind(addr: &str, what: &'static str) -> Result<tokio::net::TcpListener, NodeError> {
     let parsed: SocketAddr =
         addr.parse()
@@ -265,7 +272,7 @@ pub async fn run(
     let registry = PeerRegistry::open(&data_dir, &config.cluster_id, node_id)?;
 
     // The peer transport starts first: other new nodes need our answers to their checks.
-    let pool = PeerPool::default();
+    let pool = PeerPool::bound_to(outgoing_peer_address(&entry.peer_addr));
     let host = RaftHost::new(node_id, config.raft_timing(), pool.clone());
     let partitions: Arc<RwLock<HashMap<GroupId, Arc<Partition>>>> = Arc::default();
     let directory = Arc::new(NodeDirectory {
