@@ -67,7 +67,10 @@ impl Cluster {
         for id in 1..=count {
             let ip = Ipv4Addr::new(127, subnet[0], subnet[1], id as u8);
             let client_addr = format!("{ip}:{}", free_port(ip)?);
-            text.push_str(&format!("[[nodes]]\nid = {id}\nclient_addr = \"{client_addr}\"\npeer_addr = \"{ip}:{}\"\n", free_port(ip)?));
+            text.push_str(&format!(
+                "[[nodes]]\nid = {id}\nclient_addr = \"{client_addr}\"\npeer_addr = \"{ip}:{}\"\n",
+                free_port(ip)?
+            ));
             nodes.push(Node {
                 id,
                 client_addr,

@@ -62,7 +62,10 @@ fn run(cli: Cli) -> anyhow::Result<bool> {
                     .map_or(0, |d| d.as_nanos() as u64)
             });
             let mut faults = Vec::new();
-            for name in nemesis.iter().filter(|n| !n.is_empty() && n.as_str() != "none") {
+            for name in nemesis
+                .iter()
+                .filter(|n| !n.is_empty() && n.as_str() != "none")
+            {
                 for fault in raftlog_jepsen::run::Fault::parse(name).map_err(anyhow::Error::msg)? {
                     if !faults.contains(&fault) {
                         faults.push(fault);

@@ -171,11 +171,18 @@ mod tests {
             let seen = reachable(&nodes, &links);
             let majority = n as usize / 2 + 1;
             for view in &seen {
-                assert!(view.len() >= majority, "n = {n}: {view:?} is not a majority");
+                assert!(
+                    view.len() >= majority,
+                    "n = {n}: {view:?} is not a majority"
+                );
             }
             if n >= 5 {
                 let distinct: BTreeSet<_> = seen.iter().collect();
-                assert_eq!(distinct.len(), n as usize, "n = {n}: views repeat: {seen:?}");
+                assert_eq!(
+                    distinct.len(),
+                    n as usize,
+                    "n = {n}: views repeat: {seen:?}"
+                );
             }
         }
     }

@@ -243,7 +243,11 @@ async fn consumer(
 }
 
 /// Ends every fault: processes running, links restored, clocks reset.
-fn heal(cluster: &mut Cluster, network: &mut Network, clocks: Option<&Clocks>) -> anyhow::Result<()> {
+fn heal(
+    cluster: &mut Cluster,
+    network: &mut Network,
+    clocks: Option<&Clocks>,
+) -> anyhow::Result<()> {
     network.heal()?;
     if let Some(clocks) = clocks {
         for node in &cluster.nodes {
@@ -369,7 +373,8 @@ pub async fn run(config: &RunConfig, raftlog: &Path, results: &Path) -> anyhow::
                 if let Some(clocks) = &clocks {
                     for (node, offset_ms) in &offsets {
                         clocks.set_offset(*node, *offset_ms)?;
-                        label.push_str(&format!(" node {node} {:+.3}s", *offset_ms as f64 / 1000.0));
+                        label
+                            .push_str(&format!(" node {node} {:+.3}s", *offset_ms as f64 / 1000.0));
                     }
                 }
                 label

@@ -282,7 +282,7 @@ impl SegmentLog {
             }
             segments.push(segment);
         }
-        if let Some(active) = segments.last() {
+        if let Some(active) = segments.last_mut() {
             active.reopen_for_append(config.preallocate_bytes())?;
         }
 

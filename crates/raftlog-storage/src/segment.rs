@@ -1,7 +1,8 @@
 //! One segment file of a group's log: a run of consecutive entries, CRC-framed.
 //!
 //! A segment is named after the index of its first entry. Only the last segment of a log is
-//! written to; it is preallocated so an append does not grow the file. When it is full it is
+//! written to; it is preallocated in growing steps so most appends do not grow the file (and
+//! fdatasync need not write metadata). When it is full it is
 //! *sealed*: trimmed to its written length and synced before the next segment is created. So a
 //! sealed segment always ends exactly at its last frame, and any damage found in one is real
 //! corruption, never a torn write.
@@ -18,6 +19,9 @@ use raftlog_types::type_config::LogId;
 
 use crate::error::Result;
 use crate::error::StorageError;
+
+/// The first preallocation of a segment, and the smallest later step.
+pub const PREALLOCATE_STEP_MIN: u64 = 1024 * 1024;
 use crate::frame::check_frame;
 use crate::frame::find_intact_frame_after;
 use crate::frame::FrameCheck;
@@ -63,6 +67,10 @@ pub struct Segment {
     pub next_index: u64,
     /// Byte position where the next frame goes; everything after it is zeros.
     pub write_pos: u64,
+    /// Length of the file: bytes from `write_pos` up to here are allocated zeros.
+    allocated: u64,
+    /// How far appends may preallocate (0: never, for sealed segments and when disabled).
+    preallocate_limit: u64,
     /// Log id of the last entry, `None` while the segment is empty.
     pub last_log_id: Option<LogId>,
     /// Sparse position index: `(index, byte position)` about every `index_interval_bytes`.
@@ -111,7 +119,8 @@ impl Segment {
             .create_new(true)
             .open(&path)
             .map_err(StorageError::io("create segment", &path))?;
-        fsutil::preallocate(&file, &path, 0, preallocate_bytes)?;
+        let allocated = preallocate_bytes.min(PREALLOCATE_STEP_MIN);
+        fsutil::preallocate(&file, &path, 0, allocated)?;
         file.sync_all()
             .map_err(StorageError::io("fsync new segment", &path))?;
         fsutil::sync_dir(dir)?;
@@ -121,6 +130,8 @@ impl Segment {
             base_index,
             next_index: base_index,
             write_pos: 0,
+            allocated,
+            preallocate_limit: preallocate_bytes,
             last_log_id: None,
             sparse_index: Vec::new(),
             index_interval_bytes,
@@ -149,6 +160,8 @@ impl Segment {
             base_index,
             next_index: base_index,
             write_pos: 0,
+            allocated: bytes.len() as u64,
+            preallocate_limit: 0,
             last_log_id: None,
             sparse_index: Vec::new(),
             index_interval_bytes: options.index_interval_bytes,
@@ -278,6 +291,7 @@ impl Segment {
     /// Writes already-framed entries at the write position. The bytes are in the page cache
     /// when this returns, not on disk: durability comes from the group-commit flusher.
     pub fn write_frames(&mut self, buffer: &[u8], frames: &[PendingFrame]) -> Result<()> {
+        self.grow_allocation(self.write_pos + buffer.len() as u64)?;
         self.file
             .write_all_at(buffer, self.write_pos)
             .map_err(StorageError::io("write segment", &self.path))?;
@@ -289,25 +303,45 @@ impl Segment {
         Ok(())
     }
 
+    /// Extends the preallocated zeros to cover `end`, doubling them each time up to the limit:
+    /// a busy segment is allocated in a handful of steps, an idle partition's costs only
+    /// [`PREALLOCATE_STEP_MIN`] of disk (1,000 partitions preallocating 64 MiB each on three
+    /// replicas would take 192 GB before a record is written).
+    fn grow_allocation(&mut self, end: u64) -> Result<()> {
+        if end <= self.allocated || self.allocated >= self.preallocate_limit {
+            return Ok(());
+        }
+        let target = (self.allocated * 2)
+            .max(PREALLOCATE_STEP_MIN)
+            .max(end)
+            .min(self.preallocate_limit.max(end));
+        fsutil::preallocate(
+            &self.file,
+            &self.path,
+            self.allocated,
+            target - self.allocated,
+        )?;
+        self.allocated = target;
+        Ok(())
+    }
+
     /// Trims the file to its written length and syncs it: after this the segment is immutable
     /// and fully durable, which is what lets recovery treat damage in it as corruption.
-    pub fn seal(&self) -> Result<()> {
+    pub fn seal(&mut self) -> Result<()> {
         self.file
             .set_len(self.write_pos)
             .map_err(StorageError::io("trim sealed segment", &self.path))?;
+        self.preallocate_limit = 0;
+        self.allocated = self.write_pos;
         self.file
             .sync_data()
             .map_err(StorageError::io("fdatasync sealed segment", &self.path))
     }
 
     /// Makes a sealed segment writable again (after a truncation made it the last one).
-    pub fn reopen_for_append(&self, preallocate_bytes: u64) -> Result<()> {
-        fsutil::preallocate(
-            &self.file,
-            &self.path,
-            self.write_pos,
-            preallocate_bytes.saturating_sub(self.write_pos),
-        )
+    pub fn reopen_for_append(&mut self, preallocate_bytes: u64) -> Result<()> {
+        self.preallocate_limit = preallocate_bytes;
+        self.grow_allocation(self.write_pos.max(1))
     }
 
     /// Byte position of entry `index`, which must be in this segment.

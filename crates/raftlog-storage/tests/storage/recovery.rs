@@ -350,3 +350,43 @@ fn group_commit_shares_syncs_across_groups() -> anyhow::Result<()> {
     );
     Ok(())
 }
+
+/// Total length of the test group's segment files.
+fn segment_file_bytes(dir: &std::path::Path) -> anyhow::Result<u64> {
+    let log_dir = dir.join("groups").join(GROUP.0.to_string()).join("log");
+    let mut total = 0;
+    for file in std::fs::read_dir(&log_dir)? {
+        let file = file?;
+        if file.path().extension().is_some_and(|e| e == "seg") {
+            total += file.metadata()?.len();
+        }
+    }
+    Ok(total)
+}
+
+#[test]
+fn idle_logs_preallocate_little_and_busy_ones_grow() -> anyhow::Result<()> {
+    let dir = TempDir::new()?;
+    let config = LogConfig::default();
+    let segment_bytes = config.segment_bytes;
+    {
+        let (_storage, log, _) = open_log(dir.path(), config.clone())?;
+        append_range(&log, 1, 0, 0)?;
+        let idle = segment_file_bytes(dir.path())?;
+        assert!(
+            idle <= raftlog_storage::segment::PREALLOCATE_STEP_MIN,
+            "an idle log holds {idle} bytes of segment"
+        );
+        // ~1 KiB per entry on average: a few MiB crosses several allocation steps.
+        append_range(&log, 1, 1, 4000)?;
+        let busy = segment_file_bytes(dir.path())?;
+        assert!(
+            busy > 2 * raftlog_storage::segment::PREALLOCATE_STEP_MIN && busy <= segment_bytes,
+            "a busy log's segment is {busy} bytes"
+        );
+    }
+    let (_storage, log, report) = open_log(dir.path(), config)?;
+    assert_eq!(report.tail, TailState::Clean);
+    assert_log_holds(&log, 0, 4000)?;
+    Ok(())
+}
