@@ -8,6 +8,7 @@
 pub mod checker;
 pub mod cluster;
 pub mod history;
+pub mod plot;
 pub mod run;
 
 pub use checker::check;
