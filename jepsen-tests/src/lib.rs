@@ -11,6 +11,7 @@ pub mod cluster;
 pub mod history;
 pub mod nemesis;
 pub mod network;
+pub mod plot;
 pub mod run;
 
 pub use checker::check;

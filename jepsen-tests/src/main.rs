@@ -1,5 +1,6 @@
 //! `raftlog-jepsen check RESULTS_DIR`: re-checks a stored history (`history.jsonl`), prints the
-//! anomaly table, writes `report.json` beside it, and exits non-zero on any anomaly.
+//! anomaly table, writes `report.json` and the latency/throughput timeline (`timeline.svg`)
+//! beside it, and exits non-zero on any anomaly.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -102,6 +103,7 @@ fn run(cli: Cli) -> anyhow::Result<bool> {
                 results.join("report.json"),
                 serde_json::to_vec_pretty(&report)?,
             )?;
+            timeline(&results, &history);
             Ok(report.valid)
         }
         Command::Check { results } => {
@@ -111,8 +113,18 @@ fn run(cli: Cli) -> anyhow::Result<bool> {
             let path = results.join("report.json");
             std::fs::write(&path, serde_json::to_vec_pretty(&report)?)
                 .map_err(|e| anyhow::anyhow!("write {}: {e}", path.display()))?;
+            timeline(&results, &history);
             Ok(report.valid)
         }
+    }
+}
+
+/// Draws the latency/throughput timeline. A picture that cannot be drawn only warns: the
+/// verdict and its exit code stand on the history alone.
+fn timeline(results: &std::path::Path, history: &raftlog_jepsen::History) {
+    match raftlog_jepsen::plot::write_timeline(results, history) {
+        Ok(path) => println!("timeline: {}", path.display()),
+        Err(error) => eprintln!("warning: no timeline: {error}"),
     }
 }
 
