@@ -39,6 +39,8 @@ impl RaftTiming {
             election_timeout_max: self.election_timeout_max_ms,
             max_payload_entries: APPEND_ENTRIES_ENTRIES_MAX,
             snapshot_policy: openraft::SnapshotPolicy::Never,
+            // The host sends every group's heartbeats together (`RaftHost::spawn_heartbeats`).
+            enable_heartbeat: false,
             ..Default::default()
         };
         config

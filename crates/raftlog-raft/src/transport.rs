@@ -11,6 +11,9 @@ use raftlog_proto::internal::GroupStatusResponse;
 use raftlog_proto::internal::IdentifyRequest;
 use raftlog_proto::internal::IdentifyResponse;
 use raftlog_proto::internal::RaftMessage;
+use raftlog_proto::internal::RaftMessageBatch;
+use raftlog_proto::internal::RaftReply;
+use raftlog_proto::internal::RaftReplyBatch;
 use raftlog_types::GroupId;
 use raftlog_types::TypeConfig;
 use serde::de::DeserializeOwned;
@@ -53,6 +56,34 @@ impl TransportService {
     }
 }
 
+impl TransportService {
+    /// One group's answer to one message of a batch; failures become that reply's status.
+    async fn answer_append(&self, message: RaftMessage) -> RaftReply {
+        let group_id = message.group_id;
+        let answer = async {
+            let raft = self.group(group_id)?;
+            let rpc: AppendEntriesRequest<TypeConfig> = decode(&message)?;
+            postcard::to_stdvec(&raft.append_entries(rpc).await)
+                .map_err(|e| Status::internal(format!("encode Raft reply: {e}")))
+        }
+        .await;
+        match answer {
+            Ok(payload) => RaftReply {
+                group_id,
+                payload: payload.into(),
+                error_code: 0,
+                error_message: String::new(),
+            },
+            Err(status) => RaftReply {
+                group_id,
+                payload: Default::default(),
+                error_code: status.code() as i32,
+                error_message: status.message().to_owned(),
+            },
+        }
+    }
+}
+
 fn decode<T: DeserializeOwned>(message: &RaftMessage) -> Result<T, Status> {
     postcard::from_bytes(&message.payload).map_err(|e| {
         Status::invalid_argument(format!(
@@ -81,6 +112,16 @@ impl RaftTransport for TransportService {
         let raft = self.group(message.group_id)?;
         let rpc: AppendEntriesRequest<TypeConfig> = decode(&message)?;
         encode(message.group_id, &raft.append_entries(rpc).await)
+    }
+
+    async fn append_entries_batch(
+        &self,
+        request: Request<RaftMessageBatch>,
+    ) -> Result<Response<RaftReplyBatch>, Status> {
+        let messages = request.into_inner().messages;
+        let replies =
+            futures::future::join_all(messages.into_iter().map(|m| self.answer_append(m))).await;
+        Ok(Response::new(RaftReplyBatch { replies }))
     }
 
     async fn vote(&self, request: Request<RaftMessage>) -> Result<Response<RaftMessage>, Status> {
