@@ -32,15 +32,21 @@ impl RaftTiming {
     /// openraft's configuration for one group. Snapshots are never taken and logs never purged
     /// (see DESIGN.md): lagging and new replicas catch up from the log itself.
     pub fn openraft_config(&self, group: GroupId) -> Result<Arc<openraft::Config>, RaftHostError> {
+        // Elections and heartbeats are driven by the host (`RaftHost::spawn_election_timer`,
+        // `spawn_heartbeats`), so openraft's timers are off. Its election timeout still sets
+        // the leader lease: a replica refuses votes until it has not heard from its leader for
+        // `election_timeout_max`. That lease is kept below the host's shortest election timeout,
+        // so a candidate the host starts is never refused for a leader that is already gone.
+        let lease_ms = (self.election_timeout_min_ms * 3 / 4).max(self.heartbeat_interval_ms + 2);
         let config = openraft::Config {
             cluster_name: format!("group-{group}"),
             heartbeat_interval: self.heartbeat_interval_ms,
-            election_timeout_min: self.election_timeout_min_ms,
-            election_timeout_max: self.election_timeout_max_ms,
+            election_timeout_min: (self.heartbeat_interval_ms + lease_ms) / 2,
+            election_timeout_max: lease_ms,
             max_payload_entries: APPEND_ENTRIES_ENTRIES_MAX,
             snapshot_policy: openraft::SnapshotPolicy::Never,
-            // The host sends every group's heartbeats together (`RaftHost::spawn_heartbeats`).
             enable_heartbeat: false,
+            enable_tick: false,
             ..Default::default()
         };
         config

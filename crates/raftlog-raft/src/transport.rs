@@ -63,6 +63,7 @@ impl TransportService {
         let answer = async {
             let raft = self.group(group_id)?;
             let rpc: AppendEntriesRequest<TypeConfig> = decode(&message)?;
+            self.host.note_heard_from_leader(GroupId(group_id));
             postcard::to_stdvec(&raft.append_entries(rpc).await)
                 .map_err(|e| Status::internal(format!("encode Raft reply: {e}")))
         }
@@ -111,6 +112,7 @@ impl RaftTransport for TransportService {
         let message = request.into_inner();
         let raft = self.group(message.group_id)?;
         let rpc: AppendEntriesRequest<TypeConfig> = decode(&message)?;
+        self.host.note_heard_from_leader(GroupId(message.group_id));
         encode(message.group_id, &raft.append_entries(rpc).await)
     }
 
@@ -128,7 +130,11 @@ impl RaftTransport for TransportService {
         let message = request.into_inner();
         let raft = self.group(message.group_id)?;
         let rpc: VoteRequest<u64> = decode(&message)?;
-        encode(message.group_id, &raft.vote(rpc).await)
+        let reply = raft.vote(rpc).await;
+        if matches!(&reply, Ok(response) if response.vote_granted) {
+            self.host.note_heard_from_leader(GroupId(message.group_id));
+        }
+        encode(message.group_id, &reply)
     }
 
     async fn install_snapshot(

@@ -275,6 +275,7 @@ pub async fn run(
     let pool = PeerPool::bound_to(outgoing_peer_address(&entry.peer_addr));
     let host = RaftHost::new(node_id, config.raft_timing(), pool.clone());
     host.spawn_heartbeats();
+    host.spawn_election_timer();
     let partitions: Arc<RwLock<HashMap<GroupId, Arc<Partition>>>> = Arc::default();
     let directory = Arc::new(NodeDirectory {
         peers: registry,
