@@ -8,6 +8,8 @@ use openraft::raft::VoteRequest;
 use raftlog_proto::internal::raft_transport_server::RaftTransport;
 use raftlog_proto::internal::GroupStatusRequest;
 use raftlog_proto::internal::GroupStatusResponse;
+use raftlog_proto::internal::HeartbeatRequest;
+use raftlog_proto::internal::HeartbeatResponse;
 use raftlog_proto::internal::IdentifyRequest;
 use raftlog_proto::internal::IdentifyResponse;
 use raftlog_proto::internal::RaftMessage;
@@ -124,6 +126,23 @@ impl RaftTransport for TransportService {
         let replies =
             futures::future::join_all(messages.into_iter().map(|m| self.answer_append(m))).await;
         Ok(Response::new(RaftReplyBatch { replies }))
+    }
+
+    async fn heartbeat(
+        &self,
+        request: Request<HeartbeatRequest>,
+    ) -> Result<Response<HeartbeatResponse>, Status> {
+        let request = request.into_inner();
+        let accepted_group_ids = request
+            .groups
+            .iter()
+            .filter(|heartbeat| {
+                self.host
+                    .accept_light_heartbeat(request.leader_id, heartbeat)
+            })
+            .map(|heartbeat| heartbeat.group_id)
+            .collect();
+        Ok(Response::new(HeartbeatResponse { accepted_group_ids }))
     }
 
     async fn vote(&self, request: Request<RaftMessage>) -> Result<Response<RaftMessage>, Status> {

@@ -12,11 +12,13 @@ use std::time::Duration;
 use openraft::error::ClientWriteError;
 use openraft::ServerState;
 use raftlog_raft::RaftGroup;
+use raftlog_raft::RaftHost;
 use raftlog_types::limits::PRODUCE_BATCH_BYTES_MAX;
 use raftlog_types::limits::PRODUCE_IN_FLIGHT_MAX;
 use raftlog_types::BatchResult;
 use raftlog_types::Command;
 use raftlog_types::CommandResponse;
+use raftlog_types::GroupId;
 use raftlog_types::NodeId;
 use raftlog_types::ProducerBatch;
 use raftlog_types::ProducerSequence;
@@ -65,6 +67,10 @@ pub struct BatcherContext {
     pub node_id: NodeId,
     /// The partition's Raft group.
     pub raft: RaftGroup,
+    /// The group's id.
+    pub group: GroupId,
+    /// The node's Raft host, which knows the light-heartbeat acknowledgements of idle groups.
+    pub host: Arc<RaftHost>,
     /// How long to wait for a majority.
     pub timeout: Duration,
     /// A leader that has not heard from a majority for this long refuses writes up front.
@@ -127,7 +133,17 @@ impl BatcherContext {
             return Some(self.not_leader(metrics.current_leader));
         }
         let lease_ms = self.quorum_lease.as_millis() as u64;
-        match metrics.millis_since_quorum_ack {
+        // Raft acknowledgements while entries flow, light-heartbeat ones while idle.
+        let voters: Vec<NodeId> = metrics.membership_config.membership().voter_ids().collect();
+        let light_ms = self
+            .host
+            .light_quorum_age(self.group, metrics.current_term, &voters)
+            .map(|age| age.as_millis() as u64);
+        let since = match (metrics.millis_since_quorum_ack, light_ms) {
+            (Some(raft), Some(light)) => Some(raft.min(light)),
+            (raft, light) => raft.or(light),
+        };
+        match since {
             Some(since_ms) if since_ms <= lease_ms => None,
             since => Some(ServerError::NoQuorum {
                 what: self.what.clone(),

@@ -141,6 +141,8 @@ async fn start_partition(
         what: partition.name(),
         node_id: context.node_id,
         raft,
+        group,
+        host: Arc::clone(&context.host),
         timeout: context.request_timeout(),
         quorum_lease: Duration::from_millis(context.config.raft.election_timeout_min_ms),
         client_addresses: Arc::clone(&context.client_addresses),
