@@ -31,8 +31,11 @@ pub struct RaftHost {
     groups: RwLock<HashMap<GroupId, RaftGroup>>,
     election_clocks: Mutex<HashMap<GroupId, ElectionClock>>,
     /// Per group led here: each follower's last light-heartbeat acknowledgement (term, when).
-    light_acks: Mutex<HashMap<GroupId, HashMap<NodeId, (u64, Instant)>>>,
+    light_acks: Mutex<HashMap<GroupId, LightAcks>>,
 }
+
+/// Per follower of a group led here: term and time of its last light-heartbeat acknowledgement.
+type LightAcks = HashMap<NodeId, (u64, Instant)>;
 
 /// When a group last heard from a leader (or granted a vote), and how long it waits before
 /// standing for election: randomized per attempt, so two survivors rarely collide.
@@ -78,6 +81,16 @@ impl RaftHost {
             (self.timing.election_timeout_max_ms - self.timing.election_timeout_min_ms) / count;
         let jitter = rand::random_range(0..=slot / 2);
         Duration::from_millis(self.timing.election_timeout_min_ms + rank * slot + jitter)
+    }
+
+    /// Holds back this replica's next candidacy in `group` for twice the longest election
+    /// timeout: another replica with more log is standing, and only it can win (openraft's own
+    /// timer does the same for a node that learns of a greater log).
+    pub fn defer_election(&self, group: GroupId) {
+        if let Some(clock) = self.election_clocks.lock().get_mut(&group) {
+            clock.last_heard = Instant::now();
+            clock.timeout = Duration::from_millis(2 * self.timing.election_timeout_max_ms);
+        }
     }
 
     /// Records that `group` heard from its leader (or granted a vote): its election timer

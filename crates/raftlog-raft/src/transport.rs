@@ -13,9 +13,6 @@ use raftlog_proto::internal::HeartbeatResponse;
 use raftlog_proto::internal::IdentifyRequest;
 use raftlog_proto::internal::IdentifyResponse;
 use raftlog_proto::internal::RaftMessage;
-use raftlog_proto::internal::RaftMessageBatch;
-use raftlog_proto::internal::RaftReply;
-use raftlog_proto::internal::RaftReplyBatch;
 use raftlog_types::GroupId;
 use raftlog_types::TypeConfig;
 use serde::de::DeserializeOwned;
@@ -58,35 +55,6 @@ impl TransportService {
     }
 }
 
-impl TransportService {
-    /// One group's answer to one message of a batch; failures become that reply's status.
-    async fn answer_append(&self, message: RaftMessage) -> RaftReply {
-        let group_id = message.group_id;
-        let answer = async {
-            let raft = self.group(group_id)?;
-            let rpc: AppendEntriesRequest<TypeConfig> = decode(&message)?;
-            self.host.note_heard_from_leader(GroupId(group_id));
-            postcard::to_stdvec(&raft.append_entries(rpc).await)
-                .map_err(|e| Status::internal(format!("encode Raft reply: {e}")))
-        }
-        .await;
-        match answer {
-            Ok(payload) => RaftReply {
-                group_id,
-                payload: payload.into(),
-                error_code: 0,
-                error_message: String::new(),
-            },
-            Err(status) => RaftReply {
-                group_id,
-                payload: Default::default(),
-                error_code: status.code() as i32,
-                error_message: status.message().to_owned(),
-            },
-        }
-    }
-}
-
 fn decode<T: DeserializeOwned>(message: &RaftMessage) -> Result<T, Status> {
     postcard::from_bytes(&message.payload).map_err(|e| {
         Status::invalid_argument(format!(
@@ -118,16 +86,6 @@ impl RaftTransport for TransportService {
         encode(message.group_id, &raft.append_entries(rpc).await)
     }
 
-    async fn append_entries_batch(
-        &self,
-        request: Request<RaftMessageBatch>,
-    ) -> Result<Response<RaftReplyBatch>, Status> {
-        let messages = request.into_inner().messages;
-        let replies =
-            futures::future::join_all(messages.into_iter().map(|m| self.answer_append(m))).await;
-        Ok(Response::new(RaftReplyBatch { replies }))
-    }
-
     async fn heartbeat(
         &self,
         request: Request<HeartbeatRequest>,
@@ -149,9 +107,15 @@ impl RaftTransport for TransportService {
         let message = request.into_inner();
         let raft = self.group(message.group_id)?;
         let rpc: VoteRequest<u64> = decode(&message)?;
+        let candidate_log = rpc.last_log_id;
         let reply = raft.vote(rpc).await;
-        if matches!(&reply, Ok(response) if response.vote_granted) {
-            self.host.note_heard_from_leader(GroupId(message.group_id));
+        let group = GroupId(message.group_id);
+        match &reply {
+            Ok(response) if response.vote_granted => self.host.note_heard_from_leader(group),
+            // A candidate with more log than ours can win and we cannot: stand aside, or our
+            // own candidacies (at ever higher terms) would keep refusing its lower-term ones.
+            Ok(response) if candidate_log > response.last_log_id => self.host.defer_election(group),
+            _ => {}
         }
         encode(message.group_id, &reply)
     }

@@ -69,7 +69,9 @@ pub fn write_config(dir: &std::path::Path, count: u64) -> (PathBuf, Vec<(u64, St
 impl TestCluster {
     /// Starts `count` nodes and waits until the controller has a leader.
     pub async fn start(count: u64) -> TestCluster {
-        let dir = TempDir::new().expect("temp dir");
+        let mut dir = TempDir::new().expect("temp dir");
+        dir.disable_cleanup(std::env::var_os("KEEP_TEST_DIRS").is_some());
+        eprintln!("test dir {}", dir.path().display());
         let (config_path, addrs) = write_config(dir.path(), count);
         let nodes = addrs
             .into_iter()
