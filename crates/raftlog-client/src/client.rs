@@ -128,11 +128,29 @@ impl Client {
         F: Fn(AdminClient<Channel>) -> Fut,
         Fut: std::future::Future<Output = Result<tonic::Response<T>, tonic::Status>>,
     {
+        self.with_admin_avoiding(None, call).await
+    }
+
+    /// Like `with_admin`, but asks `avoid` last: a leader cut off from its peers still believes
+    /// it leads, and asked first it would send the client straight back to itself.
+    async fn with_admin_avoiding<T, F, Fut>(
+        &self,
+        avoid: Option<&str>,
+        call: F,
+    ) -> Result<T, ClientError>
+    where
+        F: Fn(AdminClient<Channel>) -> Fut,
+        Fut: std::future::Future<Output = Result<tonic::Response<T>, tonic::Status>>,
+    {
+        let mut order: Vec<&String> = self.bootstrap.iter().collect();
+        if let Some(avoid) = avoid {
+            order.sort_by_key(|address| address.as_str() == avoid);
+        }
         let deadline = Instant::now() + self.options.retry_deadline;
         let mut attempts = 0u32;
         loop {
             let mut last = None;
-            for address in &self.bootstrap {
+            for address in order.iter().copied() {
                 attempts += 1;
                 match call(self.admin_client(address)?).await {
                     Ok(response) => return Ok(response.into_inner()),
@@ -210,11 +228,20 @@ impl Client {
 
     /// Describes a topic, and refreshes the cached leaders of its partitions.
     pub async fn describe_topic(&self, name: &str) -> Result<v1::TopicDescription, ClientError> {
+        self.describe_topic_avoiding(name, None).await
+    }
+
+    /// Describes a topic asking `avoid` last (see `with_admin_avoiding`).
+    async fn describe_topic_avoiding(
+        &self,
+        name: &str,
+        avoid: Option<&str>,
+    ) -> Result<v1::TopicDescription, ClientError> {
         let request = v1::DescribeTopicRequest {
             name: name.to_owned(),
         };
         let topic = self
-            .with_admin(|mut c| {
+            .with_admin_avoiding(avoid, |mut c| {
                 let request = request.clone();
                 async move { c.describe_topic(request).await }
             })
@@ -283,12 +310,14 @@ impl Client {
         let deadline = Instant::now() + self.options.retry_deadline;
         let mut attempts = 0u32;
         let mut backoff = Duration::from_millis(50);
+        let mut refused_by: Option<String> = None;
         loop {
             attempts += 1;
             let address = match self.cached_leader(&topic, partition) {
                 Some(address) => address,
                 None => {
-                    self.describe_topic(&topic).await?;
+                    self.describe_topic_avoiding(&topic, refused_by.as_deref())
+                        .await?;
                     self.cached_leader(&topic, partition)
                         .unwrap_or_else(|| self.bootstrap[0].clone())
                 }
@@ -317,6 +346,7 @@ impl Client {
             let hinted = error.metadata("leader_address").map(str::to_owned);
             let immediate = hinted.is_some() && hinted.as_deref() != Some(address.as_str());
             self.set_leader(&topic, partition, hinted);
+            refused_by = Some(address);
             if Instant::now() >= deadline {
                 return Err(ClientError::RetriesExhausted {
                     attempts,
