@@ -394,7 +394,7 @@ pub async fn run(config: &RunConfig, raftlog: &Path, results: &Path) -> anyhow::
     heal(&mut cluster, &mut network, clocks.as_ref())?;
     std::fs::write(results.join("nemesis.log"), nemesis_log)?;
 
-    // Final reads: every partition from every node, once it has caught up with the leader.
+    // Final reads: every partition from each of its replicas, once it has caught up.
     let description = {
         let ready_by = Instant::now() + Duration::from_secs(30);
         loop {
@@ -411,7 +411,12 @@ pub async fn run(config: &RunConfig, raftlog: &Path, results: &Path) -> anyhow::
         }
     };
     for partition in &description.partitions {
-        for node in &cluster.nodes {
+        // Every replica of the partition; with more nodes than replicas the others hold none.
+        for node in cluster
+            .nodes
+            .iter()
+            .filter(|n| partition.replicas.contains(&n.id))
+        {
             let mut records = Vec::new();
             let mut offset = 0;
             let caught_up_by = Instant::now() + Duration::from_secs(30);
