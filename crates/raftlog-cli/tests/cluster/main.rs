@@ -10,4 +10,5 @@ mod clients;
 mod durability;
 mod jepsen;
 mod kit;
+mod many_partitions;
 mod reading;
