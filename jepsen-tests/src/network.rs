@@ -111,21 +111,6 @@ impl Network {
         self.cut_one_way(b, a)
     }
 
-    /// Makes the cluster's connectivity exactly `components`: nodes in different components
-    /// cannot talk; nodes in the same one can.
-    pub fn partition(&mut self, components: &[Vec<u64>]) -> Result<(), NetworkError> {
-        for (i, left) in components.iter().enumerate() {
-            for right in &components[i + 1..] {
-                for a in left {
-                    for b in right {
-                        self.cut(*a, *b)?;
-                    }
-                }
-            }
-        }
-        Ok(())
-    }
-
     /// Restores every link this run cut.
     pub fn heal(&mut self) -> Result<(), NetworkError> {
         let cut: Vec<(u64, u64)> = self.cut.iter().copied().collect();
@@ -136,11 +121,6 @@ impl Network {
             self.cut.remove(&(from, to));
         }
         Ok(())
-    }
-
-    /// The links currently cut, as (from, to) node pairs.
-    pub fn cut_links(&self) -> Vec<(u64, u64)> {
-        self.cut.iter().copied().collect()
     }
 }
 
