@@ -12,6 +12,7 @@ use parking_lot::Mutex;
 use parking_lot::RwLock;
 use raftlog_proto::internal::GroupHeartbeat;
 use raftlog_proto::internal::HeartbeatRequest;
+use raftlog_storage::Durability;
 use raftlog_storage::SegmentLog;
 use raftlog_types::GroupId;
 use raftlog_types::NodeId;
@@ -29,6 +30,8 @@ pub struct RaftHost {
     timing: RaftTiming,
     peers: PeerPool,
     groups: RwLock<HashMap<GroupId, RaftGroup>>,
+    /// How far each group's log is durable here, which bounds what a reply to a leader claims.
+    durabilities: RwLock<HashMap<GroupId, Durability>>,
     election_clocks: Mutex<HashMap<GroupId, ElectionClock>>,
     /// Per group led here: each follower's last light-heartbeat acknowledgement (term, when).
     light_acks: Mutex<HashMap<GroupId, LightAcks>>,
@@ -55,6 +58,7 @@ impl RaftHost {
             timing,
             peers,
             groups: RwLock::new(HashMap::new()),
+            durabilities: RwLock::new(HashMap::new()),
             election_clocks: Mutex::new(HashMap::new()),
             light_acks: Mutex::new(HashMap::new()),
         })
@@ -126,6 +130,7 @@ impl RaftHost {
         }
         let config = self.timing.openraft_config(group)?;
         let network = GroupNetworkFactory::new(group, self.peers.clone());
+        let durability = log.durability();
         let raft = openraft::Raft::new(self.node_id, config, network, log, state_machine)
             .await
             .map_err(|source| RaftHostError::Start {
@@ -140,6 +145,7 @@ impl RaftHost {
             },
         );
         self.groups.write().insert(group, raft.clone());
+        self.durabilities.write().insert(group, durability);
         tracing::info!(group = group.0, node = self.node_id, "started Raft group");
         Ok(raft)
     }
@@ -147,6 +153,11 @@ impl RaftHost {
     /// The running group, if any.
     pub fn group(&self, group: GroupId) -> Option<RaftGroup> {
         self.groups.read().get(&group).cloned()
+    }
+
+    /// How far the group's log is durable here, if the group runs.
+    pub fn durability(&self, group: GroupId) -> Option<Durability> {
+        self.durabilities.read().get(&group).cloned()
     }
 
     /// Ids of every running group.
@@ -157,6 +168,7 @@ impl RaftHost {
     /// Stops a group and forgets it.
     pub async fn stop_group(&self, group: GroupId) {
         let raft = self.groups.write().remove(&group);
+        self.durabilities.write().remove(&group);
         self.election_clocks.lock().remove(&group);
         self.light_acks.lock().remove(&group);
         if let Some(raft) = raft {

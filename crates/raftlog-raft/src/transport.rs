@@ -3,6 +3,7 @@
 use std::sync::Arc;
 
 use openraft::raft::AppendEntriesRequest;
+use openraft::raft::AppendEntriesResponse;
 use openraft::raft::InstallSnapshotRequest;
 use openraft::raft::VoteRequest;
 use raftlog_proto::internal::raft_transport_server::RaftTransport;
@@ -82,8 +83,32 @@ impl RaftTransport for TransportService {
         let message = request.into_inner();
         let raft = self.group(message.group_id)?;
         let rpc: AppendEntriesRequest<TypeConfig> = decode(&message)?;
-        self.host.note_heard_from_leader(GroupId(message.group_id));
-        encode(message.group_id, &raft.append_entries(rpc).await)
+        let group = GroupId(message.group_id);
+        self.host.note_heard_from_leader(group);
+        let last_sent = rpc.entries.last().map(|e| e.log_id).or(rpc.prev_log_id);
+        let reply = raft.append_entries(rpc).await;
+        // openraft answers for entries it already holds without writing them again; a node that
+        // just stepped down as leader may still be syncing some. A success counts this node
+        // towards the leader's quorum, so it is sent only once they are durable.
+        let matched = match &reply {
+            Ok(AppendEntriesResponse::Success) => last_sent,
+            Ok(AppendEntriesResponse::PartialSuccess(matched)) => *matched,
+            _ => None,
+        };
+        if let (Some(matched), Some(mut durability)) = (matched, self.host.durability(group)) {
+            if !durability.is_durable(matched.index) {
+                tracing::debug!(
+                    group = group.0,
+                    index = matched.index,
+                    "answering a leader once its entries are durable here"
+                );
+                durability
+                    .wait(matched.index)
+                    .await
+                    .map_err(|e| Status::unavailable(format!("group {}: {e}", group.0)))?;
+            }
+        }
+        encode(message.group_id, &reply)
     }
 
     async fn heartbeat(

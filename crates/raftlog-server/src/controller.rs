@@ -169,6 +169,8 @@ pub struct ControllerStateMachine {
     tree: sled::Tree,
     persisted: PersistedState,
     publisher: watch::Sender<Arc<ControllerState>>,
+    /// How far the controller's log is durable here: nothing is applied before it is.
+    durability: raftlog_storage::Durability,
 }
 
 fn sm_error(message: impl std::fmt::Display) -> RaftStorageError {
@@ -179,6 +181,7 @@ impl ControllerStateMachine {
     /// Opens the controller state in the node's state store.
     pub fn open(
         store: &StateStore,
+        durability: raftlog_storage::Durability,
     ) -> Result<ControllerStateMachine, raftlog_storage::StorageError> {
         let tree = store.group_tree(GroupId::CONTROLLER)?;
         let persisted = match tree.get(STATE_KEY).map_err(|e| store_error(store, e))? {
@@ -196,6 +199,7 @@ impl ControllerStateMachine {
             tree,
             persisted,
             publisher,
+            durability,
         })
     }
 
@@ -268,6 +272,13 @@ impl RaftStateMachine<TypeConfig> for ControllerStateMachine {
         I: IntoIterator<Item = Entry> + OptionalSend,
         I::IntoIter: OptionalSend,
     {
+        let entries: Vec<Entry> = entries.into_iter().collect();
+        if let Some(last) = entries.last() {
+            self.durability
+                .wait(last.log_id.index)
+                .await
+                .map_err(sm_error)?;
+        }
         let mut next = self.persisted.clone();
         let mut responses = Vec::new();
         for entry in entries {

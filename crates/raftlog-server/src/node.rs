@@ -318,8 +318,9 @@ pub async fn run(
     let (controller_log, _, _) = storage
         .open_group(GroupId::CONTROLLER)
         .map_err(|e| NodeError::Storage(format!("{e:#}")))?;
-    let controller_sm = ControllerStateMachine::open(storage.state_store())
-        .map_err(|e| NodeError::Storage(format!("{e:#}")))?;
+    let controller_sm =
+        ControllerStateMachine::open(storage.state_store(), controller_log.durability())
+            .map_err(|e| NodeError::Storage(format!("{e:#}")))?;
     let controller_state = controller_sm.subscribe();
     let controller = host
         .start_group(GroupId::CONTROLLER, controller_log, controller_sm)

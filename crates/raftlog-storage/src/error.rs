@@ -116,6 +116,13 @@ pub enum StorageError {
     /// The group-commit flusher thread has stopped, so nothing more can be made durable.
     #[error("group-commit flusher has stopped")]
     FlusherStopped,
+
+    /// The group's log was closed while something waited for its entries to become durable.
+    #[error("group {group}: the log was closed while waiting for entries to become durable")]
+    LogClosed {
+        /// The group.
+        group: GroupId,
+    },
 }
 
 /// Shorthand used throughout the crate.

@@ -9,6 +9,7 @@
 //!
 //! Each module states the durability of its write paths next to them.
 
+pub mod durability;
 pub mod error;
 pub mod frame;
 mod fsutil;
@@ -20,6 +21,7 @@ pub mod segment;
 pub mod state_machine;
 pub mod state_store;
 
+pub use durability::Durability;
 pub use error::StorageError;
 pub use group_commit::GroupCommit;
 pub use log_store::LogConfig;

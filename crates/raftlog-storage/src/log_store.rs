@@ -11,8 +11,12 @@
 //! - `purge`: the new purge point is made durable first, then whole segments are deleted. A crash
 //!   in between leaves segments that the next open deletes, never a hole.
 //! - `save_committed`: kept in memory and written (atomically) at most once per
-//!   `committed_persist_interval`, and on drop. openraft treats it as optional: a stale value
-//!   only means fewer entries are re-applied at start-up before the leader's next heartbeat.
+//!   `committed_persist_interval`, and on drop, but never beyond the durable log: a leader
+//!   commits on its followers' syncs while its own may still be running. openraft treats it as
+//!   optional: a stale value only means fewer entries are re-applied at start-up before the
+//!   leader's next heartbeat.
+//! - `open`: the last segment is synced once, so that entries a crashed process wrote but never
+//!   synced are durable before this node acknowledges or applies them.
 
 use std::fmt::Debug;
 use std::ops::Bound;
@@ -42,6 +46,8 @@ use raftlog_types::type_config::Vote;
 use raftlog_types::GroupId;
 use raftlog_types::TypeConfig;
 
+use crate::durability::Durability;
+use crate::durability::DurabilityMark;
 use crate::error::raft_log_read_error;
 use crate::error::raft_log_write_error;
 use crate::error::raft_vote_write_error;
@@ -156,6 +162,7 @@ struct Shared {
     flusher: GroupCommit,
     state: RwLock<LogFiles>,
     meta: Mutex<MetaState>,
+    durability: DurabilityMark,
 }
 
 struct LogFiles {
@@ -172,6 +179,17 @@ struct MetaState {
     /// The committed log id as openraft last reported it; may be ahead of the file.
     committed: Option<LogId>,
     committed_written_at: Option<Instant>,
+}
+
+impl MetaState {
+    /// The committed log id to write down: openraft's, unless this node's own log is not yet
+    /// durable that far (then the one already on disk).
+    fn committed_to_store(&self, durable_next: u64) -> Option<LogId> {
+        match self.committed {
+            Some(id) if id.index >= durable_next => self.file.stored().committed,
+            committed => committed,
+        }
+    }
 }
 
 /// What `SegmentLog::open` found.
@@ -284,6 +302,10 @@ impl SegmentLog {
         }
         if let Some(active) = segments.last_mut() {
             active.reopen_for_append(config.preallocate_bytes())?;
+            active
+                .file
+                .sync_data()
+                .map_err(StorageError::io("fdatasync segment", &active.path))?;
         }
 
         tracing::info!(group = group.0, segments = segments.len(), last_index = ?last_log_id.map(|id| id.index), "opened log");
@@ -307,6 +329,7 @@ impl SegmentLog {
                 committed_written_at: None,
             }),
             config,
+            durability: DurabilityMark::new(last_log_id.map_or(0, |id| id.index + 1)),
         };
         Ok((
             SegmentLog {
@@ -433,8 +456,24 @@ impl SegmentLog {
         let file = Arc::clone(&active.file);
         let path = Arc::new(active.path.clone());
         files.last_log_id = Some(last);
+        let epoch = shared.durability.written(last.index);
         drop(files);
-        shared.flusher.request_sync(file, path, on_durable)
+        let durable = Arc::clone(&self.shared);
+        shared.flusher.request_sync(
+            file,
+            path,
+            Box::new(move |result| {
+                if result.is_ok() {
+                    durable.durability.synced(epoch, last.index);
+                }
+                on_durable(result);
+            }),
+        )
+    }
+
+    /// How far this log is durable, for its state machine and its replies to leaders.
+    pub fn durability(&self) -> Durability {
+        self.shared.durability.subscribe(self.shared.group)
     }
 
     /// Reads the entries in `range` that exist (purged and future ones are skipped).
@@ -499,6 +538,9 @@ impl SegmentLog {
             (None, purged) => purged,
             (id, _) => id,
         };
+        shared
+            .durability
+            .truncated(files.last_log_id.map_or(0, |id| id.index + 1));
         tracing::info!(group = shared.group.0, index, "truncated log");
         Ok(())
     }
@@ -510,7 +552,7 @@ impl SegmentLog {
             let mut meta = shared.meta.lock();
             let mut next = meta.file.stored().clone();
             next.last_purged = Some(log_id);
-            next.committed = meta.committed;
+            next.committed = meta.committed_to_store(shared.durability.durable_next());
             meta.file.store(next)?;
             meta.committed_written_at = Some(Instant::now());
         }
@@ -522,6 +564,7 @@ impl SegmentLog {
         {
             files.last_log_id = Some(log_id);
         }
+        shared.durability.purged(log_id.index);
         let mut removed = 0;
         while files
             .segments
@@ -550,7 +593,7 @@ impl SegmentLog {
         let mut meta = self.shared.meta.lock();
         let mut next = meta.file.stored().clone();
         next.vote = Some(*vote);
-        next.committed = meta.committed;
+        next.committed = meta.committed_to_store(self.shared.durability.durable_next());
         meta.file.store(next)?;
         meta.committed_written_at = Some(Instant::now());
         Ok(())
@@ -568,6 +611,7 @@ impl SegmentLog {
         let due = meta
             .committed_written_at
             .is_none_or(|at| at.elapsed() >= self.shared.config.committed_persist_interval);
+        let committed = meta.committed_to_store(self.shared.durability.durable_next());
         if due && meta.file.stored().committed != committed {
             let next = LogMeta {
                 committed,
@@ -587,10 +631,12 @@ impl SegmentLog {
 
 impl Drop for Shared {
     fn drop(&mut self) {
+        let durable_next = self.durability.durable_next();
         let meta = self.meta.get_mut();
-        if meta.file.stored().committed != meta.committed {
+        let committed = meta.committed_to_store(durable_next);
+        if meta.file.stored().committed != committed {
             let next = LogMeta {
-                committed: meta.committed,
+                committed,
                 ..meta.file.stored().clone()
             };
             if let Err(error) = meta.file.store(next) {

@@ -55,7 +55,7 @@ impl NodeStorage {
             self.config.clone(),
             self.flusher.clone(),
         )?;
-        let state_machine = PartitionStateMachine::open(group, &self.state)?;
+        let state_machine = PartitionStateMachine::open(group, &self.state, log.durability())?;
         Ok((log, state_machine, report))
     }
 

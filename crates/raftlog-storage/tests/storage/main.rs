@@ -8,4 +8,5 @@ mod bad_input;
 mod crash;
 mod kit;
 mod recovery;
+mod state;
 mod suite;

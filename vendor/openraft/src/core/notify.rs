@@ -1,6 +1,7 @@
 use crate::core::sm;
 use crate::raft::VoteResponse;
 use crate::replication;
+use crate::LogId;
 use crate::MessageSummary;
 use crate::RaftTypeConfig;
 use crate::Vote;
@@ -47,6 +48,14 @@ where C: RaftTypeConfig
         /// ith tick
         i: u64,
     },
+
+    /// raftlog patch: the leader's own append up to `log_id`, made with `vote`, is durable (or
+    /// failed to be).
+    LocalLogFlushed {
+        vote: Vote<C::NodeId>,
+        log_id: LogId<C::NodeId>,
+        result: Result<(), std::io::Error>,
+    },
 }
 
 impl<C> Notify<C>
@@ -87,6 +96,9 @@ where C: RaftTypeConfig
             }
             Self::Tick { i } => {
                 format!("Tick {}", i)
+            }
+            Self::LocalLogFlushed { vote, log_id, result } => {
+                format!("LocalLogFlushed: vote: {}, log_id: {}, result: {:?}", vote, log_id, result)
             }
         }
     }

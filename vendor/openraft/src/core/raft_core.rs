@@ -1327,6 +1327,20 @@ where
                 }
             }
 
+            Notify::LocalLogFlushed { vote, log_id, result } => {
+                if let Err(e) = result {
+                    let error = StorageIOError::write_logs(AnyError::error(e));
+                    return Err(Fatal::from(StorageError::from(error)));
+                }
+                // A flush of a previous leadership counts for nothing: the new one's own
+                // appends are reported with its own vote.
+                if self.engine.leader.as_ref().is_some_and(|leader| leader.vote == vote) {
+                    if let Ok(mut lh) = self.engine.leader_handler() {
+                        lh.replication_handler().update_local_progress(Some(log_id));
+                    }
+                }
+            }
+
             Notify::Network { response } => {
                 //
                 match response {
@@ -1636,6 +1650,18 @@ where
             Command::AppendInputEntries { vote, entries } => {
                 let last_log_id = entries.last().unwrap().get_log_id().clone();
                 tracing::debug!("AppendInputEntries: {}", DisplaySlice::<_>(&entries),);
+
+                // raftlog patch: the leader does not wait for its own flush. The entries are
+                // readable once `append` returns, so they replicate while they are being
+                // flushed (Raft thesis, 10.2.1), and the leader counts itself towards the
+                // quorum only when `Notify::LocalLogFlushed` says they are durable.
+                // A follower's append still blocks: it answers only once durable.
+                let own_entries = self.engine.leader.as_ref().is_some_and(|leader| leader.vote == vote);
+                if own_entries {
+                    let callback = LogFlushed::notifying(vote, last_log_id, self.tx_notify.clone());
+                    self.log_store.append(entries, callback).await?;
+                    return Ok(None);
+                }
 
                 self.append_to_log(entries, vote, last_log_id.clone()).await?;
 

@@ -1,0 +1,199 @@
+//! How far a group's log is durable, for the code that must not act on entries before they are.
+//!
+//! A leader replicates its entries while its own `fdatasync` of them is still running (see
+//! `vendor/openraft/PATCHED.md`): Raft commits an entry once a majority has it durable, and that
+//! majority may be the followers alone. Two things must still wait for the local sync:
+//! - the state machine, so that the state derived from the log (offsets, the high watermark,
+//!   what readers are shown) never runs ahead of this node's durable log;
+//! - a follower's reply to AppendEntries, whose success counts this node towards a quorum. A
+//!   node that has just stepped down as leader may still hold entries whose sync is running.
+
+use tokio::sync::watch;
+
+use crate::error::Result;
+use crate::error::StorageError;
+
+/// Where the log's durable and written prefixes end.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct DurableMark {
+    /// Bumped by every truncation: syncs requested before it report on entries that are gone.
+    epoch: u64,
+    /// Every entry below this index is durable.
+    durable_next: u64,
+    /// Every entry below this index has been written (possibly not yet synced).
+    written_next: u64,
+}
+
+/// The log's side: records writes, syncs and truncations.
+pub(crate) struct DurabilityMark {
+    sender: watch::Sender<DurableMark>,
+}
+
+impl DurabilityMark {
+    /// A log whose entries below `next_index` are all durable.
+    pub(crate) fn new(next_index: u64) -> DurabilityMark {
+        let (sender, _) = watch::channel(DurableMark {
+            epoch: 0,
+            durable_next: next_index,
+            written_next: next_index,
+        });
+        DurabilityMark { sender }
+    }
+
+    /// Entries up to `last_index` were written; returns the epoch their sync reports in.
+    pub(crate) fn written(&self, last_index: u64) -> u64 {
+        let mut epoch = 0;
+        self.sender.send_if_modified(|mark| {
+            epoch = mark.epoch;
+            let next = last_index + 1;
+            let grew = next > mark.written_next;
+            mark.written_next = mark.written_next.max(next);
+            grew
+        });
+        epoch
+    }
+
+    /// Entries up to `last_index`, written in `epoch`, are durable.
+    pub(crate) fn synced(&self, epoch: u64, last_index: u64) {
+        self.sender.send_if_modified(|mark| {
+            let next = last_index + 1;
+            if mark.epoch != epoch || mark.durable_next >= next {
+                return false;
+            }
+            mark.durable_next = next;
+            true
+        });
+    }
+
+    /// The log now ends before `next_index`, and everything left is durable (a truncation syncs
+    /// what remains of the last segment; earlier segments were synced when sealed).
+    pub(crate) fn truncated(&self, next_index: u64) {
+        self.sender.send_modify(|mark| {
+            mark.epoch += 1;
+            mark.durable_next = next_index;
+            mark.written_next = next_index;
+        });
+    }
+
+    /// Entries up to `last_index` are purged: committed, so durable on a majority, and gone here.
+    pub(crate) fn purged(&self, last_index: u64) {
+        self.sender.send_if_modified(|mark| {
+            let next = last_index + 1;
+            let moved = mark.durable_next < next || mark.written_next < next;
+            mark.durable_next = mark.durable_next.max(next);
+            mark.written_next = mark.written_next.max(next);
+            moved
+        });
+    }
+
+    /// Every entry below this index is durable.
+    pub(crate) fn durable_next(&self) -> u64 {
+        self.sender.borrow().durable_next
+    }
+
+    pub(crate) fn subscribe(&self, group: raftlog_types::GroupId) -> Durability {
+        Durability {
+            group,
+            receiver: self.sender.subscribe(),
+        }
+    }
+}
+
+/// A reader's view of how far one group's log is durable.
+#[derive(Clone)]
+pub struct Durability {
+    group: raftlog_types::GroupId,
+    receiver: watch::Receiver<DurableMark>,
+}
+
+impl Durability {
+    /// Whether the entry at `index` is durable here, or was never written here (there is nothing
+    /// to wait for: openraft's storage suite applies entries it never appended).
+    pub fn is_durable(&self, index: u64) -> bool {
+        let mark = self.receiver.borrow();
+        index < mark.durable_next || index >= mark.written_next
+    }
+
+    /// Waits until `is_durable(index)`.
+    pub async fn wait(&mut self, index: u64) -> Result<()> {
+        self.receiver
+            .wait_for(|mark| index < mark.durable_next || index >= mark.written_next)
+            .await
+            .map(|_| ())
+            .map_err(|_| StorageError::LogClosed { group: self.group })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use raftlog_types::GroupId;
+
+    use super::*;
+
+    #[test]
+    fn written_entries_are_durable_only_once_synced() {
+        let mark = DurabilityMark::new(1);
+        let durability = mark.subscribe(GroupId(1));
+        assert!(durability.is_durable(0));
+        let epoch = mark.written(5);
+        assert!(!durability.is_durable(1) && !durability.is_durable(5));
+        assert!(
+            durability.is_durable(6),
+            "never written: nothing to wait for"
+        );
+        mark.synced(epoch, 3);
+        assert!(durability.is_durable(3) && !durability.is_durable(4));
+        mark.synced(epoch, 5);
+        assert!(durability.is_durable(5));
+    }
+
+    #[test]
+    fn a_sync_requested_before_a_truncation_counts_for_nothing() {
+        let mark = DurabilityMark::new(1);
+        let durability = mark.subscribe(GroupId(1));
+        let old_epoch = mark.written(10);
+        // The truncation syncs what remains: entries 1..=4.
+        mark.truncated(5);
+        assert!(durability.is_durable(4));
+        let epoch = mark.written(8);
+        assert!(!durability.is_durable(5));
+        // Entries 5..=10 of the old epoch are gone; their sync must not vouch for the new ones.
+        mark.synced(old_epoch, 10);
+        assert!(!durability.is_durable(5));
+        mark.synced(epoch, 8);
+        assert!(durability.is_durable(8));
+    }
+
+    #[test]
+    fn purged_entries_count_as_durable() {
+        let mark = DurabilityMark::new(1);
+        let durability = mark.subscribe(GroupId(1));
+        mark.written(3);
+        mark.purged(20);
+        assert!(durability.is_durable(3) && durability.is_durable(20));
+        assert_eq!(mark.durable_next(), 21);
+    }
+
+    #[tokio::test]
+    async fn waiting_ends_when_the_sync_lands_or_the_log_closes() {
+        let mark = DurabilityMark::new(1);
+        let mut durability = mark.subscribe(GroupId(1));
+        let epoch = mark.written(2);
+        let waiter = tokio::spawn(async move { durability.wait(2).await });
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        assert!(!waiter.is_finished(), "entry 2 is not synced yet");
+        mark.synced(epoch, 2);
+        assert!(matches!(waiter.await, Ok(Ok(()))));
+
+        let mut durability = mark.subscribe(GroupId(1));
+        mark.written(3);
+        let waiter = tokio::spawn(async move { durability.wait(3).await });
+        drop(mark);
+        assert!(matches!(
+            waiter.await,
+            Ok(Err(StorageError::LogClosed { .. }))
+        ));
+    }
+}
