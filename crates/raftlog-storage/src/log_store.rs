@@ -510,6 +510,8 @@ impl SegmentLog {
     pub fn truncate_from(&self, index: u64) -> Result<()> {
         let shared = &self.shared;
         let mut files = shared.state.write();
+        // Only a cut that removes entries syncs what remains (below); others change nothing.
+        let removes_entries = files.last_log_id.is_some_and(|last| index <= last.index);
         let mut removed_files = false;
         while files.segments.last().is_some_and(|s| s.base_index >= index) {
             if let Some(segment) = files.segments.pop() {
@@ -538,9 +540,11 @@ impl SegmentLog {
             (None, purged) => purged,
             (id, _) => id,
         };
-        shared
-            .durability
-            .truncated(files.last_log_id.map_or(0, |id| id.index + 1));
+        if removes_entries {
+            shared
+                .durability
+                .truncated(files.last_log_id.map_or(0, |id| id.index + 1));
+        }
         tracing::info!(group = shared.group.0, index, "truncated log");
         Ok(())
     }
