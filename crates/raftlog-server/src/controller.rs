@@ -272,13 +272,11 @@ impl RaftStateMachine<TypeConfig> for ControllerStateMachine {
         I: IntoIterator<Item = Entry> + OptionalSend,
         I::IntoIter: OptionalSend,
     {
-        let entries: Vec<Entry> = entries.into_iter().collect();
-        if let Some(last) = entries.last() {
-            self.durability
-                .wait(last.log_id.index)
-                .await
-                .map_err(sm_error)?;
-        }
+        let entries = self
+            .durability
+            .wait_for_entries(entries)
+            .await
+            .map_err(sm_error)?;
         let mut next = self.persisted.clone();
         let mut responses = Vec::new();
         for entry in entries {

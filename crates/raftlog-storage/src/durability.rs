@@ -8,6 +8,7 @@
 //! - a follower's reply to AppendEntries, whose success counts this node towards a quorum. A
 //!   node that has just stepped down as leader may still hold entries whose sync is running.
 
+use raftlog_types::type_config::Entry;
 use tokio::sync::watch;
 
 use crate::error::Result;
@@ -22,6 +23,14 @@ struct DurableMark {
     durable_next: u64,
     /// Every entry below this index has been written (possibly not yet synced).
     written_next: u64,
+}
+
+impl DurableMark {
+    /// Whether the entry at `index` is durable, or was never written (nothing to wait for:
+    /// openraft's storage suite applies entries it never appended).
+    fn is_durable(&self, index: u64) -> bool {
+        index < self.durable_next || index >= self.written_next
+    }
 }
 
 /// The log's side: records writes, syncs and truncations.
@@ -110,17 +119,28 @@ impl Durability {
     /// Whether the entry at `index` is durable here, or was never written here (there is nothing
     /// to wait for: openraft's storage suite applies entries it never appended).
     pub fn is_durable(&self, index: u64) -> bool {
-        let mark = self.receiver.borrow();
-        index < mark.durable_next || index >= mark.written_next
+        self.receiver.borrow().is_durable(index)
     }
 
     /// Waits until `is_durable(index)`.
     pub async fn wait(&mut self, index: u64) -> Result<()> {
         self.receiver
-            .wait_for(|mark| index < mark.durable_next || index >= mark.written_next)
+            .wait_for(|mark| mark.is_durable(index))
             .await
             .map(|_| ())
             .map_err(|_| StorageError::LogClosed { group: self.group })
+    }
+
+    /// Collects the entries a state machine is given, once the last of them is durable here.
+    pub async fn wait_for_entries(
+        &mut self,
+        entries: impl IntoIterator<Item = Entry>,
+    ) -> Result<Vec<Entry>> {
+        let entries: Vec<Entry> = entries.into_iter().collect();
+        if let Some(last) = entries.last() {
+            self.wait(last.log_id.index).await?;
+        }
+        Ok(entries)
     }
 }
 

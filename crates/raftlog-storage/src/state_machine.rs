@@ -748,13 +748,11 @@ impl RaftStateMachine<TypeConfig> for PartitionStateMachine {
         I: IntoIterator<Item = Entry> + OptionalSend,
         I::IntoIter: OptionalSend,
     {
-        let entries: Vec<Entry> = entries.into_iter().collect();
-        if let Some(last) = entries.last() {
-            self.durability
-                .wait(last.log_id.index)
-                .await
-                .map_err(|e| raft_sm_write_error(&e))?;
-        }
+        let entries = self
+            .durability
+            .wait_for_entries(entries)
+            .await
+            .map_err(|e| raft_sm_write_error(&e))?;
         self.apply_entries(entries)
             .map_err(|e| raft_sm_write_error(&e))
     }
