@@ -16,6 +16,7 @@ use raftlog_storage::Durability;
 use raftlog_storage::SegmentLog;
 use raftlog_types::GroupId;
 use raftlog_types::NodeId;
+use raftlog_types::NodeInfo;
 use raftlog_types::TypeConfig;
 
 use crate::error::RaftHostError;
@@ -41,10 +42,38 @@ pub struct RaftHost {
 type LightAcks = HashMap<NodeId, (u64, Instant)>;
 
 /// When a group last heard from a leader (or granted a vote), and how long it waits before
-/// standing for election: randomized per attempt, so two survivors rarely collide.
+/// standing for election: drawn again each time the clock restarts, in this replica's slot.
 struct ElectionClock {
     last_heard: Instant,
     timeout: Duration,
+}
+
+/// This node's place among the sorted voters of a group, which picks its election slot.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct VoterRank {
+    position: u64,
+    voters: u64,
+}
+
+impl VoterRank {
+    /// `node`'s rank among `voters`, or `None` if it is not one of them.
+    fn of(node: NodeId, voters: impl Iterator<Item = NodeId>) -> Option<VoterRank> {
+        let (mut position, mut count, mut member) = (0, 0, false);
+        for voter in voters {
+            count += 1;
+            position += u64::from(voter < node);
+            member |= voter == node;
+        }
+        member.then_some(VoterRank {
+            position,
+            voters: count,
+        })
+    }
+
+    /// The rank of `node` in the group whose metrics these are.
+    fn in_metrics(node: NodeId, metrics: &openraft::RaftMetrics<NodeId, NodeInfo>) -> Option<Self> {
+        VoterRank::of(node, metrics.membership_config.membership().voter_ids())
+    }
 }
 
 /// How often the host looks for groups whose election timeout has passed.
@@ -74,17 +103,26 @@ impl RaftHost {
     /// per voter, and each voter waits in its own slot (rank rotated by group id, so leaders
     /// spread over the nodes), with jitter in the first half of it. When a leader dies its
     /// survivors never time out together, so they do not split the vote and wait another
-    /// timeout — with hundreds of groups failing over at once, some always did.
-    fn ranked_election_timeout(&self, group: GroupId, voters: &[NodeId]) -> Duration {
-        let Some(position) = voters.iter().position(|id| *id == self.node_id) else {
+    /// timeout — with hundreds of groups failing over at once, some always did. A node that is
+    /// not a voter (or does not know the membership yet) draws from the whole range.
+    fn ranked_election_timeout(&self, group: GroupId, rank: Option<VoterRank>) -> Duration {
+        let Some(VoterRank { position, voters }) = rank else {
             return self.random_election_timeout();
         };
-        let count = voters.len() as u64;
-        let rank = (position as u64 + group.0) % count;
+        let slot_rank = (position + group.0) % voters;
         let slot =
-            (self.timing.election_timeout_max_ms - self.timing.election_timeout_min_ms) / count;
+            (self.timing.election_timeout_max_ms - self.timing.election_timeout_min_ms) / voters;
         let jitter = rand::random_range(0..=slot / 2);
-        Duration::from_millis(self.timing.election_timeout_min_ms + rank * slot + jitter)
+        Duration::from_millis(self.timing.election_timeout_min_ms + slot_rank * slot + jitter)
+    }
+
+    /// Starts `group`'s election timer over, in this replica's slot.
+    fn restart_election_clock(&self, group: GroupId, rank: Option<VoterRank>) {
+        let timeout = self.ranked_election_timeout(group, rank);
+        if let Some(clock) = self.election_clocks.lock().get_mut(&group) {
+            clock.last_heard = Instant::now();
+            clock.timeout = timeout;
+        }
     }
 
     /// Holds back this replica's next candidacy in `group` for twice the longest election
@@ -98,11 +136,13 @@ impl RaftHost {
     }
 
     /// Records that `group` heard from its leader (or granted a vote): its election timer
-    /// starts over.
-    pub fn note_heard_from_leader(&self, group: GroupId) {
-        if let Some(clock) = self.election_clocks.lock().get_mut(&group) {
-            clock.last_heard = Instant::now();
-        }
+    /// starts over. The timeout is drawn again in this replica's slot: a clock that kept the
+    /// timeout it was given when the group started would leave the survivors of a dead leader
+    /// with two unrelated draws from the whole range, which collide (and split the vote) in
+    /// some of hundreds of groups failing over at once.
+    pub fn note_heard_from_leader(&self, group: GroupId, raft: &RaftGroup) {
+        let rank = VoterRank::in_metrics(self.node_id, &raft.metrics().borrow());
+        self.restart_election_clock(group, rank);
     }
 
     /// This node's id.
@@ -137,11 +177,12 @@ impl RaftHost {
                 group,
                 source: Box::new(source),
             })?;
+        let rank = VoterRank::in_metrics(self.node_id, &raft.metrics().borrow());
         self.election_clocks.lock().insert(
             group,
             ElectionClock {
                 last_heard: Instant::now(),
-                timeout: self.random_election_timeout(),
+                timeout: self.ranked_election_timeout(group, rank),
             },
         );
         self.groups.write().insert(group, raft.clone());
@@ -308,18 +349,22 @@ impl RaftHost {
         let Some(raft) = self.group(group) else {
             return false;
         };
-        let matches = {
+        let matching_rank = {
             let metrics = raft.metrics();
             let metrics = metrics.borrow();
-            metrics.state != ServerState::Leader
+            let matches = metrics.state != ServerState::Leader
                 && metrics.current_term == heartbeat.term
                 && metrics.current_leader == Some(leader)
-                && metrics.last_applied.map(|id| id.index) == Some(heartbeat.last_index)
+                && metrics.last_applied.map(|id| id.index) == Some(heartbeat.last_index);
+            matches.then(|| VoterRank::in_metrics(self.node_id, &metrics))
         };
-        if matches {
-            self.note_heard_from_leader(group);
+        match matching_rank {
+            Some(rank) => {
+                self.restart_election_clock(group, rank);
+                true
+            }
+            None => false,
         }
-        matches
     }
 
     /// How long ago a majority of `voters` (this leader included) last acknowledged a light
@@ -395,13 +440,10 @@ impl RaftHost {
             // leaders and learners start over, the others stand for election.
             let metrics = raft.metrics();
             let metrics = metrics.borrow();
-            let mut voters: Vec<NodeId> =
-                metrics.membership_config.membership().voter_ids().collect();
-            voters.sort_unstable();
-            let is_voter = voters.contains(&self.node_id);
+            let rank = VoterRank::in_metrics(self.node_id, &metrics);
             clock.last_heard = now;
-            clock.timeout = self.ranked_election_timeout(*group, &voters);
-            if metrics.state != ServerState::Leader && is_voter {
+            clock.timeout = self.ranked_election_timeout(*group, rank);
+            if metrics.state != ServerState::Leader && rank.is_some() {
                 due.push((*group, raft.clone()));
             }
         }
@@ -412,6 +454,69 @@ impl RaftHost {
     pub async fn shutdown(&self) {
         for group in self.group_ids() {
             self.stop_group(group).await;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn voter_rank_is_the_place_among_sorted_voters() {
+        let voters = [7, 3, 5];
+        assert_eq!(
+            VoterRank::of(5, voters.into_iter()),
+            Some(VoterRank {
+                position: 1,
+                voters: 3
+            })
+        );
+        assert_eq!(
+            VoterRank::of(3, voters.into_iter()).map(|rank| rank.position),
+            Some(0)
+        );
+        assert_eq!(VoterRank::of(4, voters.into_iter()), None);
+    }
+
+    /// Whichever voter dies, the two survivors' timeouts lie in different slots, at least half a
+    /// slot apart: the first candidacy reaches the other survivor before it stands itself.
+    #[test]
+    fn survivors_of_a_group_never_draw_overlapping_timeouts() {
+        let timing = RaftTiming::default();
+        let voters = [1, 2, 3];
+        let hosts: Vec<Arc<RaftHost>> = voters
+            .iter()
+            .map(|id| RaftHost::new(*id, timing, PeerPool::bound_to(None)))
+            .collect();
+        let slot = (timing.election_timeout_max_ms - timing.election_timeout_min_ms) / 3;
+        for group in (0..30).map(GroupId) {
+            let ranges: Vec<(Duration, Duration)> = hosts
+                .iter()
+                .map(|host| {
+                    let rank = VoterRank::of(host.node_id, voters.into_iter());
+                    let draws: Vec<Duration> = (0..200)
+                        .map(|_| host.ranked_election_timeout(group, rank))
+                        .collect();
+                    let (min, max) = (draws.iter().min(), draws.iter().max());
+                    (*min.unwrap(), *max.unwrap())
+                })
+                .collect();
+            for (a, b) in ranges.iter().zip(ranges.iter().cycle().skip(1)) {
+                let gap = if a.1 < b.0 {
+                    b.0 - a.1
+                } else {
+                    a.0.saturating_sub(b.1)
+                };
+                assert!(
+                    gap >= Duration::from_millis(slot / 2),
+                    "group {group:?}: timeouts {a:?} and {b:?} are too close"
+                );
+            }
+            for (min, max) in &ranges {
+                assert!(*min >= Duration::from_millis(timing.election_timeout_min_ms));
+                assert!(*max <= Duration::from_millis(timing.election_timeout_max_ms));
+            }
         }
     }
 }

@@ -84,7 +84,7 @@ impl RaftTransport for TransportService {
         let raft = self.group(message.group_id)?;
         let rpc: AppendEntriesRequest<TypeConfig> = decode(&message)?;
         let group = GroupId(message.group_id);
-        self.host.note_heard_from_leader(group);
+        self.host.note_heard_from_leader(group, &raft);
         let last_sent = rpc.entries.last().map(|e| e.log_id).or(rpc.prev_log_id);
         let reply = raft.append_entries(rpc).await;
         // openraft answers for entries it already holds without writing them again; a node that
@@ -136,7 +136,7 @@ impl RaftTransport for TransportService {
         let reply = raft.vote(rpc).await;
         let group = GroupId(message.group_id);
         match &reply {
-            Ok(response) if response.vote_granted => self.host.note_heard_from_leader(group),
+            Ok(response) if response.vote_granted => self.host.note_heard_from_leader(group, &raft),
             // A candidate with more log than ours can win and we cannot: stand aside, or our
             // own candidacies (at ever higher terms) would keep refusing its lower-term ones.
             Ok(response) if candidate_log > response.last_log_id => self.host.defer_election(group),
