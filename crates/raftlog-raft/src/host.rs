@@ -479,6 +479,35 @@ mod tests {
         assert_eq!(VoterRank::of(4, voters.into_iter()), None);
     }
 
+    /// A clock that starts over when its leader is heard from draws its timeout again, in the
+    /// replica's slot: keeping an earlier draw (from the whole range, as at start-up) let two
+    /// survivors of a dead leader time out together.
+    #[test]
+    fn hearing_from_the_leader_draws_the_timeout_in_the_replicas_slot() {
+        let timing = RaftTiming::default();
+        let host = RaftHost::new(1, timing, PeerPool::bound_to(None));
+        let group = GroupId(3);
+        let far_outside_every_slot = Duration::from_millis(10 * timing.election_timeout_max_ms);
+        host.election_clocks.lock().insert(
+            group,
+            ElectionClock {
+                last_heard: Instant::now(),
+                timeout: far_outside_every_slot,
+            },
+        );
+        let rank = VoterRank::of(1, [1, 2, 3].into_iter());
+        host.restart_election_clock(group, rank);
+        let timeout = host.election_clocks.lock()[&group].timeout;
+        let slot = (timing.election_timeout_max_ms - timing.election_timeout_min_ms) / 3;
+        // Node 1 is first among the voters; group 3 rotates it back to the first slot.
+        let first_slot = Duration::from_millis(timing.election_timeout_min_ms)
+            ..=Duration::from_millis(timing.election_timeout_min_ms + slot / 2);
+        assert!(
+            first_slot.contains(&timeout),
+            "{timeout:?} not in {first_slot:?}"
+        );
+    }
+
     /// Whichever voter dies, the two survivors' timeouts lie in different slots, at least half a
     /// slot apart: the first candidacy reaches the other survivor before it stands itself.
     #[test]

@@ -85,6 +85,15 @@ pub enum StorageError {
         source: serde_json::Error,
     },
 
+    /// A small metadata file holds no intact copy of the metadata, or the metadata would not fit.
+    #[error("metadata file {} is invalid: {reason}", path.display())]
+    MetaDamaged {
+        /// The file.
+        path: PathBuf,
+        /// What check failed.
+        reason: String,
+    },
+
     /// The sled state store failed.
     #[error("state store {}", path.display())]
     StateStore {

@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! <data_dir>/
-//!   groups/<group id>/meta.json          vote, committed and purged log ids (atomic replace)
+//!   groups/<group id>/meta.slots         vote, committed and purged log ids (two slots, in place)
 //!   groups/<group id>/log/<index>.seg    the group's Raft log, one file per segment
 //!   state/                               sled: every group's state machine
 //! ```

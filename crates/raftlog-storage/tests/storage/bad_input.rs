@@ -40,8 +40,9 @@ fn corrupt_metadata_file_is_refused_by_name() -> anyhow::Result<()> {
         .path()
         .join("groups")
         .join(GROUP.0.to_string())
-        .join("meta.json");
-    std::fs::write(&meta, b"{\"vote\": 12")?;
+        .join("meta.slots");
+    let garbage = vec![0x5a_u8; 8192];
+    std::fs::write(&meta, &garbage)?;
     let err = open_log(dir.path(), LogConfig::default())
         .err()
         .expect("opened with a corrupt meta file");
@@ -49,6 +50,11 @@ fn corrupt_metadata_file_is_refused_by_name() -> anyhow::Result<()> {
     assert!(
         message.contains(&meta.display().to_string()) && message.contains("invalid"),
         "{message}"
+    );
+    assert_eq!(
+        std::fs::read(&meta)?,
+        garbage,
+        "a refused file is left as it was"
     );
     Ok(())
 }
