@@ -33,20 +33,15 @@ pub struct RaftHost {
     groups: RwLock<HashMap<GroupId, RaftGroup>>,
     /// How far each group's log is durable here, which bounds what a reply to a leader claims.
     durabilities: RwLock<HashMap<GroupId, Durability>>,
-    election_clocks: Mutex<HashMap<GroupId, ElectionClock>>,
+    /// When each group stands for election unless it hears from a leader (or grants a vote)
+    /// first; drawn again, in this replica's slot, each time it does.
+    election_deadlines: Mutex<HashMap<GroupId, Instant>>,
     /// Per group led here: each follower's last light-heartbeat acknowledgement (term, when).
     light_acks: Mutex<HashMap<GroupId, LightAcks>>,
 }
 
 /// Per follower of a group led here: term and time of its last light-heartbeat acknowledgement.
 type LightAcks = HashMap<NodeId, (u64, Instant)>;
-
-/// When a group last heard from a leader (or granted a vote), and how long it waits before
-/// standing for election: drawn again each time the clock restarts, in this replica's slot.
-struct ElectionClock {
-    last_heard: Instant,
-    timeout: Duration,
-}
 
 /// This node's place among the sorted voters of a group, which picks its election slot.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -70,9 +65,14 @@ impl VoterRank {
         })
     }
 
-    /// The rank of `node` in the group whose metrics these are.
+    /// The rank of `node` in the group whose metrics these are. Runs for every light heartbeat,
+    /// so a plain configuration is read in place: openraft's `voter_ids` builds a set each time.
     fn in_metrics(node: NodeId, metrics: &openraft::RaftMetrics<NodeId, NodeInfo>) -> Option<Self> {
-        VoterRank::of(node, metrics.membership_config.membership().voter_ids())
+        let membership = metrics.membership_config.membership();
+        match membership.get_joint_config().as_slice() {
+            [voters] => VoterRank::of(node, voters.iter().copied()),
+            _ => VoterRank::of(node, membership.voter_ids()),
+        }
     }
 }
 
@@ -88,7 +88,7 @@ impl RaftHost {
             peers,
             groups: RwLock::new(HashMap::new()),
             durabilities: RwLock::new(HashMap::new()),
-            election_clocks: Mutex::new(HashMap::new()),
+            election_deadlines: Mutex::new(HashMap::new()),
             light_acks: Mutex::new(HashMap::new()),
         })
     }
@@ -118,10 +118,9 @@ impl RaftHost {
 
     /// Starts `group`'s election timer over, in this replica's slot.
     fn restart_election_clock(&self, group: GroupId, rank: Option<VoterRank>) {
-        let timeout = self.ranked_election_timeout(group, rank);
-        if let Some(clock) = self.election_clocks.lock().get_mut(&group) {
-            clock.last_heard = Instant::now();
-            clock.timeout = timeout;
+        let deadline = Instant::now() + self.ranked_election_timeout(group, rank);
+        if let Some(current) = self.election_deadlines.lock().get_mut(&group) {
+            *current = deadline;
         }
     }
 
@@ -129,9 +128,10 @@ impl RaftHost {
     /// timeout: another replica with more log is standing, and only it can win (openraft's own
     /// timer does the same for a node that learns of a greater log).
     pub fn defer_election(&self, group: GroupId) {
-        if let Some(clock) = self.election_clocks.lock().get_mut(&group) {
-            clock.last_heard = Instant::now();
-            clock.timeout = Duration::from_millis(2 * self.timing.election_timeout_max_ms);
+        let deadline =
+            Instant::now() + Duration::from_millis(2 * self.timing.election_timeout_max_ms);
+        if let Some(current) = self.election_deadlines.lock().get_mut(&group) {
+            *current = deadline;
         }
     }
 
@@ -178,12 +178,9 @@ impl RaftHost {
                 source: Box::new(source),
             })?;
         let rank = VoterRank::in_metrics(self.node_id, &raft.metrics().borrow());
-        self.election_clocks.lock().insert(
+        self.election_deadlines.lock().insert(
             group,
-            ElectionClock {
-                last_heard: Instant::now(),
-                timeout: self.ranked_election_timeout(group, rank),
-            },
+            Instant::now() + self.ranked_election_timeout(group, rank),
         );
         self.groups.write().insert(group, raft.clone());
         self.durabilities.write().insert(group, durability);
@@ -210,7 +207,7 @@ impl RaftHost {
     pub async fn stop_group(&self, group: GroupId) {
         let raft = self.groups.write().remove(&group);
         self.durabilities.write().remove(&group);
-        self.election_clocks.lock().remove(&group);
+        self.election_deadlines.lock().remove(&group);
         self.light_acks.lock().remove(&group);
         if let Some(raft) = raft {
             if let Err(error) = raft.shutdown().await {
@@ -427,22 +424,21 @@ impl RaftHost {
     fn groups_due_for_election(&self) -> Vec<(GroupId, RaftGroup)> {
         let now = Instant::now();
         let groups = self.groups.read();
-        let mut clocks = self.election_clocks.lock();
+        let mut deadlines = self.election_deadlines.lock();
         let mut due = Vec::new();
-        for (group, raft) in groups.iter() {
-            let Some(clock) = clocks.get_mut(group) else {
-                continue;
-            };
-            if now.duration_since(clock.last_heard) < clock.timeout {
+        for (group, deadline) in deadlines.iter_mut() {
+            if now < *deadline {
                 continue;
             }
+            let Some(raft) = groups.get(group) else {
+                continue;
+            };
             // Only groups whose timeout passed look at their metrics (a borrow, not a copy):
             // leaders and learners start over, the others stand for election.
             let metrics = raft.metrics();
             let metrics = metrics.borrow();
             let rank = VoterRank::in_metrics(self.node_id, &metrics);
-            clock.last_heard = now;
-            clock.timeout = self.ranked_election_timeout(*group, rank);
+            *deadline = now + self.ranked_election_timeout(*group, rank);
             if metrics.state != ServerState::Leader && rank.is_some() {
                 due.push((*group, raft.clone()));
             }
@@ -488,20 +484,18 @@ mod tests {
         let host = RaftHost::new(1, timing, PeerPool::bound_to(None));
         let group = GroupId(3);
         let far_outside_every_slot = Duration::from_millis(10 * timing.election_timeout_max_ms);
-        host.election_clocks.lock().insert(
-            group,
-            ElectionClock {
-                last_heard: Instant::now(),
-                timeout: far_outside_every_slot,
-            },
-        );
+        host.election_deadlines
+            .lock()
+            .insert(group, Instant::now() + far_outside_every_slot);
         let rank = VoterRank::of(1, [1, 2, 3].into_iter());
+        let before = Instant::now();
         host.restart_election_clock(group, rank);
-        let timeout = host.election_clocks.lock()[&group].timeout;
+        let timeout = host.election_deadlines.lock()[&group] - before;
         let slot = (timing.election_timeout_max_ms - timing.election_timeout_min_ms) / 3;
         // Node 1 is first among the voters; group 3 rotates it back to the first slot.
+        // (The deadline is measured from just before the restart, so allow a little over.)
         let first_slot = Duration::from_millis(timing.election_timeout_min_ms)
-            ..=Duration::from_millis(timing.election_timeout_min_ms + slot / 2);
+            ..=Duration::from_millis(timing.election_timeout_min_ms + slot / 2 + 100);
         assert!(
             first_slot.contains(&timeout),
             "{timeout:?} not in {first_slot:?}"
