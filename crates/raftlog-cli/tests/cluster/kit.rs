@@ -1,6 +1,7 @@
 //! The test kit: starts real `raftlog node` processes with a generated config, kills and
 //! restarts them, and tears everything down when dropped.
 
+use std::net::Ipv4Addr;
 use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::Child;
@@ -20,9 +21,27 @@ pub const RAFTLOG: &str = env!("CARGO_BIN_EXE_raftlog");
 /// Request timeout configured on test clusters.
 pub const REQUEST_TIMEOUT_MS: u64 = 3000;
 
-/// A free TCP port on 127.0.0.1 (bound and released; the OS will not hand it out again soon).
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
+/// A loopback address of one test cluster's own (all of 127.0.0.0/8 is loopback). Tests run as
+/// concurrent processes, and a port probed free on a shared address and released can be taken
+/// by another test before this test's node binds it: once a test's client reached another
+/// test's one-node cluster that way.
+pub fn cluster_ip() -> Ipv4Addr {
+    Ipv4Addr::new(
+        127,
+        rand::random_range(1..=254),
+        rand::random(),
+        rand::random_range(1..=254),
+    )
+}
+
+/// The cluster id of the test cluster on `ip`.
+pub fn cluster_id(ip: Ipv4Addr) -> String {
+    format!("test-{ip}")
+}
+
+/// A free TCP port on `ip` (bound and released).
+pub fn free_port(ip: Ipv4Addr) -> u16 {
+    TcpListener::bind((ip, 0))
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
         .expect("free port")
@@ -42,20 +61,26 @@ pub struct TestCluster {
     /// Holds config, data dirs and logs.
     pub dir: TempDir,
     config_path: PathBuf,
+    /// The `cluster_id` of its configuration.
+    pub cluster_id: String,
     /// The nodes, by position (`nodes[i].id == i + 1`).
     pub nodes: Vec<NodeProcess>,
 }
 
-/// Writes a cluster config for `count` nodes on fresh ports, with short timers.
+/// Writes a cluster config for `count` nodes on fresh ports of a loopback address of the
+/// cluster's own, with short timers. The cluster id names that address, so a node of another
+/// test's cluster is told apart.
 pub fn write_config(dir: &std::path::Path, count: u64) -> (PathBuf, Vec<(u64, String)>) {
+    let ip = cluster_ip();
     let mut text = format!(
-        "cluster_id = \"test\"\ndata_dir = \"{}\"\n[raft]\nheartbeat_interval_ms = 100\nelection_timeout_min_ms = 500\nelection_timeout_max_ms = 1000\n[limits]\nrequest_timeout_ms = {REQUEST_TIMEOUT_MS}\n",
+        "cluster_id = \"{}\"\ndata_dir = \"{}\"\n[raft]\nheartbeat_interval_ms = 100\nelection_timeout_min_ms = 500\nelection_timeout_max_ms = 1000\n[limits]\nrequest_timeout_ms = {REQUEST_TIMEOUT_MS}\n",
+        cluster_id(ip),
         dir.join("data").display()
     );
     let mut nodes = Vec::new();
     for id in 1..=count {
-        let client_addr = format!("127.0.0.1:{}", free_port());
-        let peer_addr = format!("127.0.0.1:{}", free_port());
+        let client_addr = format!("{ip}:{}", free_port(ip));
+        let peer_addr = format!("{ip}:{}", free_port(ip));
         text.push_str(&format!(
             "[[nodes]]\nid = {id}\nclient_addr = \"{client_addr}\"\npeer_addr = \"{peer_addr}\"\n"
         ));
@@ -73,6 +98,10 @@ impl TestCluster {
         dir.disable_cleanup(std::env::var_os("KEEP_TEST_DIRS").is_some());
         eprintln!("test dir {}", dir.path().display());
         let (config_path, addrs) = write_config(dir.path(), count);
+        let ip = addrs
+            .first()
+            .and_then(|(_, addr)| addr.rsplit_once(':')?.0.parse().ok())
+            .expect("a cluster has a node with an address");
         let nodes = addrs
             .into_iter()
             .map(|(id, client_addr)| NodeProcess {
@@ -84,6 +113,7 @@ impl TestCluster {
         let mut cluster = TestCluster {
             dir,
             config_path,
+            cluster_id: cluster_id(ip),
             nodes,
         };
         for id in 1..=count {
@@ -202,6 +232,10 @@ impl TestCluster {
             .await
             {
                 if let Ok(status) = client.describe_cluster().await {
+                    assert_eq!(
+                        status.cluster_id, self.cluster_id,
+                        "a node of another cluster answered on this cluster's address"
+                    );
                     if status.controller_leader_id.is_some() {
                         return;
                     }

@@ -126,7 +126,10 @@ async fn long_poll_subscribe_delete_and_health() {
     let text = std::fs::read_to_string(&config).expect("config");
     std::fs::write(
         &config,
-        text.replace("cluster_id = \"test\"", "cluster_id = \"other\""),
+        text.replace(
+            &format!("cluster_id = \"{}\"", cluster.cluster_id),
+            "cluster_id = \"other\"",
+        ),
     )
     .expect("rewrite config");
     let status = cluster
@@ -134,9 +137,10 @@ async fn long_poll_subscribe_delete_and_health() {
         .expect("node accepted another cluster's data dir");
     assert!(!status.success());
     let log = std::fs::read_to_string(cluster.log_path(1)).expect("log");
+    let id = &cluster.cluster_id;
     assert!(
-        log.contains("belongs to cluster \\\"test\\\" node 1")
-            || log.contains("belongs to cluster \"test\" node 1"),
+        log.contains(&format!("belongs to cluster \\\"{id}\\\" node 1"))
+            || log.contains(&format!("belongs to cluster \"{id}\" node 1")),
         "{log}"
     );
 }
