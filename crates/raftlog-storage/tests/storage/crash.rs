@@ -1,6 +1,7 @@
-//! Crash test: a child process appends (and purges) in a loop and is SIGKILLed at random moments.
-//! After every kill the log is reopened: every entry whose durability callback had fired must be
-//! present and intact, and the log must have no hole.
+//! Crash test: a child process appends (and purges, and saves votes) in a loop and is SIGKILLed
+//! at random moments. After every kill the log is reopened: every entry whose durability callback
+//! had fired must be present and intact, the log must have no hole, and the vote must be the last
+//! one saved or a later one.
 //!
 //! SIGKILL loses the process, not the page cache, so this proves crash consistency of the file
 //! formats and of the open-time recovery, and that acks are never reported before the write;
@@ -36,7 +37,14 @@ fn child_appends_until_killed() -> anyhow::Result<()> {
     let stdout = Arc::new(std::sync::Mutex::new(std::io::stdout()));
     let deadline = Instant::now() + Duration::from_secs(30);
     let mut last_purge = next;
+    let mut term = log.vote().map_or(0, |vote| vote.leader_id.term) + 1;
     while Instant::now() < deadline {
+        log.store_vote(&openraft::Vote::new(term, 1))?;
+        if let Ok(mut out) = stdout.lock() {
+            writeln!(out, "CRASHLOG vote {term}")?;
+            out.flush()?;
+        }
+        term += 1;
         let count = rng.random_range(1..=16u64);
         let entries = (next..next + count)
             .map(|i| entry(1, i))
@@ -83,6 +91,7 @@ fn random_sigkill_never_loses_an_acknowledged_entry() -> anyhow::Result<()> {
     let mut purge_requested_max = 0u64;
     let mut acked_total = 0usize;
     let mut last_acked_max = None;
+    let mut vote_saved_max = 0u64;
 
     for iteration in 0..ITERATIONS {
         let mut child = Command::new(&exe)
@@ -122,6 +131,11 @@ fn random_sigkill_never_loses_an_acknowledged_entry() -> anyhow::Result<()> {
             {
                 acked_max = acked_max.max(Some(index));
                 acked_total += 1;
+            } else if let Some(term) = line
+                .strip_prefix("vote ")
+                .and_then(|s| s.parse::<u64>().ok())
+            {
+                vote_saved_max = vote_saved_max.max(term);
             } else if let Some(index) = line
                 .strip_prefix("purge ")
                 .and_then(|s| s.parse::<u64>().ok())
@@ -134,6 +148,11 @@ fn random_sigkill_never_loses_an_acknowledged_entry() -> anyhow::Result<()> {
         let (_storage, log, _) = open_log(dir.path(), small_segments()).map_err(|e| {
             anyhow::anyhow!("iteration {iteration} (seed {seed}): reopen failed: {e:#}")
         })?;
+        let vote_term = log.vote().map_or(0, |vote| vote.leader_id.term);
+        anyhow::ensure!(
+            vote_term >= vote_saved_max,
+            "iteration {iteration} (seed {seed}): the vote of term {vote_saved_max} was saved but the reopened log has term {vote_term}"
+        );
         let last = log.last_log_id().map(|id| id.index);
         if let Some(acked) = last_acked_max {
             anyhow::ensure!(
@@ -160,6 +179,10 @@ fn random_sigkill_never_loses_an_acknowledged_entry() -> anyhow::Result<()> {
         "only {acked_total} acknowledgements over {ITERATIONS} runs"
     );
     assert!(purge_requested_max > 0, "the child never purged");
+    assert!(
+        vote_saved_max > ITERATIONS as u64,
+        "only {vote_saved_max} votes saved"
+    );
     eprintln!("{ITERATIONS} kills, {acked_total} acknowledged appends, last acknowledged index {last_acked_max:?}");
     Ok(())
 }
