@@ -7,7 +7,8 @@
 //! formats and of the open-time recovery, and that acks are never reported before the write;
 //! power loss (unsynced pages dropped) is covered by the torn-tail tests in `recovery`.
 
-use std::io::Read;
+use std::io::BufRead;
+use std::io::BufReader;
 use std::io::Write;
 use std::process::Command;
 use std::process::Stdio;
@@ -23,6 +24,8 @@ use crate::kit::*;
 
 const CHILD_DIR_ENV: &str = "RAFTLOG_CRASH_CHILD_DIR";
 const ITERATIONS: usize = 40;
+/// How long a child may take to start and open the log.
+const CHILD_READY_TIMEOUT: Duration = Duration::from_secs(30);
 /// The child purges so its log, and so the parent's reopen scan, stays small.
 const PURGE_EVERY_ENTRIES: u64 = 400;
 const KEEP_AFTER_PURGE_ENTRIES: u64 = 150;
@@ -38,6 +41,10 @@ fn child_appends_until_killed() -> anyhow::Result<()> {
     let deadline = Instant::now() + Duration::from_secs(30);
     let mut last_purge = next;
     let mut term = log.vote().map_or(0, |vote| vote.leader_id.term) + 1;
+    if let Ok(mut out) = stdout.lock() {
+        writeln!(out, "CRASHLOG ready")?;
+        out.flush()?;
+    }
     while Instant::now() < deadline {
         log.store_vote(&openraft::Vote::new(term, 1))?;
         if let Ok(mut out) = stdout.lock() {
@@ -92,6 +99,8 @@ fn random_sigkill_never_loses_an_acknowledged_entry() -> anyhow::Result<()> {
     let mut acked_total = 0usize;
     let mut last_acked_max = None;
     let mut vote_saved_max = 0u64;
+    // Kills that landed after the child had acknowledged at least one append in that run.
+    let mut busy_kills = 0usize;
 
     for iteration in 0..ITERATIONS {
         let mut child = Command::new(&exe)
@@ -107,24 +116,43 @@ fn random_sigkill_never_loses_an_acknowledged_entry() -> anyhow::Result<()> {
             .stderr(Stdio::null())
             .spawn()?;
         // Read while the child runs: a full pipe would stall it and make the kills land idle.
-        let mut stdout = child.stdout.take().expect("piped stdout");
-        let reader = std::thread::spawn(move || {
-            let mut output = String::new();
-            stdout.read_to_string(&mut output).map(|_| output)
+        let stdout = child.stdout.take().expect("piped stdout");
+        let (lines_tx, lines) = std::sync::mpsc::channel();
+        let reader = std::thread::spawn(move || -> std::io::Result<()> {
+            for line in BufReader::new(stdout).lines() {
+                // libtest prints "test … ... " before the child's first line: find the marker.
+                if let Some((_, rest)) = line?.split_once("CRASHLOG ") {
+                    let _ = lines_tx.send(rest.to_string());
+                }
+            }
+            Ok(())
         });
-        std::thread::sleep(Duration::from_millis(rng.random_range(30..250)));
+        // The kill is timed from the moment the child has opened the log, not from its start:
+        // on a loaded machine starting the test binary alone can take longer than the wait,
+        // and a kill that lands before the loop proves nothing.
+        let mut output = Vec::new();
+        let ready_by = Instant::now() + CHILD_READY_TIMEOUT;
+        while !output.iter().any(|line| line == "ready") {
+            let wait = ready_by.saturating_duration_since(Instant::now());
+            match lines.recv_timeout(wait) {
+                Ok(line) => output.push(line),
+                Err(_) => {
+                    let _ = child.kill();
+                    anyhow::bail!("iteration {iteration}: the child did not open the log within {CHILD_READY_TIMEOUT:?}");
+                }
+            }
+        }
+        std::thread::sleep(Duration::from_millis(rng.random_range(20..200)));
         child.kill()?;
         child.wait()?;
-        let output = reader
+        reader
             .join()
             .map_err(|_| anyhow::anyhow!("stdout reader panicked"))??;
+        output.extend(lines.try_iter());
 
         let mut acked_max = None;
-        // libtest prints "test … ... " before the child's first line, so look for the marker.
-        for line in output
-            .lines()
-            .filter_map(|l| l.split_once("CRASHLOG ").map(|(_, rest)| rest))
-        {
+        let acked_before = acked_total;
+        for line in &output {
             if let Some(index) = line
                 .strip_prefix("ack ")
                 .and_then(|s| s.parse::<u64>().ok())
@@ -144,6 +172,7 @@ fn random_sigkill_never_loses_an_acknowledged_entry() -> anyhow::Result<()> {
             }
         }
         last_acked_max = last_acked_max.max(acked_max);
+        busy_kills += usize::from(acked_total > acked_before);
 
         let (_storage, log, _) = open_log(dir.path(), small_segments()).map_err(|e| {
             anyhow::anyhow!("iteration {iteration} (seed {seed}): reopen failed: {e:#}")
@@ -173,16 +202,18 @@ fn random_sigkill_never_loses_an_acknowledged_entry() -> anyhow::Result<()> {
             }
         }
     }
-    // The kills must have landed while the child was busy, or this proved nothing.
+    // The kills must have landed while the child was busy, or this proved nothing. (Counted
+    // per kill rather than in total acknowledgements: how many appends fit before a kill
+    // depends on how loaded the machine is, as fsyncs slow down.)
     assert!(
-        acked_total > ITERATIONS * 10,
-        "only {acked_total} acknowledgements over {ITERATIONS} runs"
+        busy_kills >= ITERATIONS / 2,
+        "only {busy_kills} of {ITERATIONS} kills landed after an acknowledged append"
     );
     assert!(purge_requested_max > 0, "the child never purged");
     assert!(
-        vote_saved_max > ITERATIONS as u64,
+        vote_saved_max >= (ITERATIONS / 2) as u64,
         "only {vote_saved_max} votes saved"
     );
-    eprintln!("{ITERATIONS} kills, {acked_total} acknowledged appends, last acknowledged index {last_acked_max:?}");
+    eprintln!("{ITERATIONS} kills ({busy_kills} after an acknowledged append), {acked_total} acknowledged appends, last acknowledged index {last_acked_max:?}, {vote_saved_max} votes");
     Ok(())
 }
