@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Builds raftlog (release), starts a fresh local 3-node cluster on free ports in a temporary
 # directory, runs the benchmark scenarios with `raftlog bench ... --json`, and writes
-# benchmarks/results/<date>.md (a table) and <date>.json (every report). The cluster and its
+# benchmarks/results/<date>.md (a table), <date>.json (every report) and <date>.svg (latency by
+# percentile and throughput of every scenario, drawn by `raftlog bench plot`). The cluster and its
 # data are removed on exit, whatever happens. See benchmarks/README.md.
 #
 # Environment:
@@ -257,7 +258,11 @@ jq -n --arg date "$(date -Iseconds)" --argjson machine "$MACHINE" \
     jq -r '.scenarios[] | "- \(.id): `\(.command)`"' "$RESULTS_DIR/$STAMP.json"
     echo
     echo "Anything else running on the machine (builds, other clusters) shows in these numbers."
+    echo
+    echo "![latency by percentile and throughput of every scenario]($STAMP.svg)"
 } >"$RESULTS_DIR/$STAMP.md"
+"$BIN" bench plot "$RESULTS_DIR/$STAMP.json" --output "$RESULTS_DIR/$STAMP.svg" ||
+    die "could not draw $RESULTS_DIR/$STAMP.svg"
 
-say "results: $RESULTS_DIR/$STAMP.md and $RESULTS_DIR/$STAMP.json"
+say "results: $RESULTS_DIR/$STAMP.md, $RESULTS_DIR/$STAMP.json and $RESULTS_DIR/$STAMP.svg"
 cat "$RESULTS_DIR/$STAMP.md"

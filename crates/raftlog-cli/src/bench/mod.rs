@@ -6,6 +6,7 @@
 //! - `consume`: consumers read a topic's partitions from the beginning (or only new records);
 //!   latency is per fetch.
 //! - `e2e`: both at once; latency is per record, from produce send to the consumer seeing it.
+//! - `plot`: draws the reports of a `benchmarks/run.sh` run (or of one `--json` run) as an SVG.
 //!
 //! Every mode prints a progress line per second on stderr (unless `--quiet`) and a summary on
 //! stdout, as text or with `--json` as one object with the same top-level shape
@@ -13,6 +14,7 @@
 
 mod consume;
 mod e2e;
+mod plot;
 mod produce;
 mod report;
 
@@ -32,6 +34,9 @@ pub enum BenchCommand {
     Consume(consume::ConsumeBench),
     /// Produce and consume at once and report end-to-end latency (send to seen by a consumer).
     E2e(e2e::E2eBench),
+    /// Draw benchmark reports (a `benchmarks/run.sh` results file, or one `--json` report) as an
+    /// SVG: latency by percentile and throughput per scenario.
+    Plot(plot::PlotArgs),
 }
 
 /// Runs a benchmark.
@@ -40,6 +45,7 @@ pub async fn run(command: BenchCommand, bootstrap: &[String]) -> anyhow::Result<
         BenchCommand::Produce(args) => produce::run(args, bootstrap).await,
         BenchCommand::Consume(args) => consume::run(args, bootstrap).await,
         BenchCommand::E2e(args) => e2e::run(args, bootstrap).await,
+        BenchCommand::Plot(args) => plot::run(args),
     }
 }
 

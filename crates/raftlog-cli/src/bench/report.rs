@@ -17,6 +17,12 @@ use serde_json::Value;
 /// Largest latency the histograms resolve, in microseconds; larger ones count as this.
 const LATENCY_MICROS_MAX: u64 = 600_000_000;
 
+/// The percentiles of the latency spectrum in every report (`latency_ms.spectrum`): dense in
+/// the tail, where the behaviour of a system under load shows, as HdrHistogram's plots are.
+const SPECTRUM_PERCENTILES: [f64; 13] = [
+    0.0, 10.0, 25.0, 50.0, 75.0, 90.0, 95.0, 99.0, 99.5, 99.9, 99.95, 99.99, 100.0,
+];
+
 /// Counters and latencies of one stream of work (produce requests, fetches, or records seen
 /// end to end), shared by the tasks doing it.
 pub(super) struct Stats {
@@ -122,6 +128,10 @@ impl Stats {
                     p999: ms(h.value_at_quantile(0.999)),
                     max: ms(h.max()),
                     count: h.len(),
+                    spectrum: SPECTRUM_PERCENTILES
+                        .iter()
+                        .map(|percentile| (*percentile, ms(h.value_at_percentile(*percentile))))
+                        .collect(),
                 })
             }
             _ => None,
@@ -149,6 +159,8 @@ pub(super) struct LatencySummary {
     max: f64,
     /// Samples behind the percentiles.
     count: u64,
+    /// (percentile, ms) at each of `SPECTRUM_PERCENTILES`, for plots.
+    spectrum: Vec<(f64, f64)>,
 }
 
 /// Totals of one stream of work over a run.
@@ -183,6 +195,9 @@ impl Summary {
             "latency_ms": self.latency.as_ref().map(|l| json!({
                 "p50": l.p50, "p90": l.p90, "p99": l.p99, "p999": l.p999, "max": l.max,
                 "samples": l.count,
+                "spectrum": l.spectrum.iter().map(|(percentile, ms)| json!({
+                    "percentile": percentile, "ms": ms,
+                })).collect::<Vec<_>>(),
             })),
         })
     }

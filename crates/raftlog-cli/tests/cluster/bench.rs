@@ -49,6 +49,25 @@ fn assert_report_shape(report: &Value) {
             "latency_ms.{quantile} in {report}"
         );
     }
+    // The spectrum climbs from the fastest sample to the slowest, which is the max.
+    let spectrum: Vec<(f64, f64)> = report["latency_ms"]["spectrum"]
+        .as_array()
+        .unwrap_or_else(|| panic!("latency_ms.spectrum in {report}"))
+        .iter()
+        .filter_map(|point| Some((point["percentile"].as_f64()?, point["ms"].as_f64()?)))
+        .collect();
+    assert!(spectrum.len() > 5, "spectrum in {report}");
+    assert!(
+        spectrum
+            .windows(2)
+            .all(|w| w[0].0 < w[1].0 && w[0].1 <= w[1].1),
+        "spectrum not ascending in {report}"
+    );
+    assert_eq!(spectrum.last().map(|p| p.0), Some(100.0));
+    assert_eq!(
+        spectrum.last().map(|p| p.1),
+        report["latency_ms"]["max"].as_f64()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -109,4 +128,35 @@ async fn bench_consume_reads_everything_bench_produce_wrote() {
     );
     assert_report_shape(&e2e);
     assert_eq!(e2e["unseen"].as_u64(), Some(0), "{e2e}");
+
+    // The three reports, as benchmarks/run.sh collects them, drawn as one picture.
+    let dir = tempfile::tempdir().expect("temp dir");
+    let results = dir.path().join("results.json");
+    let scenarios: Vec<Value> = [("p", &produced), ("c", &consumed), ("e", &e2e)]
+        .into_iter()
+        .map(|(id, report)| serde_json::json!({"id": id, "description": id, "report": report}))
+        .collect();
+    std::fs::write(
+        &results,
+        serde_json::json!({"date": "test", "scenarios": scenarios}).to_string(),
+    )
+    .expect("write results");
+    let plot = Command::new(RAFTLOG)
+        .args(["bench", "plot"])
+        .arg(&results)
+        .output()
+        .expect("run raftlog bench plot");
+    assert!(
+        plot.status.success(),
+        "raftlog bench plot failed: {}",
+        String::from_utf8_lossy(&plot.stderr)
+    );
+    let svg = std::fs::read_to_string(dir.path().join("results.svg")).expect("read the plot");
+    for label in [
+        "p (produce request)",
+        "c (fetch)",
+        "e (send to seen by a consumer)",
+    ] {
+        assert!(svg.contains(label), "{label} missing from the plot");
+    }
 }
