@@ -5,7 +5,6 @@
 //! Input is what the benchmarks write: a `benchmarks/run.sh` results file (`{"scenarios":
 //! [{"id", "description", "report"}]}`) or the `--json` report of a single `raftlog bench`.
 
-use std::path::Path;
 use std::path::PathBuf;
 
 use anyhow::Context;
@@ -52,11 +51,10 @@ pub struct PlotArgs {
 /// One scenario as plotted.
 #[derive(Debug, PartialEq)]
 struct Scenario {
+    /// The scenario, and what its latency is of (produce request, fetch, ...).
     label: String,
     records_per_sec: f64,
     mb_per_sec: f64,
-    /// What the latency is of: produce request, fetch, send to seen by a consumer.
-    latency_of: &'static str,
     /// (percentile, ms), ascending by percentile.
     spectrum: Vec<(f64, f64)>,
 }
@@ -80,13 +78,9 @@ pub(super) fn run(args: PlotArgs) -> anyhow::Result<()> {
     let output = args
         .output
         .unwrap_or_else(|| args.input.with_extension("svg"));
-    write(&output, &svg)?;
+    std::fs::write(&output, &svg).with_context(|| format!("write {}", output.display()))?;
     eprintln!("wrote {}", output.display());
     Ok(())
-}
-
-fn write(path: &Path, svg: &str) -> anyhow::Result<()> {
-    std::fs::write(path, svg).with_context(|| format!("write {}", path.display()))
 }
 
 /// The scenarios of a results file, or the one of a single report.
@@ -153,7 +147,6 @@ fn scenario(report: &Value, label: String) -> anyhow::Result<Scenario> {
         label: shorten(&format!("{label} ({latency_of})")),
         records_per_sec: number("records_per_sec")?,
         mb_per_sec: number("mb_per_sec")?,
-        latency_of,
         spectrum,
     })
 }
@@ -378,7 +371,7 @@ mod tests {
         let read = scenarios(&results, "file")?;
         assert_eq!(read.len(), 2);
         assert_eq!(read[0].label, "a: one producer (produce request)");
-        assert_eq!(read[1].latency_of, "fetch");
+        assert_eq!(read[1].label, "c (fetch)");
         assert_eq!(
             read[0].spectrum,
             vec![(0.0, 0.4), (50.0, 0.88), (100.0, 8.3)]
