@@ -17,6 +17,7 @@ pub mod group_commit;
 pub mod log_store;
 pub mod meta;
 pub mod node_storage;
+mod recent;
 pub mod segment;
 pub mod state_machine;
 pub mod state_store;

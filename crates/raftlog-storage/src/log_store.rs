@@ -17,6 +17,10 @@
 //!   leader's next heartbeat.
 //! - `open`: the last segment is synced once, so that entries a crashed process wrote but never
 //!   synced are durable before this node acknowledges or applies them.
+//!
+//! Reads: the newest entries (up to `RECENT_ENTRIES_BYTES_MAX`) are also kept decoded in memory
+//! (`recent.rs`), because replication and apply read them again right after the append; older
+//! ones are read from the segments. Appends, truncations and purges update both under one lock.
 
 use std::fmt::Debug;
 use std::ops::Bound;
@@ -60,6 +64,7 @@ use crate::group_commit::Completion;
 use crate::group_commit::GroupCommit;
 use crate::meta::LogMeta;
 use crate::meta::MetaFile;
+use crate::recent::RecentEntries;
 use crate::segment::parse_segment_file_name;
 use crate::segment::OpenOptionsForSegment;
 use crate::segment::PendingFrame;
@@ -172,6 +177,8 @@ struct LogFiles {
     last_log_id: Option<LogId>,
     /// Entries up to and including this one are gone.
     last_purged: Option<LogId>,
+    /// The newest entries, decoded: what replication and apply read right after an append.
+    recent: RecentEntries,
 }
 
 struct MetaState {
@@ -322,6 +329,7 @@ impl SegmentLog {
                 segments,
                 last_log_id,
                 last_purged: stored.last_purged,
+                recent: RecentEntries::default(),
             }),
             meta: Mutex::new(MetaState {
                 committed: stored.committed,
@@ -370,6 +378,8 @@ impl SegmentLog {
             .next_index()
             .or_else(|| files.segments.last().map(|s| s.next_index));
         let purged_index = files.last_purged.map(|id| id.index);
+        // Kept for `recent` once written; an append that fails leaves `recent` as it was.
+        let mut appended: Vec<(Entry, u64)> = Vec::new();
         for entry in entries {
             let index = entry.log_id.index;
             // Purged entries are committed and applied; Raft's log matching means a re-sent one
@@ -440,6 +450,7 @@ impl SegmentLog {
                 buffer_pos,
                 log_id: entry.log_id,
             });
+            appended.push((entry, frame_bytes));
         }
         let Some(last) = frames.last().map(|f| f.log_id) else {
             drop(files);
@@ -456,6 +467,9 @@ impl SegmentLog {
         let file = Arc::clone(&active.file);
         let path = Arc::new(active.path.clone());
         files.last_log_id = Some(last);
+        for (entry, encoded_bytes) in appended {
+            files.recent.push(entry, encoded_bytes);
+        }
         let epoch = shared.durability.written(last.index);
         drop(files);
         let durable = Arc::clone(&self.shared);
@@ -496,13 +510,21 @@ impl SegmentLog {
         if start >= end {
             return Ok(entries);
         }
-        let first = files.segments.partition_point(|s| s.next_index <= start);
-        for segment in &files.segments[first..] {
-            if segment.base_index >= end {
-                break;
+        // Whatever `recent` holds comes from memory; only older entries from the segments.
+        let disk_end = files
+            .recent
+            .first_index()
+            .map_or(end, |first| first.clamp(start, end));
+        if start < disk_end {
+            let first = files.segments.partition_point(|s| s.next_index <= start);
+            for segment in &files.segments[first..] {
+                if segment.base_index >= disk_end {
+                    break;
+                }
+                entries.extend(segment.read(start, disk_end)?);
             }
-            entries.extend(segment.read(start, end)?);
         }
+        files.recent.read(disk_end, end, &mut entries);
         Ok(entries)
     }
 
@@ -512,6 +534,7 @@ impl SegmentLog {
         let mut files = shared.state.write();
         // Only a cut that removes entries syncs what remains (below); others change nothing.
         let removes_entries = files.last_log_id.is_some_and(|last| index <= last.index);
+        files.recent.truncate_from(index);
         let mut removed_files = false;
         while files.segments.last().is_some_and(|s| s.base_index >= index) {
             if let Some(segment) = files.segments.pop() {
@@ -562,6 +585,7 @@ impl SegmentLog {
         }
         let mut files = shared.state.write();
         files.last_purged = Some(log_id);
+        files.recent.purge_upto(log_id.index);
         if files
             .last_log_id
             .is_none_or(|last| last.index < log_id.index)

@@ -24,6 +24,11 @@ pub const SEGMENT_BYTES_MAX: u64 = 1024 * 1024 * 1024;
 /// `index.interval.bytes`): a read scans at most this much before reaching its entry.
 pub const SEGMENT_INDEX_INTERVAL_BYTES: u64 = 4096;
 
+/// Encoded bytes of the most recent entries each log keeps decoded in memory, so that the
+/// replication and apply reads right after an append skip the disk. Per group: a node with
+/// 1,000 busy partitions holds up to 1 GiB this way; an entry larger than this is not kept.
+pub const RECENT_ENTRIES_BYTES_MAX: u64 = 1024 * 1024;
+
 /// Sync requests that may wait for the group-commit flusher before appenders block.
 pub const GROUP_COMMIT_QUEUE_MAX: usize = 16 * 1024;
 

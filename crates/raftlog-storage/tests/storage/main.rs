@@ -7,6 +7,7 @@
 mod bad_input;
 mod crash;
 mod kit;
+mod reads;
 mod recovery;
 mod state;
 mod suite;
