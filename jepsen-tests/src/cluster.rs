@@ -170,6 +170,22 @@ impl Cluster {
         Ok(())
     }
 
+    /// If node `id` exited on its own (no nemesis killed it): its exit status and the last
+    /// lines of its log, so that a run that cannot reach it says why.
+    pub fn unexpected_exit(&mut self, id: u64) -> Option<String> {
+        const LOG_TAIL_LINES: usize = 20;
+        let log_path = self.dir.join(format!("node-{id}.log"));
+        let node = self.node_mut(id)?;
+        let status = node.child.as_mut()?.try_wait().ok()??;
+        let log = std::fs::read_to_string(&log_path).unwrap_or_default();
+        let lines: Vec<&str> = log.lines().collect();
+        let tail = lines[lines.len().saturating_sub(LOG_TAIL_LINES)..].join("\n");
+        Some(format!(
+            "node {id} exited on its own ({status}); the end of {}:\n{tail}",
+            log_path.display()
+        ))
+    }
+
     /// Each node's id and loopback address, for [`crate::network::Network`].
     pub fn ips(&self) -> Vec<(u64, Ipv4Addr)> {
         self.nodes.iter().map(|n| (n.id, n.ip)).collect()

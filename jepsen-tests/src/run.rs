@@ -412,18 +412,20 @@ pub async fn run(config: &RunConfig, raftlog: &Path, results: &Path) -> anyhow::
     };
     for partition in &description.partitions {
         // Every replica of the partition; with more nodes than replicas the others hold none.
-        for node in cluster
+        let replicas: Vec<(u64, String)> = cluster
             .nodes
             .iter()
             .filter(|n| partition.replicas.contains(&n.id))
-        {
+            .map(|n| (n.id, n.client_addr.clone()))
+            .collect();
+        for (node_id, client_addr) in replicas {
             let mut records = Vec::new();
             let mut offset = 0;
             let caught_up_by = Instant::now() + Duration::from_secs(30);
             loop {
                 match client
                     .fetch_from(
-                        &node.client_addr,
+                        &client_addr,
                         "jepsen",
                         partition.partition,
                         offset,
@@ -453,11 +455,13 @@ pub async fn run(config: &RunConfig, raftlog: &Path, results: &Path) -> anyhow::
                         tokio::time::sleep(Duration::from_millis(200)).await
                     }
                     Err(error) => {
+                        let exit = cluster
+                            .unexpected_exit(node_id)
+                            .map_or_else(String::new, |exit| format!("\n{exit}"));
                         return Err(anyhow::anyhow!(
-                            "final read of partition {} from node {}: {error}",
+                            "final read of partition {} from node {node_id}: {error}{exit}",
                             partition.partition,
-                            node.id
-                        ))
+                        ));
                     }
                 }
             }
@@ -465,7 +469,7 @@ pub async fn run(config: &RunConfig, raftlog: &Path, results: &Path) -> anyhow::
                 0,
                 Kind::Ok,
                 Action::FinalRead {
-                    node: node.id,
+                    node: node_id,
                     partition: partition.partition,
                     records,
                 },
