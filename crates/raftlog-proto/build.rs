@@ -4,7 +4,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let protoc = protoc_bin_vendored::protoc_bin_path()?;
     // SAFETY of intent: build scripts are single-threaded; prost-build reads PROTOC.
     unsafe { std::env::set_var("PROTOC", protoc) };
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../proto");
+    // Read at run time, not with env!(): a build script compiled for another checkout that
+    // shares this target directory would otherwise look for the protos there.
+    let root = std::path::PathBuf::from(std::env::var("CARGO_MANIFEST_DIR")?).join("../../proto");
     let public = root.join("raftlog/v1/raftlog.proto");
     let internal = root.join("raftlog/internal/transport.proto");
     let out_dir = std::path::PathBuf::from(std::env::var("OUT_DIR")?);
