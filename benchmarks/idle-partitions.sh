@@ -7,6 +7,7 @@
 #   benchmarks/idle-partitions.sh              # 1000 partitions
 #   PARTITIONS=200 benchmarks/idle-partitions.sh
 #   SKIP_BUILD=1 benchmarks/idle-partitions.sh  # use target/release/raftlog as it is
+#   KEEP_DATA=1 benchmarks/idle-partitions.sh   # keep the nodes' logs and data afterwards
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -24,7 +25,11 @@ pids=()
 cleanup() {
     for pid in "${pids[@]}"; do kill -9 "$pid" 2>/dev/null || true; done
     wait 2>/dev/null || true
-    rm -rf "$dir"
+    if [[ -n "${KEEP_DATA:-}" ]]; then
+        echo "kept the nodes' logs and data in $dir" >&2
+    else
+        rm -rf "$dir"
+    fi
 }
 trap cleanup EXIT
 
@@ -84,5 +89,6 @@ echo "idle CPU of the 3 nodes: $(echo "scale=1; 100 * ($after - $before) / $tick
 
 kill -9 "${pids[0]}"
 killed=$(now)
+echo "SIGKILL of node 1 at $(date -u -d @"$killed" +%H:%M:%S.%N)" >&2
 until [[ $(leaders "$survivors" 1) == "$PARTITIONS" ]]; do sleep 0.1; done
 echo "after SIGKILL of node 1: every partition led by a survivor within $(echo "$(now) - $killed" | bc) s (including the polling CLI calls)"

@@ -37,11 +37,16 @@ impl RaftTiming {
         // the leader lease: a replica refuses votes until it has not heard from its leader for
         // `election_timeout_max`. That lease is kept below the host's shortest election timeout,
         // so a candidate the host starts is never refused for a leader that is already gone.
+        //
+        // openraft gives up on a vote request after its `election_timeout_min`, which is otherwise
+        // unused here, so it is set just below the lease: a voter that is slow to answer (it saves
+        // each vote with an fdatasync, and after a node dies it gets hundreds at once) still has
+        // its grant counted, rather than leaving the candidate to stand again a timeout later.
         let lease_ms = (self.election_timeout_min_ms * 3 / 4).max(self.heartbeat_interval_ms + 2);
         let config = openraft::Config {
             cluster_name: format!("group-{group}"),
             heartbeat_interval: self.heartbeat_interval_ms,
-            election_timeout_min: (self.heartbeat_interval_ms + lease_ms) / 2,
+            election_timeout_min: lease_ms - 1,
             election_timeout_max: lease_ms,
             max_payload_entries: APPEND_ENTRIES_ENTRIES_MAX,
             snapshot_policy: openraft::SnapshotPolicy::Never,

@@ -52,6 +52,15 @@ use crate::service::fetch::FetchService;
 use crate::service::groups::GroupsService;
 use crate::service::produce::ProduceService;
 
+/// How many requests a peer may cancel before the peer server has taken them up, before h2
+/// closes the connection. h2's default of 20 guards public servers against "rapid reset"
+/// floods. Between peers a cancelled request is ordinary: a vote or append times out on its
+/// sender while this node is busy. When a node died, the survivors' hundreds of elections
+/// tripped that limit, h2 dropped the connection with every request on it, and a second round
+/// of elections pushed failover past 3 s. Peers are members of the cluster, so the bound is only
+/// there to stay finite: several RPCs for each of many thousands of groups.
+const PEER_PENDING_RESET_STREAMS_MAX: usize = 65_536;
+
 /// Why a node could not start or stopped abnormally.
 #[derive(Debug, thiserror::Error)]
 pub enum NodeError {
@@ -291,6 +300,7 @@ pub async fn run(
         tokio::spawn(
             tonic::transport::Server::builder()
                 .tcp_nodelay(true)
+                .http2_max_pending_accept_reset_streams(Some(PEER_PENDING_RESET_STREAMS_MAX))
                 .add_service(transport)
                 .serve_with_incoming_shutdown(no_delay(peer_listener), async move {
                     cancel.cancelled().await

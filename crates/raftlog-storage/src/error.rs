@@ -126,6 +126,17 @@ pub enum StorageError {
     #[error("group-commit flusher has stopped")]
     FlusherStopped,
 
+    /// A metadata write handed to the blocking thread pool did not finish (it panicked, or the
+    /// runtime is shutting down).
+    #[error("group {group}: metadata write on the blocking thread pool did not finish")]
+    MetaWriteAbandoned {
+        /// The group.
+        group: GroupId,
+        /// Why the task ended.
+        #[source]
+        source: tokio::task::JoinError,
+    },
+
     /// The group's log was closed while something waited for its entries to become durable.
     #[error("group {group}: the log was closed while waiting for entries to become durable")]
     LogClosed {

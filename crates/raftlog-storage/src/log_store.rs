@@ -634,13 +634,28 @@ impl SegmentLog {
 
     /// Records the committed log id; written to disk at most once per configured interval.
     pub fn store_committed(&self, committed: Option<LogId>) -> Result<()> {
+        if self.note_committed(committed) {
+            self.write_committed()?;
+        }
+        Ok(())
+    }
+
+    /// Records the committed log id in memory; true if it is due to be written to disk.
+    fn note_committed(&self, committed: Option<LogId>) -> bool {
         let mut meta = self.shared.meta.lock();
         meta.committed = committed;
         let due = meta
             .committed_written_at
             .is_none_or(|at| at.elapsed() >= self.shared.config.committed_persist_interval);
+        due && meta.file.stored().committed
+            != meta.committed_to_store(self.shared.durability.durable_next())
+    }
+
+    /// Writes the committed log id recorded last (as far as the log is durable), if it changed.
+    fn write_committed(&self) -> Result<()> {
+        let mut meta = self.shared.meta.lock();
         let committed = meta.committed_to_store(self.shared.durability.durable_next());
-        if due && meta.file.stored().committed != committed {
+        if meta.file.stored().committed != committed {
             let next = LogMeta {
                 committed,
                 ..meta.file.stored().clone()
@@ -649,6 +664,23 @@ impl SegmentLog {
             meta.committed_written_at = Some(Instant::now());
         }
         Ok(())
+    }
+
+    /// Runs a metadata write, which ends in an `fdatasync`, on tokio's blocking pool. On a
+    /// runtime worker it stalls every task queued behind it: when a node dies, each survivor
+    /// saves hundreds of votes within a few hundred milliseconds, and on a busy host those
+    /// stalls kept the peer server from accepting vote requests until their senders timed out.
+    async fn write_meta_off_runtime(
+        &self,
+        write: impl FnOnce(&SegmentLog) -> Result<()> + Send + 'static,
+    ) -> Result<()> {
+        let log = self.clone();
+        tokio::task::spawn_blocking(move || write(&log))
+            .await
+            .map_err(|source| StorageError::MetaWriteAbandoned {
+                group: self.shared.group,
+                source,
+            })?
     }
 
     /// The committed log id last recorded.
@@ -702,7 +734,10 @@ impl RaftLogStorage<TypeConfig> for SegmentLog {
     }
 
     async fn save_vote(&mut self, vote: &Vote) -> std::result::Result<(), RaftStorageError> {
-        self.store_vote(vote).map_err(|e| raft_vote_write_error(&e))
+        let vote = *vote;
+        self.write_meta_off_runtime(move |log| log.store_vote(&vote))
+            .await
+            .map_err(|e| raft_vote_write_error(&e))
     }
 
     async fn read_vote(&mut self) -> std::result::Result<Option<Vote>, RaftStorageError> {
@@ -713,8 +748,12 @@ impl RaftLogStorage<TypeConfig> for SegmentLog {
         &mut self,
         committed: Option<LogId>,
     ) -> std::result::Result<(), RaftStorageError> {
-        self.store_committed(committed)
-            .map_err(|e| raft_log_write_error(&e))
+        if self.note_committed(committed) {
+            self.write_meta_off_runtime(SegmentLog::write_committed)
+                .await
+                .map_err(|e| raft_log_write_error(&e))?;
+        }
+        Ok(())
     }
 
     async fn read_committed(&mut self) -> std::result::Result<Option<LogId>, RaftStorageError> {
