@@ -14,6 +14,7 @@ use raftlog_proto::internal::HeartbeatResponse;
 use raftlog_proto::internal::IdentifyRequest;
 use raftlog_proto::internal::IdentifyResponse;
 use raftlog_proto::internal::RaftMessage;
+use raftlog_types::shared_bytes::decode_sharing;
 use raftlog_types::GroupId;
 use raftlog_types::TypeConfig;
 use serde::de::DeserializeOwned;
@@ -56,8 +57,9 @@ impl TransportService {
     }
 }
 
+/// Decodes a request; replicated records become slices of its payload, not copies.
 fn decode<T: DeserializeOwned>(message: &RaftMessage) -> Result<T, Status> {
-    postcard::from_bytes(&message.payload).map_err(|e| {
+    decode_sharing(&message.payload, |payload| postcard::from_bytes(payload)).map_err(|e| {
         Status::invalid_argument(format!(
             "undecodable Raft message for group {}: {e}",
             message.group_id

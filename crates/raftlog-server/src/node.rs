@@ -228,22 +228,45 @@ fn outgoing_peer_address(peer_addr: &str) -> Option<std::net::IpAddr> {
     (!ip.is_unspecified()).then_some(ip)
 }
 
-async fn bind(addr: &str, what: &'static str) -> Result<tokio::net::TcpListener, NodeError> {
-    let parsed: SocketAddr =
-        addr.parse()
-            .map_err(|e: std::net::AddrParseError| NodeError::Bind {
-                addr: addr.to_owned(),
-                what,
-                source: std::io::Error::other(e),
-            })?;
-    tokio::net::TcpListener::bind(parsed)
-        .await
+/// Binds `addr` (with `SO_REUSEADDR`, as `TcpListener::bind` does, so a restart is not refused
+/// for the connections of the killed process) without listening yet.
+fn reserve(addr: &str, what: &'static str) -> Result<tokio::net::TcpSocket, NodeError> {
+    let error = |source| NodeError::Bind {
+        addr: addr.to_owned(),
+        what,
+        source,
+    };
+    let parsed: SocketAddr = addr
+        .parse()
+        .map_err(|e: std::net::AddrParseError| error(std::io::Error::other(e)))?;
+    let socket = if parsed.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()
+    } else {
+        tokio::net::TcpSocket::new_v6()
+    }
+    .map_err(error)?;
+    socket.set_reuseaddr(true).map_err(error)?;
+    socket.bind(parsed).map_err(error)?;
+    Ok(socket)
+}
+
+/// Starts listening on a socket from [`reserve`].
+fn listen(
+    socket: tokio::net::TcpSocket,
+    addr: &str,
+    what: &'static str,
+) -> Result<tokio::net::TcpListener, NodeError> {
+    socket
+        .listen(LISTEN_BACKLOG)
         .map_err(|source| NodeError::Bind {
             addr: addr.to_owned(),
             what,
             source,
         })
 }
+
+/// Pending connections each listener queues; the default of `TcpListener::bind`.
+const LISTEN_BACKLOG: u32 = 1024;
 
 /// Runs node `node_id` of `config` until `shutdown` completes.
 pub async fn run(
@@ -291,7 +314,17 @@ pub async fn run(
         host: Arc::clone(&host),
         partitions: Arc::clone(&partitions),
     });
-    let peer_listener = bind(&entry.peer_addr, "peer_addr").await?;
+    // Both ports are bound before the first connection to a peer: those leave from this node's
+    // address with a port the kernel picks, and it could pick the client port if that were
+    // still unbound (a test harness that takes free ports from the kernel hands out ports from
+    // that same range). The client port only listens once the node can serve, so until then
+    // clients are refused at once and try another node.
+    let client_socket = reserve(&entry.client_addr, "client_addr")?;
+    let peer_listener = listen(
+        reserve(&entry.peer_addr, "peer_addr")?,
+        &entry.peer_addr,
+        "peer_addr",
+    )?;
     let transport = RaftTransportServer::new(TransportService::new(Arc::clone(&host), directory))
         .max_decoding_message_size(GRPC_MESSAGE_BYTES_MAX)
         .max_encoding_message_size(GRPC_MESSAGE_BYTES_MAX);
@@ -399,7 +432,7 @@ pub async fn run(
         .register_encoded_file_descriptor_set(raftlog_proto::FILE_DESCRIPTOR_SET)
         .build_v1()
         .map_err(|e| NodeError::Controller(format!("reflection service: {e}")))?;
-    let client_listener = bind(&entry.client_addr, "client_addr").await?;
+    let client_listener = listen(client_socket, &entry.client_addr, "client_addr")?;
     let client_server = {
         let cancel = cancel.clone();
         tokio::spawn(

@@ -14,6 +14,8 @@ use std::path::Path;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use bytes::Bytes;
+use raftlog_types::shared_bytes::decode_sharing;
 use raftlog_types::type_config::Entry;
 use raftlog_types::type_config::LogId;
 
@@ -421,6 +423,8 @@ impl Segment {
         self.file
             .read_exact_at(&mut bytes, from)
             .map_err(StorageError::io("read segment", &self.path))?;
+        // Records decoded below are slices of this one read, not copies.
+        let bytes = Bytes::from(bytes);
         let mut entries = Vec::with_capacity((end - start) as usize);
         let mut pos = 0usize;
         while index < end {
@@ -432,14 +436,15 @@ impl Segment {
                 });
             };
             if index >= start {
-                let payload =
-                    &bytes[pos + FRAME_HEADER_BYTES..pos + FRAME_HEADER_BYTES + payload_len];
+                let payload = pos + FRAME_HEADER_BYTES..pos + FRAME_HEADER_BYTES + payload_len;
                 let entry: Entry =
-                    postcard::from_bytes(payload).map_err(|e| StorageError::Corrupt {
-                        path: self.path.clone(),
-                        position: from + pos as u64,
-                        reason: format!("entry {index} does not decode: {e}"),
-                    })?;
+                    decode_sharing(&bytes, |read| postcard::from_bytes(&read[payload])).map_err(
+                        |e| StorageError::Corrupt {
+                            path: self.path.clone(),
+                            position: from + pos as u64,
+                            reason: format!("entry {index} does not decode: {e}"),
+                        },
+                    )?;
                 entries.push(entry);
             }
             pos += FRAME_HEADER_BYTES + payload_len;

@@ -8,6 +8,7 @@ pub mod ids;
 pub mod limits;
 pub mod node;
 pub mod record;
+pub mod shared_bytes;
 pub mod topic;
 pub mod type_config;
 

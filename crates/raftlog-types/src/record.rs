@@ -10,6 +10,7 @@ pub struct Header {
     /// Header name; need not be unique within a record.
     pub key: String,
     /// Header value.
+    #[serde(deserialize_with = "crate::shared_bytes::deserialize")]
     pub value: Bytes,
 }
 
@@ -17,8 +18,10 @@ pub struct Header {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Record {
     /// Optional key; the client's partitioner hashes it, the log itself does not interpret it.
+    #[serde(default, deserialize_with = "crate::shared_bytes::deserialize_option")]
     pub key: Option<Bytes>,
     /// The payload.
+    #[serde(deserialize_with = "crate::shared_bytes::deserialize")]
     pub value: Bytes,
     /// Application headers, in the order the producer gave them.
     pub headers: Vec<Header>,
