@@ -496,6 +496,7 @@ async fn prefill(client: &Arc<Client>, args: &ConsumeBench) -> anyhow::Result<()
                 producers: partitions as usize,
                 in_flight: 4,
                 rate: 0,
+                idempotent: false,
             },
             limit: Some(args.prefill),
             stamp: None,

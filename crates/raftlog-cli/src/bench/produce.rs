@@ -2,7 +2,9 @@
 //!
 //! Producer `i` writes to partition `i mod partitions` and keeps `--in-flight` requests of
 //! `--batch` records outstanding against it, with acks=ALL. Latency is per request, from send
-//! to acknowledgement.
+//! to acknowledgement. With `--idempotent` each of those request slots is an idempotent
+//! producer of its own (its own producer id and sequence), as `kafka-producer-perf-test` runs
+//! with `enable.idempotence=true`: the partition checks every request's sequence.
 
 use std::sync::atomic::AtomicU64;
 use std::sync::atomic::Ordering;
@@ -33,6 +35,9 @@ pub struct ProduceBench {
     /// How long to run, e.g. `20s`, `500ms`, `2m`.
     #[arg(long, default_value = "10s", value_parser = super::parse_duration)]
     duration: Duration,
+    /// Send this many records in all and stop, instead of running for `--duration`.
+    #[arg(long, conflicts_with = "duration")]
+    count: Option<u64>,
     #[command(flatten)]
     output: OutputArgs,
 }
@@ -55,6 +60,10 @@ pub(super) struct ProducerArgs {
     /// Target records/s over all producers (0 = as fast as possible).
     #[arg(long, default_value_t = 0)]
     pub(super) rate: u64,
+    /// Idempotent producers: each request slot gets a producer id, and every request carries
+    /// its sequence, so that a retry is never written twice.
+    #[arg(long)]
+    pub(super) idempotent: bool,
 }
 
 impl ProducerArgs {
@@ -71,6 +80,7 @@ impl ProducerArgs {
         json!({
             "record_size": self.record_size, "batch": self.batch, "producers": self.producers,
             "in_flight": self.in_flight, "rate": self.rate, "acks": "all",
+            "idempotent": self.idempotent,
         })
     }
 }
@@ -133,6 +143,7 @@ pub(super) fn spawn_producers(
             let topic = load.topic.clone();
             let template = template.clone();
             let (batch, limit, stamp) = (args.batch as u64, load.limit, load.stamp);
+            let idempotent = args.idempotent;
             // Spread the slots' first sends over one interval so that a paced run does not
             // send in bursts of producers * in_flight requests.
             let offset = slot_interval.map(|i| {
@@ -143,7 +154,23 @@ pub(super) fn spawn_producers(
             });
             tasks.push(tokio::spawn(async move {
                 let mut next_send = Instant::now() + offset.unwrap_or_default();
+                // (producer id, next sequence) of this slot when idempotent.
+                let mut sequence: Option<(u64, u64)> = None;
                 while !stop.is_set() {
+                    if idempotent && sequence.is_none() {
+                        match client.init_producer().await {
+                            Ok(id) => sequence = Some((id, 0)),
+                            Err(error) => {
+                                tracing::debug!(%error, "init producer failed");
+                                stats.error();
+                                tokio::select! {
+                                    _ = tokio::time::sleep(Duration::from_millis(100)) => {}
+                                    _ = stop.wait() => {}
+                                }
+                                continue;
+                            }
+                        }
+                    }
                     let count = match limit {
                         None => batch,
                         Some(limit) => {
@@ -174,14 +201,33 @@ pub(super) fn spawn_producers(
                             timestamp_ms: 0,
                         })
                         .collect();
-                    match client.produce(&topic, partition, records).await {
+                    let producer =
+                        sequence.map(|(producer_id, base_sequence)| v1::ProducerSequence {
+                            producer_id,
+                            base_sequence,
+                        });
+                    let request = v1::ProduceRequest {
+                        topic: topic.clone(),
+                        partition,
+                        records,
+                        acks: v1::Acks::All as i32,
+                        timeout_ms: 0,
+                        producer,
+                    };
+                    match client.send_produce(request).await {
                         Ok(_) => {
                             stats.latency(sent.elapsed());
                             stats.add(count, count * template.len() as u64);
+                            if let Some((_, next)) = sequence.as_mut() {
+                                *next += count;
+                            }
                         }
                         Err(error) => {
                             tracing::debug!(%error, partition, "produce failed");
                             stats.error();
+                            // The partition's view of this sequence is unknown now: go on
+                            // under a new producer id, as the client's producer does.
+                            sequence = None;
                         }
                     }
                 }
@@ -225,21 +271,36 @@ pub(super) async fn run(args: ProduceBench, bootstrap: &[String]) -> anyhow::Res
     let stop = Stop::new();
     let progress = Progress::start(vec![("produce", Arc::clone(&stats))], args.output.quiet);
     let started = Instant::now();
-    let tasks = spawn_producers(
+    let mut tasks = spawn_producers(
         &client,
         Load {
             topic: args.topic.topic.clone(),
             partitions,
             args: args.load.clone(),
-            limit: None,
+            limit: args.count,
             stamp: None,
         },
         &stats,
         &stop,
     );
-    super::run_for(args.duration, &stop).await;
+    match args.count {
+        // The producers stop by themselves once every record is claimed.
+        Some(_) => {
+            let all_done = async {
+                for task in tasks.iter_mut() {
+                    let _ = task.await;
+                }
+            };
+            tokio::select! {
+                _ = all_done => {}
+                _ = crate::stop_requested() => {}
+            }
+        }
+        None => super::run_for(args.duration, &stop).await,
+    }
     stop.fire();
-    for task in tasks {
+    // Tasks already awaited above are finished; a JoinHandle must not be polled again.
+    for task in tasks.iter_mut().filter(|task| !task.is_finished()) {
         let _ = task.await;
     }
     drop(progress);

@@ -160,3 +160,52 @@ async fn bench_consume_reads_everything_bench_produce_wrote() {
         assert!(svg.contains(label), "{label} missing from the plot");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bench_produce_with_a_count_sends_exactly_that_many_idempotent_records() {
+    let cluster = TestCluster::start(3).await;
+    let bootstrap = cluster.running_addrs().join(",");
+
+    // 1,000 records in requests of 64 from 2 producers with 2 slots each: the last requests
+    // are partial, and the run must still stop at exactly 1,000.
+    let produced = bench_json(
+        &bootstrap,
+        &[
+            "produce",
+            "--topic",
+            "counted",
+            "--partitions",
+            "2",
+            "--producers",
+            "2",
+            "--in-flight",
+            "2",
+            "--batch",
+            "64",
+            "--record-size",
+            "100",
+            "--idempotent",
+            "--count",
+            "1000",
+        ],
+    );
+    assert_report_shape(&produced);
+    assert_eq!(produced["records"].as_u64(), Some(1000), "{produced}");
+    assert_eq!(produced["idempotent"].as_bool(), Some(true), "{produced}");
+    assert_eq!(produced["errors"].as_u64(), Some(0), "{produced}");
+
+    // Each acknowledged record is stored once: the partitions hold exactly 1,000.
+    let consumed = bench_json(&bootstrap, &["consume", "--topic", "counted"]);
+    assert_eq!(
+        consumed["stored_records"].as_u64(),
+        Some(1000),
+        "{consumed}"
+    );
+    assert_eq!(consumed["records"].as_u64(), Some(1000), "{consumed}");
+
+    let both = raftlog_bench(
+        &bootstrap,
+        &["produce", "--count", "10", "--duration", "1s"],
+    );
+    assert!(!both.status.success(), "--count with --duration passed");
+}
