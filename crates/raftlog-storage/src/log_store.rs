@@ -21,13 +21,18 @@
 //! Reads: the newest entries (up to `RECENT_ENTRIES_BYTES_MAX`) are also kept decoded in memory
 //! (`recent.rs`), because replication and apply read them again right after the append; older
 //! ones are read from the segments. Appends, truncations and purges update both under one lock.
+//! All logs of a node share one budget for those entries (`LogConfig::recent_entries_node_bytes`,
+//! `RecentPool`).
 
 use std::fmt::Debug;
 use std::ops::Bound;
 use std::ops::RangeBounds;
 use std::path::Path;
 use std::path::PathBuf;
+use std::sync::atomic::AtomicU64;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use std::sync::Weak;
 use std::time::Duration;
 use std::time::Instant;
 
@@ -40,6 +45,7 @@ use openraft::RaftLogReader;
 use parking_lot::Mutex;
 use parking_lot::RwLock;
 use raftlog_types::limits::ENTRY_BYTES_MAX;
+use raftlog_types::limits::RECENT_ENTRIES_NODE_BYTES_DEFAULT;
 use raftlog_types::limits::SEGMENT_BYTES_DEFAULT;
 use raftlog_types::limits::SEGMENT_BYTES_MAX;
 use raftlog_types::limits::SEGMENT_BYTES_MIN;
@@ -64,6 +70,7 @@ use crate::group_commit::Completion;
 use crate::group_commit::GroupCommit;
 use crate::meta::LogMeta;
 use crate::meta::MetaFile;
+use crate::recent::RecentBudget;
 use crate::recent::RecentEntries;
 use crate::segment::parse_segment_file_name;
 use crate::segment::OpenOptionsForSegment;
@@ -87,6 +94,8 @@ pub struct LogConfig {
     pub index_interval_bytes: u64,
     /// How often, at most, the committed log id is written to disk.
     pub committed_persist_interval: Duration,
+    /// Bytes of recent entries all logs of a node together keep decoded in memory.
+    pub recent_entries_node_bytes: u64,
 }
 
 impl Default for LogConfig {
@@ -96,6 +105,7 @@ impl Default for LogConfig {
             preallocate: true,
             index_interval_bytes: SEGMENT_INDEX_INTERVAL_BYTES,
             committed_persist_interval: Duration::from_secs(1),
+            recent_entries_node_bytes: RECENT_ENTRIES_NODE_BYTES_DEFAULT,
         }
     }
 }
@@ -168,6 +178,76 @@ struct Shared {
     state: RwLock<LogFiles>,
     meta: Mutex<MetaState>,
     durability: DurabilityMark,
+    /// The node's logs, which share one budget for recent entries.
+    recent_pool: Arc<RecentPool>,
+    /// When this log last appended, on `recent_pool`'s clock; `HOLDS_NO_RECENT` once its
+    /// recent entries were given up for another log's.
+    last_append: AtomicU64,
+}
+
+/// `Shared::last_append` of a log whose recent entries were dropped for another log's.
+const HOLDS_NO_RECENT: u64 = u64::MAX;
+
+/// Every log of a node, and the budget their recent entries share.
+pub(crate) struct RecentPool {
+    budget: Arc<RecentBudget>,
+    logs: Mutex<Vec<Weak<Shared>>>,
+    clock: AtomicU64,
+}
+
+impl RecentPool {
+    /// A pool whose logs may keep `limit` bytes of recent entries together.
+    pub(crate) fn new(limit: u64) -> Arc<RecentPool> {
+        Arc::new(RecentPool {
+            budget: Arc::new(RecentBudget::new(limit)),
+            logs: Mutex::new(Vec::new()),
+            clock: AtomicU64::new(0),
+        })
+    }
+
+    /// Bytes of recent entries the node's logs hold now.
+    pub(crate) fn held(&self) -> u64 {
+        self.budget.held()
+    }
+
+    fn register(&self, log: &Arc<Shared>) {
+        let mut logs = self.logs.lock();
+        logs.retain(|log| log.strong_count() > 0);
+        logs.push(Arc::downgrade(log));
+    }
+
+    /// Brings the node back within its budget after `appender` (whose state is locked, its
+    /// recent entries `own`) appended: the recent entries of the logs that appended least
+    /// recently go first, since the busy logs' entries are the ones about to be read. A log that
+    /// is being read right now is passed over rather than waited for (its reader may be waiting
+    /// for ours), and if no other log can give anything up, the appender drops its own oldest.
+    fn make_room(&self, appender: &Arc<Shared>, own: &mut RecentEntries) {
+        let mut passed_over: Vec<*const Shared> = Vec::new();
+        while self.budget.is_exceeded() {
+            let victim = {
+                let logs = self.logs.lock();
+                logs.iter()
+                    .filter_map(Weak::upgrade)
+                    .filter(|log| {
+                        !Arc::ptr_eq(log, appender)
+                            && log.last_append.load(Ordering::Relaxed) != HOLDS_NO_RECENT
+                            && !passed_over.contains(&Arc::as_ptr(log))
+                    })
+                    .min_by_key(|log| log.last_append.load(Ordering::Relaxed))
+            };
+            let Some(victim) = victim else {
+                while self.budget.is_exceeded() && own.evict_oldest() {}
+                return;
+            };
+            let locked = victim.state.try_write();
+            if let Some(mut files) = locked {
+                files.recent.clear();
+                victim.last_append.store(HOLDS_NO_RECENT, Ordering::Relaxed);
+            } else {
+                passed_over.push(Arc::as_ptr(&victim));
+            }
+        }
+    }
 }
 
 struct LogFiles {
@@ -221,11 +301,12 @@ impl SegmentLog {
     ///
     /// Every frame is checked. A torn final write is cut off; any other damage, and any gap
     /// between segments, is an error naming the file and position, with nothing changed on disk.
-    pub fn open(
+    pub(crate) fn open(
         group: GroupId,
         group_dir: &Path,
         config: LogConfig,
         flusher: GroupCommit,
+        recent_pool: Arc<RecentPool>,
     ) -> Result<(SegmentLog, OpenReport)> {
         let log_dir = group_dir.join("log");
         fsutil::ensure_dir(group_dir)?;
@@ -329,7 +410,7 @@ impl SegmentLog {
                 segments,
                 last_log_id,
                 last_purged: stored.last_purged,
-                recent: RecentEntries::default(),
+                recent: RecentEntries::new(Arc::clone(&recent_pool.budget)),
             }),
             meta: Mutex::new(MetaState {
                 committed: stored.committed,
@@ -338,13 +419,12 @@ impl SegmentLog {
             }),
             config,
             durability: DurabilityMark::new(last_log_id.map_or(0, |id| id.index + 1)),
+            recent_pool: Arc::clone(&recent_pool),
+            last_append: AtomicU64::new(HOLDS_NO_RECENT),
         };
-        Ok((
-            SegmentLog {
-                shared: Arc::new(shared),
-            },
-            report,
-        ))
+        let shared = Arc::new(shared);
+        recent_pool.register(&shared);
+        Ok((SegmentLog { shared }, report))
     }
 
     /// The group this log belongs to.
@@ -470,6 +550,14 @@ impl SegmentLog {
         for (entry, encoded_bytes) in appended {
             files.recent.push(entry, encoded_bytes);
         }
+        let pool = &shared.recent_pool;
+        shared.last_append.store(
+            pool.clock.fetch_add(1, Ordering::Relaxed),
+            Ordering::Relaxed,
+        );
+        if pool.budget.is_exceeded() {
+            pool.make_room(&self.shared, &mut files.recent);
+        }
         let epoch = shared.durability.written(last.index);
         drop(files);
         let durable = Arc::clone(&self.shared);
@@ -483,6 +571,11 @@ impl SegmentLog {
                 on_durable(result);
             }),
         )
+    }
+
+    /// Encoded bytes of the recent entries this log keeps in memory.
+    pub fn recent_entries_bytes(&self) -> u64 {
+        self.shared.state.read().recent.bytes()
     }
 
     /// How far this log is durable, for its state machine and its replies to leaders.

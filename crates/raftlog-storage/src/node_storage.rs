@@ -9,6 +9,7 @@
 
 use std::path::Path;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use raftlog_types::GroupId;
 
@@ -17,6 +18,7 @@ use crate::fsutil;
 use crate::group_commit::GroupCommit;
 use crate::log_store::LogConfig;
 use crate::log_store::OpenReport;
+use crate::log_store::RecentPool;
 use crate::log_store::SegmentLog;
 use crate::state_machine::PartitionStateMachine;
 use crate::state_store::StateStore;
@@ -27,6 +29,7 @@ pub struct NodeStorage {
     config: LogConfig,
     flusher: GroupCommit,
     state: StateStore,
+    recent_pool: Arc<RecentPool>,
 }
 
 impl NodeStorage {
@@ -36,11 +39,13 @@ impl NodeStorage {
         fsutil::ensure_dir(&data_dir.join("groups"))?;
         let state = StateStore::open(&data_dir.join("state"))?;
         let flusher = GroupCommit::start()?;
+        let recent_pool = RecentPool::new(config.recent_entries_node_bytes);
         Ok(NodeStorage {
             data_dir: data_dir.to_path_buf(),
             config,
             flusher,
             state,
+            recent_pool,
         })
     }
 
@@ -54,6 +59,7 @@ impl NodeStorage {
             &self.group_dir(group),
             self.config.clone(),
             self.flusher.clone(),
+            Arc::clone(&self.recent_pool),
         )?;
         let state_machine = PartitionStateMachine::open(group, &self.state, log.durability())?;
         Ok((log, state_machine, report))
@@ -67,6 +73,12 @@ impl NodeStorage {
     /// The node's group-commit flusher.
     pub fn flusher(&self) -> &GroupCommit {
         &self.flusher
+    }
+
+    /// Encoded bytes of recent entries all of the node's logs keep in memory (at most
+    /// `LogConfig::recent_entries_node_bytes`, give or take the entries of one append).
+    pub fn recent_entries_bytes(&self) -> u64 {
+        self.recent_pool.held()
     }
 
     /// The node's state database.

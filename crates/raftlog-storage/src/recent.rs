@@ -10,23 +10,77 @@
 //! The entries are always a suffix of the log, with consecutive indexes; the log keeps them in
 //! step under its own lock: appends push, truncations cut the back, purges cut the front. The
 //! disk stays the source of truth, so anything not here is read from the segments.
+//!
+//! Each log holds at most `RECENT_ENTRIES_BYTES_MAX`, and all logs of a node together at most
+//! the node's [`RecentBudget`]: without it, 1,000 partitions that were each busy once would
+//! keep 1 GiB of entries nobody reads again. When a node is over its budget, the log appending
+//! drops the entries of the log that appended least recently (`log_store.rs`).
 
 use std::collections::VecDeque;
+use std::sync::atomic::AtomicU64;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
 
 use raftlog_types::limits::RECENT_ENTRIES_BYTES_MAX;
 use raftlog_types::type_config::Entry;
 
+/// Bytes of recent entries held by all logs of a node, against the node's limit.
+#[derive(Debug)]
+pub(crate) struct RecentBudget {
+    limit: u64,
+    held: AtomicU64,
+}
+
+impl RecentBudget {
+    pub(crate) fn new(limit: u64) -> RecentBudget {
+        RecentBudget {
+            limit,
+            held: AtomicU64::new(0),
+        }
+    }
+
+    /// Bytes held now, by every log of the node.
+    pub(crate) fn held(&self) -> u64 {
+        self.held.load(Ordering::Relaxed)
+    }
+
+    /// Whether the logs hold more than the limit.
+    pub(crate) fn is_exceeded(&self) -> bool {
+        self.held() > self.limit
+    }
+}
+
 /// The most recent entries of one log, at most `RECENT_ENTRIES_BYTES_MAX` of them by encoded
-/// size.
-#[derive(Default)]
+/// size, counted against the node's budget.
 pub(crate) struct RecentEntries {
     /// Each entry with its encoded size.
     entries: VecDeque<(Entry, u64)>,
     /// Sum of the encoded sizes.
     bytes: u64,
+    budget: Arc<RecentBudget>,
+}
+
+impl Drop for RecentEntries {
+    fn drop(&mut self) {
+        self.clear();
+    }
 }
 
 impl RecentEntries {
+    /// No entries yet; what it holds counts against `budget`.
+    pub(crate) fn new(budget: Arc<RecentBudget>) -> RecentEntries {
+        RecentEntries {
+            entries: VecDeque::new(),
+            bytes: 0,
+            budget,
+        }
+    }
+
+    /// Encoded bytes of the entries held.
+    pub(crate) fn bytes(&self) -> u64 {
+        self.bytes
+    }
+
     /// Index of the oldest entry held.
     pub(crate) fn first_index(&self) -> Option<u64> {
         self.entries.front().map(|(entry, _)| entry.log_id.index)
@@ -54,7 +108,15 @@ impl RecentEntries {
             self.pop_front();
         }
         self.bytes += encoded_bytes;
+        self.budget.held.fetch_add(encoded_bytes, Ordering::Relaxed);
         self.entries.push_back((entry, encoded_bytes));
+    }
+
+    /// Drops the oldest entry held, if any; false if there was none.
+    pub(crate) fn evict_oldest(&mut self) -> bool {
+        let any = !self.entries.is_empty();
+        self.pop_front();
+        any
     }
 
     /// Forgets entries from `index` on (the log was truncated there).
@@ -75,21 +137,28 @@ impl RecentEntries {
         }
     }
 
-    fn clear(&mut self) {
+    /// Drops every entry held.
+    pub(crate) fn clear(&mut self) {
         self.entries.clear();
+        self.budget.held.fetch_sub(self.bytes, Ordering::Relaxed);
         self.bytes = 0;
     }
 
     fn pop_front(&mut self) {
         if let Some((_, bytes)) = self.entries.pop_front() {
-            self.bytes -= bytes;
+            self.release(bytes);
         }
     }
 
     fn pop_back(&mut self) {
         if let Some((_, bytes)) = self.entries.pop_back() {
-            self.bytes -= bytes;
+            self.release(bytes);
         }
+    }
+
+    fn release(&mut self, bytes: u64) {
+        self.bytes -= bytes;
+        self.budget.held.fetch_sub(bytes, Ordering::Relaxed);
     }
 
     /// Appends clones of the held entries with indexes in `start..end` to `out`.
@@ -123,6 +192,10 @@ mod tests {
         }
     }
 
+    fn unbounded() -> RecentEntries {
+        RecentEntries::new(Arc::new(RecentBudget::new(u64::MAX)))
+    }
+
     fn indexes(recent: &RecentEntries, start: u64, end: u64) -> Vec<u64> {
         let mut out = Vec::new();
         recent.read(start, end, &mut out);
@@ -131,7 +204,7 @@ mod tests {
 
     #[test]
     fn holds_a_gapless_suffix_within_the_limit() {
-        let mut recent = RecentEntries::default();
+        let mut recent = unbounded();
         let quarter = RECENT_ENTRIES_BYTES_MAX / 4;
         for index in 10..16 {
             recent.push(entry(index), quarter);
@@ -155,7 +228,7 @@ mod tests {
 
     #[test]
     fn truncation_and_purge_cut_the_held_entries() {
-        let mut recent = RecentEntries::default();
+        let mut recent = unbounded();
         for index in 0..10 {
             recent.push(entry(index), 10);
         }
@@ -170,5 +243,30 @@ mod tests {
         recent.purge_upto(100);
         recent.truncate_from(0);
         assert_eq!(recent.bytes, 0);
+    }
+
+    #[test]
+    fn the_node_budget_counts_what_every_log_holds() {
+        let budget = Arc::new(RecentBudget::new(100));
+        let mut first = RecentEntries::new(Arc::clone(&budget));
+        let mut second = RecentEntries::new(Arc::clone(&budget));
+        for index in 0..6 {
+            first.push(entry(index), 10);
+            second.push(entry(index), 7);
+        }
+        assert_eq!(budget.held(), 60 + 42);
+        assert!(budget.is_exceeded());
+        assert!(first.evict_oldest());
+        first.truncate_from(4);
+        second.purge_upto(1);
+        assert_eq!(budget.held(), first.bytes() + second.bytes());
+        assert_eq!(budget.held(), 30 + 28);
+        assert!(!budget.is_exceeded());
+        first.push(entry(9), 5); // not consecutive: starts over
+        assert_eq!(budget.held(), 5 + 28);
+        second.clear();
+        assert!(!second.evict_oldest());
+        drop(first);
+        assert_eq!(budget.held(), 0);
     }
 }

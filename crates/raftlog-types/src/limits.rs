@@ -25,9 +25,14 @@ pub const SEGMENT_BYTES_MAX: u64 = 1024 * 1024 * 1024;
 pub const SEGMENT_INDEX_INTERVAL_BYTES: u64 = 4096;
 
 /// Encoded bytes of the most recent entries each log keeps decoded in memory, so that the
-/// replication and apply reads right after an append skip the disk. Per group: a node with
-/// 1,000 busy partitions holds up to 1 GiB this way; an entry larger than this is not kept.
+/// replication and apply reads right after an append skip the disk. Per group; an entry larger
+/// than this is not kept.
 pub const RECENT_ENTRIES_BYTES_MAX: u64 = 1024 * 1024;
+
+/// What all logs of a node keep in memory that way together, by default: the entries in flight
+/// of a few hundred busy partitions. Without a node-wide bound, 1,000 partitions that were
+/// each busy once would keep 1 GiB.
+pub const RECENT_ENTRIES_NODE_BYTES_DEFAULT: u64 = 256 * 1024 * 1024;
 
 /// Sync requests that may wait for the group-commit flusher before appenders block.
 pub const GROUP_COMMIT_QUEUE_MAX: usize = 16 * 1024;

@@ -3,8 +3,11 @@
 //! truncation rewrote the tail and a purge cut the head, and the same as a reopened log (which
 //! holds nothing in memory).
 
+use raftlog_storage::log_store::LogConfig;
+use raftlog_storage::NodeStorage;
 use raftlog_storage::SegmentLog;
 use raftlog_types::type_config::Entry;
+use raftlog_types::GroupId;
 use tempfile::TempDir;
 
 use crate::kit::*;
@@ -84,6 +87,64 @@ fn reads_return_what_was_written_from_memory_and_disk_alike() -> anyhow::Result<
     anyhow::ensure!(
         from_disk == from_memory,
         "the reopened log reads differently"
+    );
+    Ok(())
+}
+
+/// All logs of a node share one budget for recent entries: over it, the logs that appended
+/// least recently give theirs up, the busy one keeps its own, and every log still reads back
+/// exactly what was written (from disk where memory no longer holds it).
+#[test]
+fn logs_of_a_node_keep_recent_entries_within_one_budget() -> anyhow::Result<()> {
+    const GROUPS: u64 = 8;
+    const BUDGET: u64 = 128 * 1024;
+    let dir = TempDir::new()?;
+    let storage = NodeStorage::open(
+        dir.path(),
+        LogConfig {
+            recent_entries_node_bytes: BUDGET,
+            ..small_segments()
+        },
+    )?;
+    let logs = (0..GROUPS)
+        .map(|group| Ok(storage.open_group(GroupId(100 + group))?.0))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+
+    // Each log gets ~50 KiB in rounds, so eight of them would hold ~400 KiB without the budget.
+    let mut largest_held = 0;
+    for round in 0..5 {
+        for (position, log) in logs.iter().enumerate() {
+            let start = round * 10;
+            append_durably(log, (start..start + 10).map(|i| entry(1, i)).collect())?;
+            let held = storage.recent_entries_bytes();
+            largest_held = largest_held.max(held);
+            anyhow::ensure!(
+                held <= BUDGET,
+                "the node holds {held} bytes of recent entries, over its budget of {BUDGET}"
+            );
+            anyhow::ensure!(
+                log.recent_entries_bytes() > 0,
+                "log {position} lost its own entries right after appending"
+            );
+            let per_log: u64 = logs.iter().map(|log| log.recent_entries_bytes()).sum();
+            anyhow::ensure!(
+                per_log == held,
+                "logs hold {per_log}, the node counts {held}"
+            );
+        }
+    }
+    anyhow::ensure!(
+        largest_held > BUDGET / 2,
+        "the budget was never used ({largest_held} bytes at most)"
+    );
+    for log in &logs {
+        assert_reads(log, 0..50, |_| 1)?;
+    }
+    drop(logs);
+    anyhow::ensure!(
+        storage.recent_entries_bytes() == 0,
+        "closed logs still count {} bytes",
+        storage.recent_entries_bytes()
     );
     Ok(())
 }
