@@ -497,6 +497,7 @@ async fn prefill(client: &Arc<Client>, args: &ConsumeBench) -> anyhow::Result<()
                 in_flight: 4,
                 rate: 0,
                 idempotent: false,
+                acks: produce::BenchAcks::All,
             },
             limit: Some(args.prefill),
             stamp: None,

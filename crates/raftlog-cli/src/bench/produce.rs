@@ -1,8 +1,9 @@
 //! `raftlog bench produce`, and the producer tasks that `consume --prefill` and `e2e` reuse.
 //!
 //! Producer `i` writes to partition `i mod partitions` and keeps `--in-flight` requests of
-//! `--batch` records outstanding against it, with acks=ALL. Latency is per request, from send
-//! to acknowledgement. With `--idempotent` each of those request slots is an idempotent
+//! `--batch` records outstanding against it, with acks=ALL unless `--acks` says otherwise.
+//! Latency is per request, from send to acknowledgement, and every receipt is checked for
+//! "fsynced on a majority". With `--idempotent` each of those request slots is an idempotent
 //! producer of its own (its own producer id and sequence), as `kafka-producer-perf-test` runs
 //! with `enable.idempotence=true`: the partition checks every request's sequence.
 
@@ -64,6 +65,35 @@ pub(super) struct ProducerArgs {
     /// its sequence, so that a retry is never written twice.
     #[arg(long)]
     pub(super) idempotent: bool,
+    /// Durability to ask for. raftlog acknowledges only what is fsynced on a majority, so
+    /// `leader` is answered like `all`; the report counts any receipt that says otherwise.
+    #[arg(long, value_enum, default_value_t = BenchAcks::All)]
+    pub(super) acks: BenchAcks,
+}
+
+/// `--acks` of the producer benchmarks.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum BenchAcks {
+    /// Fsynced on a majority of the replicas.
+    All,
+    /// Fsynced on the leader.
+    Leader,
+}
+
+impl BenchAcks {
+    fn to_proto(self) -> v1::Acks {
+        match self {
+            BenchAcks::All => v1::Acks::All,
+            BenchAcks::Leader => v1::Acks::Leader,
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            BenchAcks::All => "all",
+            BenchAcks::Leader => "leader",
+        }
+    }
 }
 
 impl ProducerArgs {
@@ -79,7 +109,7 @@ impl ProducerArgs {
     pub(super) fn to_json(&self) -> serde_json::Value {
         json!({
             "record_size": self.record_size, "batch": self.batch, "producers": self.producers,
-            "in_flight": self.in_flight, "rate": self.rate, "acks": "all",
+            "in_flight": self.in_flight, "rate": self.rate, "acks": self.acks.name(),
             "idempotent": self.idempotent,
         })
     }
@@ -143,7 +173,7 @@ pub(super) fn spawn_producers(
             let topic = load.topic.clone();
             let template = template.clone();
             let (batch, limit, stamp) = (args.batch as u64, load.limit, load.stamp);
-            let idempotent = args.idempotent;
+            let (idempotent, acks) = (args.idempotent, args.acks.to_proto());
             // Spread the slots' first sends over one interval so that a paced run does not
             // send in bursts of producers * in_flight requests.
             let offset = slot_interval.map(|i| {
@@ -210,12 +240,16 @@ pub(super) fn spawn_producers(
                         topic: topic.clone(),
                         partition,
                         records,
-                        acks: v1::Acks::All as i32,
+                        acks: acks as i32,
                         timeout_ms: 0,
                         producer,
                     };
                     match client.send_produce(request).await {
-                        Ok(_) => {
+                        Ok(response) => {
+                            let durability = response.receipt.map(|r| r.durability());
+                            if durability != Some(v1::Durability::MajorityFsynced) {
+                                stats.below_majority();
+                            }
                             stats.latency(sent.elapsed());
                             stats.add(count, count * template.len() as u64);
                             if let Some((_, next)) = sequence.as_mut() {
@@ -305,8 +339,10 @@ pub(super) async fn run(args: ProduceBench, bootstrap: &[String]) -> anyhow::Res
     }
     drop(progress);
     let summary = stats.summary(started.elapsed().as_secs_f64());
-    let mut parameters =
-        json!({"mode": "produce", "topic": args.topic.topic, "partitions": partitions});
+    let mut parameters = json!({
+        "mode": "produce", "topic": args.topic.topic, "partitions": partitions,
+        "acks_below_majority": stats.acks_below_majority(),
+    });
     if let (Some(p), serde_json::Value::Object(load)) =
         (parameters.as_object_mut(), args.load.to_json())
     {

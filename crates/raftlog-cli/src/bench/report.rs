@@ -29,6 +29,8 @@ pub(super) struct Stats {
     records: AtomicU64,
     bytes: AtomicU64,
     errors: AtomicU64,
+    /// Acknowledged produce requests whose receipt reported less than a majority fsync.
+    below_majority: AtomicU64,
     latency: Mutex<Latencies>,
 }
 
@@ -56,6 +58,7 @@ impl Stats {
             records: AtomicU64::new(0),
             bytes: AtomicU64::new(0),
             errors: AtomicU64::new(0),
+            below_majority: AtomicU64::new(0),
             latency: Mutex::new(Latencies {
                 total: histogram()?,
                 interval: histogram()?,
@@ -67,6 +70,16 @@ impl Stats {
     pub(super) fn add(&self, records: u64, bytes: u64) {
         self.records.fetch_add(records, Ordering::Relaxed);
         self.bytes.fetch_add(bytes, Ordering::Relaxed);
+    }
+
+    /// Counts an acknowledgement that was not fsynced on a majority.
+    pub(super) fn below_majority(&self) {
+        self.below_majority.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Acknowledgements so far that were not fsynced on a majority.
+    pub(super) fn acks_below_majority(&self) -> u64 {
+        self.below_majority.load(Ordering::Relaxed)
     }
 
     /// Counts a failed request.

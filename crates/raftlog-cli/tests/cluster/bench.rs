@@ -187,12 +187,21 @@ async fn bench_produce_with_a_count_sends_exactly_that_many_idempotent_records()
             "--idempotent",
             "--count",
             "1000",
+            "--acks",
+            "leader",
         ],
     );
     assert_report_shape(&produced);
     assert_eq!(produced["records"].as_u64(), Some(1000), "{produced}");
     assert_eq!(produced["idempotent"].as_bool(), Some(true), "{produced}");
     assert_eq!(produced["errors"].as_u64(), Some(0), "{produced}");
+    // Leader-only durability is asked for, and a majority fsync is what every receipt reports.
+    assert_eq!(produced["acks"].as_str(), Some("leader"), "{produced}");
+    assert_eq!(
+        produced["acks_below_majority"].as_u64(),
+        Some(0),
+        "{produced}"
+    );
 
     // Each acknowledged record is stored once: the partitions hold exactly 1,000.
     let consumed = bench_json(&bootstrap, &["consume", "--topic", "counted"]);
