@@ -148,3 +148,63 @@ fn logs_of_a_node_keep_recent_entries_within_one_budget() -> anyhow::Result<()> 
     );
     Ok(())
 }
+
+/// Over the budget, the logs that appended least recently give their entries up first; the
+/// log that is appending keeps everything it holds.
+#[test]
+fn the_least_recently_appended_logs_give_their_recent_entries_up_first() -> anyhow::Result<()> {
+    const GROUPS: u64 = 8;
+    let append_first_ten = |storage: &NodeStorage| -> anyhow::Result<Vec<SegmentLog>> {
+        let mut logs = Vec::new();
+        for group in 0..GROUPS {
+            let (log, _, _) = storage.open_group(GroupId(200 + group))?;
+            append_durably(&log, (0..10).map(|i| entry(1, i)).collect())?;
+            logs.push(log);
+        }
+        Ok(logs)
+    };
+    // What ten entries take, measured with room for everything.
+    let probe_dir = TempDir::new()?;
+    let probe = NodeStorage::open(probe_dir.path(), small_segments())?;
+    let ten_entries = append_first_ten(&probe)?[0].recent_entries_bytes();
+
+    // Room for the eight logs' first ten entries and half as much again.
+    let dir = TempDir::new()?;
+    let storage = NodeStorage::open(
+        dir.path(),
+        LogConfig {
+            recent_entries_node_bytes: GROUPS * ten_entries + ten_entries / 2,
+            ..small_segments()
+        },
+    )?;
+    let logs = append_first_ten(&storage)?;
+    anyhow::ensure!(
+        logs.iter()
+            .all(|log| log.recent_entries_bytes() == ten_entries),
+        "entries were given up while the node was within its budget"
+    );
+
+    // The last log appends about four logs' worth more.
+    let busy = &logs[GROUPS as usize - 1];
+    append_durably(busy, (10..50).map(|i| entry(1, i)).collect())?;
+    let held: Vec<u64> = logs.iter().map(|log| log.recent_entries_bytes()).collect();
+    anyhow::ensure!(
+        held[0] == 0,
+        "the least recently appended log kept its entries: {held:?}"
+    );
+    anyhow::ensure!(
+        held[GROUPS as usize - 2] == ten_entries,
+        "the most recently appended other log gave its entries up: {held:?}"
+    );
+    let busy_entries = busy.read_entries(0..50)?;
+    anyhow::ensure!(busy_entries.len() == 50, "the busy log lost entries");
+    anyhow::ensure!(
+        held[GROUPS as usize - 1] > 4 * ten_entries,
+        "the appending log gave up its own entries: {held:?}"
+    );
+    anyhow::ensure!(
+        storage.recent_entries_bytes() <= GROUPS * ten_entries + ten_entries / 2,
+        "over the budget: {held:?}"
+    );
+    Ok(())
+}
