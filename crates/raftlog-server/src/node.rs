@@ -87,7 +87,7 @@ pub enum NodeError {
     #[error("storage: {0}")]
     Storage(String),
     /// A listen address could not be bound.
-    #[error("cannot listen on {addr} ({what}): {source}")]
+    #[error("cannot listen on {addr} ({what})")]
     Bind {
         /// The address.
         addr: String,

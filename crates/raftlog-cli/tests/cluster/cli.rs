@@ -51,6 +51,44 @@ fn malformed_config_files_name_the_key_and_exit_nonzero() {
     }
 }
 
+#[test]
+fn a_node_whose_port_is_taken_says_which_in_one_line() {
+    for (what, taken) in [("client_addr", 0), ("peer_addr", 1)] {
+        let ip = crate::kit::cluster_ip();
+        let holders: Vec<std::net::TcpListener> = (0..2)
+            .map(|_| std::net::TcpListener::bind((ip, 0)).expect("bind"))
+            .collect();
+        let addrs: Vec<String> = holders
+            .iter()
+            .map(|l| l.local_addr().expect("addr").to_string())
+            .collect();
+        // Only the `taken` one stays bound; the other is free again for the node.
+        let free = std::net::TcpListener::bind((ip, 0)).expect("bind");
+        let other = free.local_addr().expect("addr").to_string();
+        drop(free);
+        let (client, peer) = if taken == 0 {
+            (&addrs[0], &other)
+        } else {
+            (&other, &addrs[1])
+        };
+        let dir = TempDir::new().expect("temp dir");
+        let config = format!(
+            "cluster_id = \"c\"\ndata_dir = \"{}\"\n[[nodes]]\nid = 1\nclient_addr = \"{client}\"\npeer_addr = \"{peer}\"\n",
+            dir.path().join("data").display()
+        );
+        let (code, stderr) = run_node_with_config(&config);
+        assert_ne!(code, 0, "started with {what} taken");
+        assert_eq!(stderr.lines().count(), 1, "not one line: {stderr}");
+        let address = if taken == 0 { client } else { peer };
+        assert!(
+            stderr.contains(&format!("cannot listen on {address} ({what})"))
+                && stderr.contains("in use"),
+            "{what} not named in: {stderr}"
+        );
+        drop(holders);
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cluster_up_starts_a_working_cluster_and_stops_it_on_sigterm() {
     let dir = TempDir::new().expect("temp dir");
