@@ -7,6 +7,13 @@ use raftlog_types::GroupId;
 
 use crate::error::RaftHostError;
 
+/// How long a leader holds back a commit index for the next AppendEntries with entries to carry
+/// it (openraft patch 3). A synchronous producer's next record comes well within it; sending the
+/// index on its own would delay that record's replication by a round trip (p50 of one
+/// synchronous producer: 1.5–1.7 ms → 1.3 ms on the development VM). Only followers' view of
+/// the high watermark waits, and at most this long.
+const COMMIT_NOTIFY_DELAY_US: u64 = 5_000;
+
 /// Heartbeat and election timers, in milliseconds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct RaftTiming {
@@ -49,6 +56,7 @@ impl RaftTiming {
             election_timeout_min: lease_ms - 1,
             election_timeout_max: lease_ms,
             max_payload_entries: APPEND_ENTRIES_ENTRIES_MAX,
+            commit_notify_delay_us: COMMIT_NOTIFY_DELAY_US,
             snapshot_policy: openraft::SnapshotPolicy::Never,
             enable_heartbeat: false,
             enable_tick: false,

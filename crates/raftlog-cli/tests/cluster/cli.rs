@@ -9,6 +9,7 @@ use std::time::Duration;
 use tempfile::TempDir;
 
 use crate::kit::write_config;
+use crate::kit::RaftTimers;
 use crate::kit::RAFTLOG;
 
 fn run_node_with_config(text: &str) -> (i32, String) {
@@ -92,7 +93,7 @@ fn a_node_whose_port_is_taken_says_which_in_one_line() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cluster_up_starts_a_working_cluster_and_stops_it_on_sigterm() {
     let dir = TempDir::new().expect("temp dir");
-    let (config, nodes) = write_config(dir.path(), 3);
+    let (config, nodes) = write_config(dir.path(), 3, RaftTimers::SHORT);
     let mut up = Command::new(RAFTLOG)
         .args(["cluster", "up", "--config"])
         .arg(&config)

@@ -70,10 +70,19 @@ pub struct TestCluster {
 /// Writes a cluster config for `count` nodes on fresh ports of a loopback address of the
 /// cluster's own, with short timers. The cluster id names that address, so a node of another
 /// test's cluster is told apart.
-pub fn write_config(dir: &std::path::Path, count: u64) -> (PathBuf, Vec<(u64, String)>) {
+pub fn write_config(
+    dir: &std::path::Path,
+    count: u64,
+    timers: RaftTimers,
+) -> (PathBuf, Vec<(u64, String)>) {
     let ip = cluster_ip();
+    let RaftTimers {
+        heartbeat_ms,
+        election_min_ms,
+        election_max_ms,
+    } = timers;
     let mut text = format!(
-        "cluster_id = \"{}\"\ndata_dir = \"{}\"\n[raft]\nheartbeat_interval_ms = 100\nelection_timeout_min_ms = 500\nelection_timeout_max_ms = 1000\n[limits]\nrequest_timeout_ms = {REQUEST_TIMEOUT_MS}\n",
+        "cluster_id = \"{}\"\ndata_dir = \"{}\"\n[raft]\nheartbeat_interval_ms = {heartbeat_ms}\nelection_timeout_min_ms = {election_min_ms}\nelection_timeout_max_ms = {election_max_ms}\n[limits]\nrequest_timeout_ms = {REQUEST_TIMEOUT_MS}\n",
         cluster_id(ip),
         dir.join("data").display()
     );
@@ -91,13 +100,35 @@ pub fn write_config(dir: &std::path::Path, count: u64) -> (PathBuf, Vec<(u64, St
     (path, nodes)
 }
 
+/// The `[raft]` timers of a test cluster, in milliseconds.
+#[derive(Clone, Copy, Debug)]
+pub struct RaftTimers {
+    pub heartbeat_ms: u64,
+    pub election_min_ms: u64,
+    pub election_max_ms: u64,
+}
+
+impl RaftTimers {
+    /// Short timers, so that failovers in tests are quick.
+    pub const SHORT: RaftTimers = RaftTimers {
+        heartbeat_ms: 100,
+        election_min_ms: 500,
+        election_max_ms: 1000,
+    };
+}
+
 impl TestCluster {
-    /// Starts `count` nodes and waits until the controller has a leader.
+    /// Starts `count` nodes with short timers and waits until the controller has a leader.
     pub async fn start(count: u64) -> TestCluster {
+        TestCluster::start_with(count, RaftTimers::SHORT).await
+    }
+
+    /// Starts `count` nodes with `timers` and waits until the controller has a leader.
+    pub async fn start_with(count: u64, timers: RaftTimers) -> TestCluster {
         let mut dir = TempDir::new().expect("temp dir");
         dir.disable_cleanup(std::env::var_os("KEEP_TEST_DIRS").is_some());
         eprintln!("test dir {}", dir.path().display());
-        let (config_path, addrs) = write_config(dir.path(), count);
+        let (config_path, addrs) = write_config(dir.path(), count, timers);
         let ip = addrs
             .first()
             .and_then(|(_, addr)| addr.rsplit_once(':')?.0.parse().ok())

@@ -3,10 +3,12 @@
 
 use std::sync::Arc;
 use std::time::Duration;
+use std::time::Instant;
 
 use raftlog_client::record;
 use tokio_stream::StreamExt;
 
+use crate::kit::RaftTimers;
 use crate::kit::TestCluster;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -142,5 +144,75 @@ async fn long_poll_subscribe_delete_and_health() {
         log.contains(&format!("belongs to cluster \\\"{id}\\\" node 1"))
             || log.contains(&format!("belongs to cluster \"{id}\" node 1")),
         "{log}"
+    );
+}
+
+/// A leader holds back a commit index for up to 5 ms so that the next AppendEntries carries it
+/// (openraft patch 3). When no write follows, it must still go out then, not wait for the next
+/// heartbeat: a follower serves reads up to the commit index it knows.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn followers_learn_a_commit_without_waiting_for_a_heartbeat() {
+    // Heartbeats every 1.5 s: a commit index left for the heartbeat to carry would reach the
+    // followers after ~0.75 s on average.
+    let timers = RaftTimers {
+        heartbeat_ms: 1_500,
+        election_min_ms: 6_000,
+        election_max_ms: 8_000,
+    };
+    let cluster = TestCluster::start_with(3, timers).await;
+    let client = cluster.client().await;
+    client.create_topic("lag", 1, 3).await.expect("create");
+    let description = cluster.wait_for_leaders(&client, "lag").await;
+    let leader = description.partitions[0].leader_id.expect("leader");
+    let followers: Vec<String> = (1..=3)
+        .filter(|id| *id != leader)
+        .map(|id| cluster.addr(id))
+        .collect();
+
+    // Every follower runs the partition before the first write is timed.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    for address in &followers {
+        while let Err(error) = client.fetch_from(address, "lag", 0, 0, 0, 0).await {
+            assert!(Instant::now() < deadline, "follower {address}: {error}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    let mut delays = Vec::new();
+    for offset in 0..10u64 {
+        client
+            .produce(
+                "lag",
+                0,
+                vec![record(None, offset.to_string().into_bytes())],
+            )
+            .await
+            .expect("produce");
+        let acknowledged = Instant::now();
+        for address in &followers {
+            // A long poll returns as soon as the follower's high watermark passes `offset`.
+            let response = client
+                .fetch_from(address, "lag", 0, offset, 0, 10_000)
+                .await
+                .expect("fetch from a follower");
+            assert_eq!(
+                response.records.len(),
+                1,
+                "follower {address}: {response:?}"
+            );
+            assert_eq!(
+                response.records[0].value.as_ref(),
+                offset.to_string().as_bytes()
+            );
+        }
+        delays.push(acknowledged.elapsed());
+        // Writes come one at a time, with idle time between them.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    delays.sort();
+    let median = delays[delays.len() / 2];
+    assert!(
+        median < Duration::from_millis(300),
+        "followers learned commits late: median {median:?}, all {delays:?}"
     );
 }

@@ -142,6 +142,10 @@ where
     /// Next replication action to run.
     next_action: Option<Data<C>>,
 
+    /// When a commit index not yet sent to the target must go out in a heartbeat of its own, if
+    /// no AppendEntries carries it before then (raftlog patch 3, `Config::commit_notify_delay`).
+    commit_notify_deadline: Option<InstantOf<C>>,
+
     /// Appropriate number of entries to send.
     /// This is only used by AppendEntries RPC.
     entries_hint: ReplicationHint,
@@ -197,6 +201,7 @@ where
             rx_event,
             weak_tx_event: tx_event.downgrade(),
             next_action: None,
+            commit_notify_deadline: None,
             entries_hint: Default::default(),
         };
 
@@ -224,6 +229,11 @@ where
             tracing::debug!(replication_data = display(&d), "{} send replication RPC", func_name!());
 
             let request_id = d.request_id();
+
+            // Every AppendEntries carries `self.committed`; a snapshot does not.
+            if matches!(d, Data::Heartbeat | Data::Logs(_)) {
+                self.commit_notify_deadline = None;
+            }
 
             let res = match d {
                 Data::Heartbeat => {
@@ -630,12 +640,34 @@ where
         // If there is next action to run, do not block waiting for events,
         // instead, just try the best to drain all events.
         if self.next_action.is_none() {
-            let event =
-                self.rx_event.recv().await.ok_or(ReplicationClosed::new("rx_repl is closed in drain_event()"))?;
-            self.process_event(event);
+            match self.commit_notify_deadline.clone() {
+                None => {
+                    let event = self
+                        .rx_event
+                        .recv()
+                        .await
+                        .ok_or(ReplicationClosed::new("rx_repl is closed in drain_event()"))?;
+                    self.process_event(event);
+                }
+                Some(deadline) => {
+                    let sleep = C::sleep_until(deadline);
+                    let recv = self.rx_event.recv();
+                    select! {
+                        _ = sleep => {
+                            self.commit_notify_deadline = None;
+                            self.next_action = Some(Data::new_heartbeat());
+                        }
+                        recv_res = recv => {
+                            let event = recv_res.ok_or(ReplicationClosed::new("rx_repl is closed in drain_event()"))?;
+                            self.process_event(event);
+                        }
+                    }
+                }
+            }
         }
 
-        // Returning from process_event(), next_action is never None.
+        // Returning from here, next_action may still be None while a commit notification waits
+        // for its deadline; `main()` then comes back here.
 
         self.try_drain_events().await?;
 
@@ -679,9 +711,18 @@ where
 
                 self.committed = c;
 
-                // If there is no action, fill in an heartbeat action to send committed index.
+                // If there is no action, send the committed index in a heartbeat: at once, or
+                // after `commit_notify_delay` unless an AppendEntries with entries carries it
+                // first. The next write usually comes well within the delay, and an RPC for the
+                // commit index alone would hold up its replication: one RPC is in flight per
+                // target at a time.
                 if self.next_action.is_none() {
-                    self.next_action = Some(Data::new_heartbeat());
+                    let delay = self.config.commit_notify_delay();
+                    if delay.is_zero() {
+                        self.next_action = Some(Data::new_heartbeat());
+                    } else if self.commit_notify_deadline.is_none() {
+                        self.commit_notify_deadline = Some(C::now() + delay);
+                    }
                 }
             }
             Replicate::Heartbeat => {
