@@ -11,6 +11,7 @@ use raftlog_proto::v1::admin_client::AdminClient;
 use raftlog_proto::v1::fetch_client::FetchClient;
 use raftlog_proto::v1::groups_client::GroupsClient;
 use raftlog_proto::v1::produce_client::ProduceClient;
+use raftlog_types::limits::HTTP2_FRAME_BYTES_MAX;
 use tonic::transport::Channel;
 use tonic::transport::Endpoint;
 
@@ -107,7 +108,8 @@ impl Client {
             .map_err(|e| ClientError::InvalidArgument(format!("invalid address {address:?}: {e}")))?
             .connect_timeout(Duration::from_secs(2))
             .timeout(self.options.request_timeout)
-            .tcp_nodelay(true);
+            .tcp_nodelay(true)
+            .max_frame_size(HTTP2_FRAME_BYTES_MAX);
         let channel = endpoint.connect_lazy();
         channels.insert(address.to_owned(), channel.clone());
         Ok(channel)

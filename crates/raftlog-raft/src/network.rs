@@ -25,6 +25,7 @@ use parking_lot::Mutex;
 use raftlog_proto::internal::raft_transport_client::RaftTransportClient;
 use raftlog_proto::internal::RaftMessage;
 use raftlog_types::limits::GRPC_MESSAGE_BYTES_MAX;
+use raftlog_types::limits::HTTP2_FRAME_BYTES_MAX;
 use raftlog_types::GroupId;
 use raftlog_types::NodeId;
 use raftlog_types::NodeInfo;
@@ -80,6 +81,7 @@ impl PeerPool {
             .map_err(|e| TransportError::new(format!("invalid peer address {peer_addr:?}: {e}")))?
             .connect_timeout(CONNECT_TIMEOUT)
             .tcp_nodelay(true)
+            .max_frame_size(HTTP2_FRAME_BYTES_MAX)
             .local_address(self.local_address)
             .http2_keep_alive_interval(Duration::from_secs(5))
             .keep_alive_timeout(Duration::from_secs(5));

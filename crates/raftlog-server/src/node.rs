@@ -32,6 +32,7 @@ use raftlog_raft::RaftHost;
 use raftlog_raft::TransportService;
 use raftlog_storage::NodeStorage;
 use raftlog_types::limits::GRPC_MESSAGE_BYTES_MAX;
+use raftlog_types::limits::HTTP2_FRAME_BYTES_MAX;
 use raftlog_types::GroupId;
 use raftlog_types::NodeId;
 use raftlog_types::NodeInfo;
@@ -333,6 +334,7 @@ pub async fn run(
         tokio::spawn(
             tonic::transport::Server::builder()
                 .tcp_nodelay(true)
+                .max_frame_size(HTTP2_FRAME_BYTES_MAX)
                 .http2_max_pending_accept_reset_streams(Some(PEER_PENDING_RESET_STREAMS_MAX))
                 .add_service(transport)
                 .serve_with_incoming_shutdown(no_delay(peer_listener), async move {
@@ -438,6 +440,7 @@ pub async fn run(
         tokio::spawn(
             tonic::transport::Server::builder()
                 .tcp_nodelay(true)
+                .max_frame_size(HTTP2_FRAME_BYTES_MAX)
                 .add_service(health_service)
                 .add_service(reflection)
                 .add_service(

@@ -67,6 +67,13 @@ pub const FETCH_WAIT_MS_MAX: u32 = 30_000;
 /// gRPC message size limit for node-to-node and client traffic.
 pub const GRPC_MESSAGE_BYTES_MAX: usize = 80 * 1024 * 1024;
 
+/// Largest HTTP/2 frame a raftlog server or client accepts (SETTINGS_MAX_FRAME_SIZE). h2's
+/// default, 16 KiB, cuts a 256-record produce request into 17 frames and each AppendEntries and
+/// fetch response likewise, and every frame is a pass through h2 and tonic. With 1 MiB frames,
+/// 6 pipelined producers (batch 256) went from 64–80k to 84–88k records/s and one consumer from
+/// 540–568 to 683–727 MB/s on the development VM (3 alternating runs each).
+pub const HTTP2_FRAME_BYTES_MAX: u32 = 1024 * 1024;
+
 /// Entries sent in one AppendEntries at most: entries hold at most `PRODUCE_BATCH_BYTES_MAX` of
 /// records, so this many stay under `GRPC_MESSAGE_BYTES_MAX` (checked below).
 pub const APPEND_ENTRIES_ENTRIES_MAX: u64 = 8;
