@@ -200,7 +200,11 @@ impl PeerDirectory for NodeDirectory {
                 let metrics = raft.metrics().borrow().clone();
                 let partition = self.partitions.read().get(&GroupId(id)).cloned();
                 let (high_watermark, log_start_offset) = match partition {
-                    Some(p) => (p.view.high_watermark(), p.log_start_offset().unwrap_or(0)),
+                    Some(p) => {
+                        // The start first: read after it, the high watermark is never below it.
+                        let log_start_offset = p.log_start_offset().unwrap_or(0);
+                        (p.view.high_watermark(), log_start_offset)
+                    }
                     None => (0, 0),
                 };
                 Some(GroupStatus {

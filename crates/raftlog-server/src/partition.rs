@@ -50,8 +50,11 @@ impl Partition {
 
     /// Checks that `offset` can be read (it may equal the high watermark: nothing yet).
     pub fn check_offset(&self, offset: u64) -> Result<(), ServerError> {
-        let high_watermark = self.view.high_watermark();
+        // In this order: both only grow, so the start read first is never above the high
+        // watermark read second. (The other way round, a record applied in between made an
+        // empty partition refuse offset 0 as "valid offsets are 1 ..= 0".)
         let log_start_offset = self.log_start_offset()?;
+        let high_watermark = self.view.high_watermark();
         if offset < log_start_offset || offset > high_watermark {
             return Err(ServerError::OffsetOutOfRange {
                 offset,

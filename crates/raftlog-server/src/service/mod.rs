@@ -129,6 +129,23 @@ pub fn local_replica(
 /// How long a peer may take to report group status for a description.
 const STATUS_TIMEOUT: Duration = Duration::from_millis(800);
 
+/// The answer that knows most about a group: the highest term, and in that term the leader's
+/// own. A leader that was killed restores its leadership when it restarts and answers as
+/// leader, of a term the others have left, until it hears from them; its answer must not win
+/// over the current leader's.
+fn freshest_status(answers: &[(NodeId, GroupStatus)]) -> Option<GroupStatus> {
+    answers
+        .iter()
+        .max_by_key(|(node, status)| {
+            (
+                status.term,
+                status.leader_id == Some(*node),
+                status.high_watermark,
+            )
+        })
+        .map(|(_, status)| *status)
+}
+
 /// Asks every replica node for the status of the topic's groups and describes the topic
 /// with the freshest answer for each partition (the leader's own, when it answered).
 pub async fn describe_topic(context: &NodeContext, topic: &TopicMeta) -> v1::TopicDescription {
@@ -174,15 +191,7 @@ pub async fn describe_topic(context: &NodeContext, topic: &TopicMeta) -> v1::Top
         .enumerate()
         .map(|(index, partition)| {
             let answers = statuses.remove(&partition.group_id.0).unwrap_or_default();
-            let best = answers
-                .iter()
-                .find(|(node, status)| status.leader_id == Some(*node))
-                .or_else(|| {
-                    answers
-                        .iter()
-                        .max_by_key(|(_, status)| (status.term, status.high_watermark))
-                })
-                .map(|(_, status)| *status);
+            let best = freshest_status(&answers);
             let leader_id = best.as_ref().and_then(|s| s.leader_id);
             v1::PartitionDescription {
                 partition: index as u32,
@@ -202,5 +211,44 @@ pub async fn describe_topic(context: &NodeContext, topic: &TopicMeta) -> v1::Top
         name: topic.name.clone(),
         replicas: topic.replicas,
         partitions,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn status(leader_id: Option<u64>, term: u64, high_watermark: u64) -> GroupStatus {
+        GroupStatus {
+            group_id: 1,
+            leader_id,
+            term,
+            high_watermark,
+            log_start_offset: 0,
+        }
+    }
+
+    #[test]
+    fn a_restarted_leader_of_an_old_term_does_not_win_over_the_current_one() {
+        // Node 2 led term 5, was killed and restarted; node 3 leads term 7.
+        let answers = [
+            (1, status(Some(3), 7, 800)),
+            (2, status(Some(2), 5, 560)),
+            (3, status(Some(3), 7, 800)),
+        ];
+        let best = freshest_status(&answers).expect("an answer");
+        assert_eq!((best.leader_id, best.term), (Some(3), 7));
+    }
+
+    #[test]
+    fn in_one_term_the_leaders_own_answer_wins() {
+        let answers = [
+            (1, status(Some(3), 7, 810)),
+            (3, status(Some(3), 7, 800)),
+            (2, status(None, 6, 900)),
+        ];
+        let best = freshest_status(&answers).expect("an answer");
+        assert_eq!((best.leader_id, best.high_watermark), (Some(3), 800));
+        assert_eq!(freshest_status(&[]), None);
     }
 }
