@@ -129,19 +129,21 @@ pub fn local_replica(
 /// How long a peer may take to report group status for a description.
 const STATUS_TIMEOUT: Duration = Duration::from_millis(800);
 
-/// The answer that knows most about a group: the highest term, and in that term the leader's
-/// own. A leader that was killed restores its leadership when it restarts and answers as
-/// leader, of a term the others have left, until it hears from them; its answer must not win
-/// over the current leader's.
+/// The answer that knows most about a group: the leader's own, and of several nodes that call
+/// themselves leader the one of the highest term. A leader that was killed restores its
+/// leadership when it restarts and answers as leader of a term the others have left, until it
+/// hears from them; its answer must not win over the current leader's. A node of a higher term
+/// that leads nothing (a candidate) does not win over the leader either: its high watermark
+/// lags. Without a leader's answer, the highest term and high watermark.
 fn freshest_status(answers: &[(NodeId, GroupStatus)]) -> Option<GroupStatus> {
     answers
         .iter()
-        .max_by_key(|(node, status)| {
-            (
-                status.term,
-                status.leader_id == Some(*node),
-                status.high_watermark,
-            )
+        .filter(|(node, status)| status.leader_id == Some(*node))
+        .max_by_key(|(_, status)| status.term)
+        .or_else(|| {
+            answers
+                .iter()
+                .max_by_key(|(_, status)| (status.term, status.high_watermark))
         })
         .map(|(_, status)| *status)
 }
@@ -250,5 +252,20 @@ mod tests {
         let best = freshest_status(&answers).expect("an answer");
         assert_eq!((best.leader_id, best.high_watermark), (Some(3), 800));
         assert_eq!(freshest_status(&[]), None);
+    }
+
+    #[test]
+    fn a_candidate_of_a_higher_term_does_not_hide_the_leaders_answer() {
+        // Node 2 timed out and stands in term 2; node 1 still leads term 1 and has applied more.
+        let answers = [
+            (1, status(Some(1), 1, 2)),
+            (2, status(None, 2, 0)),
+            (3, status(Some(1), 1, 2)),
+        ];
+        let best = freshest_status(&answers).expect("an answer");
+        assert_eq!((best.leader_id, best.high_watermark), (Some(1), 2));
+        // With no leader answering, the highest term.
+        let best = freshest_status(&answers[1..]).expect("an answer");
+        assert_eq!((best.leader_id, best.term), (None, 2));
     }
 }
