@@ -68,7 +68,7 @@ pub struct TestCluster {
 }
 
 /// Writes a cluster config for `count` nodes on fresh ports of a loopback address of the
-/// cluster's own, with short timers. The cluster id names that address, so a node of another
+/// cluster's own, with `timers`. The cluster id names that address, so a node of another
 /// test's cluster is told apart.
 pub fn write_config(
     dir: &std::path::Path,
