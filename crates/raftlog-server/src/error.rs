@@ -72,6 +72,18 @@ pub enum ServerError {
         /// Offset the next record will receive (readable by long poll).
         high_watermark: u64,
     },
+    /// A fetch offset above the high watermark of a replica that may not have caught up with
+    /// the leader yet (a follower, or a new leader before it applied an entry of its term):
+    /// another replica, or this one a moment later, may hold it. Kafka's OFFSET_NOT_AVAILABLE.
+    #[error("{what}: offset {offset} is not available on this replica yet: its high watermark is {high_watermark} and it is not a leader that has caught up with its term; retry, or fetch from the leader")]
+    OffsetNotAvailable {
+        /// The partition.
+        what: String,
+        /// Offset asked for.
+        offset: u64,
+        /// This replica's high watermark.
+        high_watermark: u64,
+    },
     /// The leader has not heard from a majority recently, so a write cannot commit now.
     #[error("partition {what} cannot reach a majority of its replicas (last quorum contact {since_ms} ms ago); nothing was written")]
     NoQuorum {
@@ -180,6 +192,7 @@ impl ServerError {
             ServerError::TopicExists { .. } => "TOPIC_EXISTS",
             ServerError::InvalidArgument { reason, .. } => reason,
             ServerError::OffsetOutOfRange { .. } => "OFFSET_OUT_OF_RANGE",
+            ServerError::OffsetNotAvailable { .. } => "OFFSET_NOT_AVAILABLE",
             ServerError::NoQuorum { .. } => "NO_QUORUM",
             ServerError::Timeout { .. } => "TIMEOUT",
             ServerError::NotAReplica { .. } => "NOT_A_REPLICA",
@@ -222,6 +235,10 @@ impl ServerError {
                 metadata.insert("log_start_offset".to_owned(), log_start_offset.to_string());
                 metadata.insert("high_watermark".to_owned(), high_watermark.to_string());
                 (Code::OutOfRange, None)
+            }
+            ServerError::OffsetNotAvailable { high_watermark, .. } => {
+                metadata.insert("high_watermark".to_owned(), high_watermark.to_string());
+                (Code::Unavailable, Some(Duration::from_millis(100)))
             }
             ServerError::NoQuorum { .. } => (Code::Unavailable, Some(Duration::from_millis(500))),
             ServerError::Timeout { .. } => (Code::Unavailable, Some(Duration::from_millis(200))),

@@ -2,6 +2,7 @@
 //! produce queue, and the read path that serves committed records from the segment log.
 
 use openraft::EntryPayload;
+use openraft::ServerState;
 use raftlog_raft::RaftGroup;
 use raftlog_storage::PartitionView;
 use raftlog_storage::SegmentLog;
@@ -49,12 +50,25 @@ impl Partition {
     }
 
     /// Checks that `offset` can be read (it may equal the high watermark: nothing yet).
+    ///
+    /// Above the high watermark only a leader that has applied an entry of its own term knows
+    /// that nothing is there: every record an earlier leader acknowledged is applied before that
+    /// entry. Any other replica may simply be behind (a follower learns commits after the leader,
+    /// a new leader applies what its predecessor acknowledged only once it commits in its own
+    /// term), so there the offset is `OffsetNotAvailable`, which clients retry, not out of range.
     pub fn check_offset(&self, offset: u64) -> Result<(), ServerError> {
         // In this order: both only grow, so the start read first is never above the high
         // watermark read second. (The other way round, a record applied in between made an
         // empty partition refuse offset 0 as "valid offsets are 1 ..= 0".)
         let log_start_offset = self.log_start_offset()?;
         let high_watermark = self.view.high_watermark();
+        if offset > high_watermark && !self.is_leader_caught_up_with_its_term() {
+            return Err(ServerError::OffsetNotAvailable {
+                what: self.name(),
+                offset,
+                high_watermark,
+            });
+        }
         if offset < log_start_offset || offset > high_watermark {
             return Err(ServerError::OffsetOutOfRange {
                 offset,
@@ -63,6 +77,17 @@ impl Partition {
             });
         }
         Ok(())
+    }
+
+    /// This replica leads and has applied an entry of its current term, so its high watermark
+    /// is at least every offset any leader ever acknowledged.
+    fn is_leader_caught_up_with_its_term(&self) -> bool {
+        let metrics = self.raft.metrics();
+        let metrics = metrics.borrow();
+        metrics.state == ServerState::Leader
+            && metrics
+                .last_applied
+                .is_some_and(|applied| applied.leader_id.term == metrics.current_term)
     }
 
     /// Committed records from `offset` on, up to `max_bytes` of payload (at least one record

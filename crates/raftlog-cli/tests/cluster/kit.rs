@@ -229,6 +229,25 @@ impl TestCluster {
         }
     }
 
+    /// SIGSTOPs node `id`: it keeps its sockets and its memory but does nothing, like a
+    /// process stalled in a long pause.
+    pub fn pause(&self, id: u64) {
+        self.signal(id, libc::SIGSTOP);
+    }
+
+    /// SIGCONTs node `id` after `pause`.
+    pub fn resume(&self, id: u64) {
+        self.signal(id, libc::SIGCONT);
+    }
+
+    fn signal(&self, id: u64, signal: libc::c_int) {
+        let node = self.nodes.iter().find(|n| n.id == id).expect("node id");
+        let pid = node.child.as_ref().expect("node is running").id();
+        // SAFETY: kill(2) on a child this cluster started and has not reaped.
+        let result = unsafe { libc::kill(pid as libc::pid_t, signal) };
+        assert_eq!(result, 0, "signal {signal} to node {id}");
+    }
+
     /// Client addresses of the nodes that are running.
     pub fn running_addrs(&self) -> Vec<String> {
         self.nodes

@@ -217,3 +217,114 @@ async fn followers_learn_a_commit_without_waiting_for_a_heartbeat() {
         "followers learned commits late: median {median:?}, all {delays:?}"
     );
 }
+
+/// A replica behind the leader answers an offset above its high watermark with the retryable
+/// OFFSET_NOT_AVAILABLE and waits for itself to catch up in a long poll; only a leader that
+/// has committed in its term answers OFFSET_OUT_OF_RANGE. (A consumer that read up to the old
+/// leader's high watermark and turned to a follower or a new leader used to get the
+/// non-retryable OFFSET_OUT_OF_RANGE, and its `poll` failed.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_behind_the_leader_answers_offset_not_available_and_catches_up() {
+    let cluster = TestCluster::start(3).await;
+    let client = Arc::new(
+        cluster
+            .client_with(raftlog_client::ClientOptions {
+                request_timeout: Duration::from_secs(30),
+                retry_deadline: Duration::from_millis(1),
+            })
+            .await,
+    );
+    client.create_topic("behind", 1, 3).await.expect("create");
+    let description = cluster.wait_for_leaders(&client, "behind").await;
+    let leader = description.partitions[0].leader_id.expect("leader");
+    let behind = (1..=3).find(|id| *id != leader).expect("a follower");
+    let other = (1..=3)
+        .find(|id| *id != leader && *id != behind)
+        .expect("another follower");
+    let behind_address = cluster.addr(behind);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while let Err(error) = client
+        .fetch_from(&behind_address, "behind", 0, 0, 0, 0)
+        .await
+    {
+        assert!(Instant::now() < deadline, "follower {behind}: {error}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // The leader and the other follower commit 20 records while `behind` is stopped; then they
+    // stop, so `behind` runs alone and cannot catch up.
+    cluster.pause(behind);
+    let producer = cluster.client().await;
+    for value in 0..20u64 {
+        producer
+            .produce(
+                "behind",
+                0,
+                vec![record(None, value.to_string().into_bytes())],
+            )
+            .await
+            .expect("produce without one follower");
+    }
+    cluster.pause(leader);
+    cluster.pause(other);
+    cluster.resume(behind);
+
+    let error = client
+        .fetch_from(&behind_address, "behind", 0, 19, 0, 300)
+        .await
+        .expect_err("offset 19 is above the stale replica's high watermark");
+    assert_eq!(error.reason(), Some("OFFSET_NOT_AVAILABLE"), "{error}");
+    assert!(error.is_retryable(), "{error}");
+    let mut stream = client
+        .subscribe(&behind_address, "behind", 0, 19)
+        .await
+        .expect("a subscription may start above a stale replica's high watermark");
+
+    // A long poll on the stale replica returns the record once the others are back.
+    let waiting = {
+        let client = Arc::clone(&client);
+        let address = behind_address.clone();
+        tokio::spawn(async move {
+            client
+                .fetch_from(&address, "behind", 0, 19, 0, 20_000)
+                .await
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    cluster.resume(leader);
+    cluster.resume(other);
+    let response = waiting
+        .await
+        .expect("join")
+        .expect("the long poll returns once the replica caught up");
+    assert_eq!(response.records.len(), 1, "{response:?}");
+    assert_eq!(response.records[0].offset, 19);
+    assert_eq!(response.records[0].value.as_ref(), b"19");
+    let message = tokio::time::timeout(Duration::from_secs(20), stream.next())
+        .await
+        .expect("the subscription delivers once the replica caught up")
+        .expect("a message")
+        .expect("no error");
+    assert_eq!(message.records[0].offset, 19, "{message:?}");
+
+    // Where nothing is, a leader that has committed in its term still says OFFSET_OUT_OF_RANGE.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let description = cluster.wait_for_leaders(&client, "behind").await;
+        let leader = description.partitions[0].leader_id.expect("leader");
+        match client
+            .fetch_from(&cluster.addr(leader), "behind", 0, 25, 0, 0)
+            .await
+        {
+            Err(error) if error.reason() == Some("OFFSET_OUT_OF_RANGE") => {
+                assert!(!error.is_retryable(), "{error}");
+                break;
+            }
+            other => assert!(
+                Instant::now() < deadline,
+                "offset 25 on the leader: {other:?}"
+            ),
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}

@@ -3,6 +3,7 @@
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
+use std::time::Instant;
 
 use futures::Stream;
 use raftlog_proto::pb_impl::stored_record;
@@ -75,15 +76,20 @@ impl FetchService {
             ));
         }
         let partition = local_replica(&self.context, &resolved)?;
-        partition.check_offset(request.offset)?;
+        let wait_until = Instant::now() + Duration::from_millis(u64::from(request.max_wait_ms));
+        match partition.check_offset(request.offset) {
+            // A replica that is behind is waited for like a long poll waits for records.
+            Err(ServerError::OffsetNotAvailable { .. }) if request.max_wait_ms > 0 => {
+                let remaining = wait_until.saturating_duration_since(Instant::now());
+                wait_for_records(&partition, request.offset, remaining).await;
+                partition.check_offset(request.offset)?;
+            }
+            checked => checked?,
+        }
         let mut records = partition.read_records(request.offset, max_bytes)?;
-        if records.is_empty() && request.max_wait_ms > 0 {
-            wait_for_records(
-                &partition,
-                request.offset,
-                Duration::from_millis(u64::from(request.max_wait_ms)),
-            )
-            .await;
+        let remaining = wait_until.saturating_duration_since(Instant::now());
+        if records.is_empty() && !remaining.is_zero() {
+            wait_for_records(&partition, request.offset, remaining).await;
             records = partition.read_records(request.offset, max_bytes)?;
         }
         Ok(v1::FetchResponse {
@@ -120,7 +126,11 @@ impl Fetch for FetchService {
         let resolved = resolve(&self.context, &request.topic, request.partition).await?;
         let max_bytes = max_bytes(request.max_bytes)?;
         let partition = local_replica(&self.context, &resolved)?;
-        partition.check_offset(request.offset)?;
+        match partition.check_offset(request.offset) {
+            // The stream waits for records anyway, so it waits for a replica that is behind.
+            Err(ServerError::OffsetNotAvailable { .. }) => {}
+            checked => checked?,
+        }
         let (sender, receiver) = mpsc::channel(SUBSCRIBE_BUFFER_MESSAGES);
         let context = Arc::clone(&self.context);
         tokio::spawn(async move {
