@@ -94,16 +94,20 @@ fn a_node_whose_port_is_taken_says_which_in_one_line() {
 async fn cluster_up_starts_a_working_cluster_and_stops_it_on_sigterm() {
     let dir = TempDir::new().expect("temp dir");
     let (config, nodes) = write_config(dir.path(), 3, RaftTimers::SHORT);
-    let mut up = Command::new(RAFTLOG)
-        .args(["cluster", "up", "--config"])
-        .arg(&config)
-        .arg("--data-dir")
-        .arg(dir.path().join("up-data"))
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start cluster up");
-    let mut stdout = std::io::BufReader::new(up.stdout.take().expect("stdout"));
+    let data_dir = dir.path().join("up-data");
+    let mut up = StopClusterOnDrop {
+        pids_file: data_dir.join("cluster.pids"),
+        up: Command::new(RAFTLOG)
+            .args(["cluster", "up", "--config"])
+            .arg(&config)
+            .arg("--data-dir")
+            .arg(&data_dir)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start cluster up"),
+    };
+    let mut stdout = std::io::BufReader::new(up.up.stdout.take().expect("stdout"));
     let mut banner = String::new();
     let mut line = String::new();
     while stdout.read_line(&mut line).expect("read") > 0 && !line.contains("is up") {
@@ -179,8 +183,8 @@ async fn cluster_up_starts_a_working_cluster_and_stops_it_on_sigterm() {
 
     // SIGTERM, as Ctrl-C would: every node stops and `cluster up` exits cleanly.
     // SAFETY: signals the child this test started.
-    unsafe { libc_kill(up.id() as i32) };
-    let exit = up.wait().expect("wait for cluster up");
+    unsafe { libc_kill(up.up.id() as i32, libc::SIGTERM) };
+    let exit = up.up.wait().expect("wait for cluster up");
     assert!(exit.success(), "cluster up exited with {exit}");
     for (_, addr) in &nodes {
         assert!(
@@ -190,9 +194,45 @@ async fn cluster_up_starts_a_working_cluster_and_stops_it_on_sigterm() {
     }
 }
 
-unsafe fn libc_kill(pid: i32) {
-    // SAFETY: the caller passes the pid of a child process it owns.
+unsafe fn libc_kill(pid: i32, signal: libc::c_int) {
+    // SAFETY: the caller passes the pid of a process it started.
     unsafe {
-        libc::kill(pid, libc::SIGTERM);
+        libc::kill(pid, signal);
+    }
+}
+
+/// `cluster up` and the nodes it started, stopped when the test ends, also when it fails
+/// half-way: a `std::process::Child` is not killed on drop, and a failed run used to leave all
+/// four processes behind.
+struct StopClusterOnDrop {
+    up: std::process::Child,
+    pids_file: std::path::PathBuf,
+}
+
+impl Drop for StopClusterOnDrop {
+    fn drop(&mut self) {
+        if matches!(self.up.try_wait(), Ok(Some(_))) {
+            return;
+        }
+        let node_pids: Vec<i32> = std::fs::read_to_string(&self.pids_file)
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|line| line.trim().parse().ok())
+            .collect();
+        // SAFETY: signals the child this test started.
+        unsafe { libc_kill(self.up.id() as i32, libc::SIGTERM) };
+        let deadline = std::time::Instant::now() + Duration::from_secs(15);
+        while std::time::Instant::now() < deadline {
+            if matches!(self.up.try_wait(), Ok(Some(_))) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let _ = self.up.kill();
+        let _ = self.up.wait();
+        for pid in node_pids {
+            // SAFETY: the pids `cluster up` wrote for the nodes it started for this test.
+            unsafe { libc_kill(pid, libc::SIGKILL) };
+        }
     }
 }
