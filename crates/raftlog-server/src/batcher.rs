@@ -12,13 +12,11 @@ use std::time::Duration;
 use openraft::error::ClientWriteError;
 use openraft::ServerState;
 use raftlog_raft::RaftGroup;
-use raftlog_raft::RaftHost;
 use raftlog_types::limits::PRODUCE_BATCH_BYTES_MAX;
 use raftlog_types::limits::PRODUCE_IN_FLIGHT_MAX;
 use raftlog_types::BatchResult;
 use raftlog_types::Command;
 use raftlog_types::CommandResponse;
-use raftlog_types::GroupId;
 use raftlog_types::NodeId;
 use raftlog_types::ProducerBatch;
 use raftlog_types::ProducerSequence;
@@ -28,6 +26,7 @@ use tokio::sync::oneshot;
 use tokio::sync::Semaphore;
 
 use crate::error::ServerError;
+use crate::lease::QuorumLease;
 
 /// What an acknowledged produce request learns.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -67,14 +66,10 @@ pub struct BatcherContext {
     pub node_id: NodeId,
     /// The partition's Raft group.
     pub raft: RaftGroup,
-    /// The group's id.
-    pub group: GroupId,
-    /// The node's Raft host, which knows the light-heartbeat acknowledgements of idle groups.
-    pub host: Arc<RaftHost>,
     /// How long to wait for a majority.
     pub timeout: Duration,
-    /// A leader that has not heard from a majority for this long refuses writes up front.
-    pub quorum_lease: Duration,
+    /// A leader that has not heard from a majority within the lease refuses writes up front.
+    pub lease: QuorumLease,
     /// Client addresses of the roster, to name the leader in NotLeader errors.
     pub client_addresses: Arc<std::collections::HashMap<NodeId, String>>,
 }
@@ -132,24 +127,13 @@ impl BatcherContext {
         if metrics.state != ServerState::Leader {
             return Some(self.not_leader(metrics.current_leader));
         }
-        let lease_ms = self.quorum_lease.as_millis() as u64;
-        // Raft acknowledgements while entries flow, light-heartbeat ones while idle.
-        let voters: Vec<NodeId> = metrics.membership_config.membership().voter_ids().collect();
-        let light_ms = self
-            .host
-            .light_quorum_age(self.group, metrics.current_term, &voters)
-            .map(|age| age.as_millis() as u64);
-        let since = match (metrics.millis_since_quorum_ack, light_ms) {
-            (Some(raft), Some(light)) => Some(raft.min(light)),
-            (raft, light) => raft.or(light),
-        };
-        match since {
-            Some(since_ms) if since_ms <= lease_ms => None,
-            since => Some(ServerError::NoQuorum {
-                what: self.what.clone(),
-                since_ms: since.unwrap_or(u64::MAX),
-            }),
+        if self.lease.holds(&metrics) {
+            return None;
         }
+        Some(ServerError::NoQuorum {
+            what: self.what.clone(),
+            since_ms: self.lease.contact_age_ms(&metrics).unwrap_or(u64::MAX),
+        })
     }
 }
 

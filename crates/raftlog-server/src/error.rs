@@ -73,9 +73,10 @@ pub enum ServerError {
         high_watermark: u64,
     },
     /// A fetch offset above the high watermark of a replica that may not have caught up with
-    /// the leader yet (a follower, or a new leader before it applied an entry of its term):
+    /// the leader yet (a follower, a new leader before it applied an entry of its term, or a
+    /// leader without recent quorum contact, which may have been replaced):
     /// another replica, or this one a moment later, may hold it. Kafka's OFFSET_NOT_AVAILABLE.
-    #[error("{what}: offset {offset} is not available on this replica yet: its high watermark is {high_watermark} and it is not a leader that has caught up with its term; retry, or fetch from the leader")]
+    #[error("{what}: offset {offset} is not available on this replica yet: its high watermark is {high_watermark}, and it is not a leader that a majority acknowledged recently and that has committed in its term; retry, or fetch from the leader")]
     OffsetNotAvailable {
         /// The partition.
         what: String,

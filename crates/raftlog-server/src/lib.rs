@@ -11,6 +11,7 @@ pub mod controller;
 pub mod error;
 pub mod groups;
 pub mod identity;
+pub mod lease;
 pub mod manager;
 pub mod node;
 pub mod partition;

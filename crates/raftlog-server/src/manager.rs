@@ -21,6 +21,7 @@ use crate::batcher::run_batcher;
 use crate::batcher::BatcherContext;
 use crate::controller::ControllerState;
 use crate::controller::PartitionMeta;
+use crate::lease::QuorumLease;
 use crate::node::NodeContext;
 use crate::partition::Partition;
 
@@ -127,6 +128,11 @@ async fn start_partition(
         }
     }
     let (produce_queue, queue) = mpsc::channel(PRODUCE_QUEUE_MAX);
+    let lease = QuorumLease {
+        host: Arc::clone(&context.host),
+        group,
+        lease: Duration::from_millis(context.config.raft.election_timeout_min_ms),
+    };
     let partition = Arc::new(Partition {
         topic: topic.to_owned(),
         index,
@@ -136,15 +142,14 @@ async fn start_partition(
         log,
         view,
         produce_queue,
+        lease: lease.clone(),
     });
     let batcher = BatcherContext {
         what: partition.name(),
         node_id: context.node_id,
         raft,
-        group,
-        host: Arc::clone(&context.host),
         timeout: context.request_timeout(),
-        quorum_lease: Duration::from_millis(context.config.raft.election_timeout_min_ms),
+        lease,
         client_addresses: Arc::clone(&context.client_addresses),
     };
     tokio::spawn(run_batcher(batcher, queue));

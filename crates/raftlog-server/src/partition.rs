@@ -15,6 +15,7 @@ use tokio::sync::mpsc;
 
 use crate::batcher::ProduceJob;
 use crate::error::ServerError;
+use crate::lease::QuorumLease;
 
 /// A partition replica hosted here.
 pub struct Partition {
@@ -34,6 +35,8 @@ pub struct Partition {
     pub view: PartitionView,
     /// Queue of the produce batcher.
     pub produce_queue: mpsc::Sender<ProduceJob>,
+    /// Whether this node, when it leads, still leads as far as a majority knows.
+    pub lease: QuorumLease,
 }
 
 impl Partition {
@@ -51,11 +54,12 @@ impl Partition {
 
     /// Checks that `offset` can be read (it may equal the high watermark: nothing yet).
     ///
-    /// Above the high watermark only a leader that has applied an entry of its own term knows
-    /// that nothing is there: every record an earlier leader acknowledged is applied before that
-    /// entry. Any other replica may simply be behind (a follower learns commits after the leader,
-    /// a new leader applies what its predecessor acknowledged only once it commits in its own
-    /// term), so there the offset is `OffsetNotAvailable`, which clients retry, not out of range.
+    /// Above the high watermark only a current leader that has applied an entry of its own term
+    /// knows that nothing is there: every record an earlier leader acknowledged is applied before
+    /// that entry. Any other replica may simply be behind (a follower learns commits after the
+    /// leader, a new leader applies what its predecessor acknowledged only once it commits in its
+    /// own term, a leader cut off may have been replaced), so there the offset is
+    /// `OffsetNotAvailable`, which clients retry, not out of range.
     pub fn check_offset(&self, offset: u64) -> Result<(), ServerError> {
         // In this order: both only grow, so the start read first is never above the high
         // watermark read second. (The other way round, a record applied in between made an
@@ -79,8 +83,9 @@ impl Partition {
         Ok(())
     }
 
-    /// This replica leads and has applied an entry of its current term, so its high watermark
-    /// is at least every offset any leader ever acknowledged.
+    /// This replica leads, a majority acknowledged it within the lease (a leader cut off, or
+    /// restarted into its old term, may have been replaced), and it has applied an entry of its
+    /// current term: so its high watermark is at least every offset any leader acknowledged.
     fn is_leader_caught_up_with_its_term(&self) -> bool {
         let metrics = self.raft.metrics();
         let metrics = metrics.borrow();
@@ -88,6 +93,7 @@ impl Partition {
             && metrics
                 .last_applied
                 .is_some_and(|applied| applied.leader_id.term == metrics.current_term)
+            && self.lease.holds(&metrics)
     }
 
     /// Committed records from `offset` on, up to `max_bytes` of payload (at least one record

@@ -7,7 +7,14 @@
 
 use std::time::Duration;
 
+use std::time::Instant;
+
+use raftlog_client::record;
+use raftlog_client::Client;
+use raftlog_client::ClientOptions;
+use raftlog_jepsen::cluster::Cluster;
 use raftlog_jepsen::nemesis::PartitionShape;
+use raftlog_jepsen::network::Network;
 use raftlog_jepsen::run::Fault;
 use raftlog_jepsen::run::RunConfig;
 
@@ -79,4 +86,118 @@ async fn majorities_ring_no_anomalies() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn clock_skew_no_anomalies() {
     run_clean(vec![Fault::Clock], 8).await;
+}
+
+/// A leader cut off from the others keeps calling itself leader of its term (openraft 0.9 has
+/// no step-down on lost quorum) while the others elect a new one and commit more. Its own high
+/// watermark is then behind: it must answer an offset the new leader wrote with the retryable
+/// OFFSET_NOT_AVAILABLE (its quorum lease has run out), not OFFSET_OUT_OF_RANGE, and serve it
+/// once the partition heals.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_isolated_leader_answers_offset_not_available_for_what_the_new_leader_wrote() {
+    Network::check_available().expect("partitions need root and iptables");
+    let dir = tempfile::TempDir::new().expect("temp dir");
+    let cluster =
+        Cluster::start(std::path::Path::new(RAFTLOG), dir.path(), 3, None).expect("start");
+    let mut network = Network::new(
+        format!("raftlog-test-isolated-leader-{}", std::process::id()),
+        cluster.ips(),
+    );
+    let client_at = |ids: &[u64]| {
+        let addresses: Vec<String> = ids
+            .iter()
+            .map(|id| cluster.nodes[*id as usize - 1].client_addr.clone())
+            .collect();
+        connect_retrying(addresses)
+    };
+
+    let client = client_at(&[1, 2, 3]).await;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while let Err(error) = client.create_topic("isolated", 1, 3).await {
+        assert!(Instant::now() < deadline, "create: {error}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let old_leader = leader_among(&client, "isolated", &[1, 2, 3]).await;
+    for value in 0..10u64 {
+        client
+            .produce(
+                "isolated",
+                0,
+                vec![record(None, value.to_string().into_bytes())],
+            )
+            .await
+            .expect("produce");
+    }
+
+    let others: Vec<u64> = (1..=3).filter(|id| *id != old_leader).collect();
+    for other in &others {
+        network.cut(old_leader, *other).expect("cut");
+    }
+    let survivors = client_at(&others).await;
+    leader_among(&survivors, "isolated", &others).await;
+    for value in 10..20u64 {
+        survivors
+            .produce(
+                "isolated",
+                0,
+                vec![record(None, value.to_string().into_bytes())],
+            )
+            .await
+            .expect("produce to the new leader");
+    }
+
+    let old_address = cluster.nodes[old_leader as usize - 1].client_addr.clone();
+    let error = survivors
+        .fetch_from(&old_address, "isolated", 0, 15, 0, 0)
+        .await
+        .expect_err("offset 15 is above the isolated leader's high watermark");
+    assert_eq!(error.reason(), Some("OFFSET_NOT_AVAILABLE"), "{error}");
+
+    network.heal().expect("heal");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let response = loop {
+        match survivors
+            .fetch_from(&old_address, "isolated", 0, 15, 0, 5_000)
+            .await
+        {
+            Ok(response) => break response,
+            Err(error) if error.is_retryable() && Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(error) => panic!("offset 15 from the old leader after healing: {error}"),
+        }
+    };
+    assert_eq!(response.records[0].offset, 15, "{response:?}");
+    assert_eq!(response.records[0].value.as_ref(), b"15");
+}
+
+async fn connect_retrying(addresses: Vec<String>) -> Client {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        match Client::connect_with(&addresses, ClientOptions::default()).await {
+            Ok(client) => return client,
+            Err(error) => assert!(Instant::now() < deadline, "connect: {error}"),
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// The leader of partition 0 of `topic`, once it is one of `ids`.
+async fn leader_among(client: &Client, topic: &str, ids: &[u64]) -> u64 {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Ok(description) = client.describe_topic(topic).await {
+            if let Some(leader) = description.partitions[0]
+                .leader_id
+                .filter(|id| ids.contains(id))
+            {
+                return leader;
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no leader of {topic} among {ids:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }

@@ -6,6 +6,8 @@ use std::time::Duration;
 use std::time::Instant;
 
 use raftlog_client::record;
+use raftlog_client::Client;
+use raftlog_client::ClientOptions;
 use tokio_stream::StreamExt;
 
 use crate::kit::RaftTimers;
@@ -226,6 +228,17 @@ async fn followers_learn_a_commit_without_waiting_for_a_heartbeat() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_replica_behind_the_leader_answers_offset_not_available_and_catches_up() {
     let cluster = TestCluster::start(3).await;
+    let producer = cluster.client().await;
+    producer.create_topic("behind", 1, 3).await.expect("create");
+    cluster.wait_for_leaders(&producer, "behind").await;
+    // The first write settles leadership (the preferred replica may take over right after the
+    // topic is created); the follower to stop is chosen after it.
+    producer
+        .produce("behind", 0, vec![record(None, b"0".to_vec())])
+        .await
+        .expect("produce");
+    let description = cluster.wait_for_leaders(&producer, "behind").await;
+    // Fetches are asked once each, so the test sees every answer.
     let client = Arc::new(
         cluster
             .client_with(raftlog_client::ClientOptions {
@@ -234,8 +247,6 @@ async fn a_replica_behind_the_leader_answers_offset_not_available_and_catches_up
             })
             .await,
     );
-    client.create_topic("behind", 1, 3).await.expect("create");
-    let description = cluster.wait_for_leaders(&client, "behind").await;
     let leader = description.partitions[0].leader_id.expect("leader");
     let behind = (1..=3).find(|id| *id != leader).expect("a follower");
     let other = (1..=3)
@@ -254,8 +265,7 @@ async fn a_replica_behind_the_leader_answers_offset_not_available_and_catches_up
     // The leader and the other follower commit 20 records while `behind` is stopped; then they
     // stop, so `behind` runs alone and cannot catch up.
     cluster.pause(behind);
-    let producer = cluster.client().await;
-    for value in 0..20u64 {
+    for value in 1..20u64 {
         producer
             .produce(
                 "behind",
@@ -327,4 +337,145 @@ async fn a_replica_behind_the_leader_answers_offset_not_available_and_catches_up
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+}
+
+/// A leader that was replaced while it was down restarts believing it still leads its old term
+/// (openraft restores a committed vote for itself) until it hears from the others. Without a
+/// recent majority it must not declare an offset the new leader wrote out of range, and it
+/// serves that offset once it has caught up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replaced_leader_that_has_not_noticed_answers_offset_not_available() {
+    let mut cluster = TestCluster::start(3).await;
+    let client = cluster.client().await;
+    client.create_topic("deposed", 1, 3).await.expect("create");
+    cluster.wait_for_leaders(&client, "deposed").await;
+    for value in 0..10u64 {
+        client
+            .produce(
+                "deposed",
+                0,
+                vec![record(None, value.to_string().into_bytes())],
+            )
+            .await
+            .expect("produce");
+    }
+    // Asked after the writes: the preferred replica may take over right after the creation.
+    let description = cluster.wait_for_leaders(&client, "deposed").await;
+    let old_leader = description.partitions[0].leader_id.expect("leader");
+    let others: Vec<u64> = (1..=3).filter(|id| *id != old_leader).collect();
+
+    // The others elect a new leader while the old one is down, and commit 10 more records.
+    cluster.kill(old_leader);
+    let survivors = Client::connect_with(
+        &others
+            .iter()
+            .map(|id| cluster.addr(*id))
+            .collect::<Vec<_>>(),
+        ClientOptions::default(),
+    )
+    .await
+    .expect("connect to the others");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let description = survivors.describe_topic("deposed").await;
+        if let Ok(leader) = description.map(|d| d.partitions[0].leader_id) {
+            if leader.is_some_and(|id| others.contains(&id)) {
+                break;
+            }
+        }
+        assert!(Instant::now() < deadline, "no new leader within 30 s");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    for value in 10..20u64 {
+        survivors
+            .produce(
+                "deposed",
+                0,
+                vec![record(None, value.to_string().into_bytes())],
+            )
+            .await
+            .expect("produce to the new leader");
+    }
+
+    // The old leader restarts alone: it believes it leads, with a high watermark of 10.
+    for id in &others {
+        cluster.pause(*id);
+    }
+    cluster.restart(old_leader);
+    let old_address = cluster.addr(old_leader);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let direct = loop {
+        // It may not listen yet.
+        let options = ClientOptions {
+            request_timeout: Duration::from_secs(30),
+            retry_deadline: Duration::from_millis(1),
+        };
+        match Client::connect_with(std::slice::from_ref(&old_address), options).await {
+            Ok(client) => break client,
+            Err(error) => assert!(Instant::now() < deadline, "old leader: {error}"),
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let error = loop {
+        // Until it listens and runs the partition again.
+        match direct
+            .fetch_from(&old_address, "deposed", 0, 15, 0, 0)
+            .await
+        {
+            Err(error)
+                if Instant::now() < deadline
+                    && matches!(
+                        error.reason(),
+                        None | Some(
+                            "NOT_A_REPLICA"
+                                | "NOT_READY"
+                                | "PARTITION_NOT_FOUND"
+                                | "TOPIC_NOT_FOUND"
+                        )
+                    ) =>
+            {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            result => {
+                break result.expect_err("offset 15 is above the old leader's high watermark")
+            }
+        }
+    };
+    assert_eq!(error.reason(), Some("OFFSET_NOT_AVAILABLE"), "{error}");
+    // Also once it has applied what it had committed (its term's entries) again.
+    let until = Instant::now() + Duration::from_secs(2);
+    while Instant::now() < until {
+        let error = direct
+            .fetch_from(&old_address, "deposed", 0, 15, 0, 0)
+            .await
+            .expect_err("offset 15 is above the old leader's high watermark");
+        assert_eq!(error.reason(), Some("OFFSET_NOT_AVAILABLE"), "{error}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let state = direct
+        .describe_topic("deposed")
+        .await
+        .expect("the old leader describes the topic");
+    assert_eq!(
+        state.partitions[0].leader_id,
+        Some(old_leader),
+        "the restarted node should believe it still leads (else this test shows nothing): {state:?}"
+    );
+
+    // Once the others are back it learns of the new term, catches up and serves offset 15.
+    let waiting = tokio::spawn(async move {
+        direct
+            .fetch_from(&old_address, "deposed", 0, 15, 0, 20_000)
+            .await
+    });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    for id in &others {
+        cluster.resume(*id);
+    }
+    let response = waiting
+        .await
+        .expect("join")
+        .expect("the long poll returns once the old leader caught up");
+    assert_eq!(response.records[0].offset, 15, "{response:?}");
+    assert_eq!(response.records[0].value.as_ref(), b"15");
 }

@@ -556,6 +556,7 @@ where
     pub(crate) fn report_metrics(&mut self, replication: Option<ReplicationMetrics<C::NodeId>>) {
         let last_quorum_acked = self.last_quorum_acked_time();
         let millis_since_quorum_ack = last_quorum_acked.map(|t| t.elapsed().as_millis() as u64);
+        let last_quorum_acked = last_quorum_acked.and_then(|t| std::time::Instant::now().checked_sub(t.elapsed()));
 
         let st = &self.engine.state;
 
@@ -578,6 +579,7 @@ where
             state: st.server_state,
             current_leader: current_leader.clone(),
             millis_since_quorum_ack,
+            last_quorum_acked,
             membership_config: membership_config.clone(),
 
             // --- replication ---

@@ -75,6 +75,13 @@ where
     /// being partitioned from the cluster.
     pub millis_since_quorum_ack: Option<u64>,
 
+    /// raftlog patch: when a quorum last acknowledged this leader, as an instant, so that a
+    /// reader can compute the age now. `millis_since_quorum_ack` is the age when the metrics
+    /// were reported, and an idle `RaftCore` reports nothing: a leader cut off from the others
+    /// keeps showing the small age of its last acknowledged heartbeat.
+    #[cfg_attr(feature = "serde", serde(skip))]
+    pub last_quorum_acked: Option<std::time::Instant>,
+
     /// The current membership config of the cluster.
     pub membership_config: Arc<StoredMembership<NID, N>>,
 
@@ -153,6 +160,7 @@ where
             state: ServerState::Follower,
             current_leader: None,
             millis_since_quorum_ack: None,
+            last_quorum_acked: None,
             membership_config: Arc::new(StoredMembership::default()),
             replication: None,
         }
