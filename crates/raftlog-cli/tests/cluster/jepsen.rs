@@ -18,6 +18,8 @@ use raftlog_jepsen::network::Network;
 use raftlog_jepsen::run::Fault;
 use raftlog_jepsen::run::RunConfig;
 
+use crate::kit::assert_not_available_for;
+use crate::kit::produce_numbers;
 use crate::kit::RAFTLOG;
 
 async fn run_clean(faults: Vec<Fault>, seed: u64) {
@@ -118,16 +120,7 @@ async fn an_isolated_leader_answers_offset_not_available_for_what_the_new_leader
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     let old_leader = leader_among(&client, "isolated", &[1, 2, 3]).await;
-    for value in 0..10u64 {
-        client
-            .produce(
-                "isolated",
-                0,
-                vec![record(None, value.to_string().into_bytes())],
-            )
-            .await
-            .expect("produce");
-    }
+    produce_numbers(&client, "isolated", 0..10).await;
 
     let others: Vec<u64> = (1..=3).filter(|id| *id != old_leader).collect();
     for other in &others {
@@ -135,29 +128,19 @@ async fn an_isolated_leader_answers_offset_not_available_for_what_the_new_leader
     }
     let survivors = client_at(&others).await;
     leader_among(&survivors, "isolated", &others).await;
-    for value in 10..20u64 {
-        survivors
-            .produce(
-                "isolated",
-                0,
-                vec![record(None, value.to_string().into_bytes())],
-            )
-            .await
-            .expect("produce to the new leader");
-    }
+    produce_numbers(&survivors, "isolated", 10..20).await;
 
     let old_address = cluster.nodes[old_leader as usize - 1].client_addr.clone();
     // For a while: its metrics are reported only when its Raft core does something, and the
     // lease must not depend on when that was.
-    let until = Instant::now() + Duration::from_secs(3);
-    while Instant::now() < until {
-        let error = survivors
-            .fetch_from(&old_address, "isolated", 0, 15, 0, 0)
-            .await
-            .expect_err("offset 15 is above the isolated leader's high watermark");
-        assert_eq!(error.reason(), Some("OFFSET_NOT_AVAILABLE"), "{error}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    assert_not_available_for(
+        &survivors,
+        &old_address,
+        "isolated",
+        15,
+        Duration::from_secs(3),
+    )
+    .await;
     // A write it is asked for is refused up front, with nothing written, rather than left to
     // time out with an unknown outcome.
     let only_old = Client::connect_with(

@@ -376,3 +376,39 @@ impl Drop for TestCluster {
         }
     }
 }
+
+/// Produces one record per value to partition 0 of `topic`, one request each, in order; the
+/// value's decimal text is the record's value, so at offset n of a fresh partition is "n".
+pub async fn produce_numbers(client: &Client, topic: &str, values: std::ops::Range<u64>) {
+    for value in values {
+        let produced = client
+            .produce(
+                topic,
+                0,
+                vec![raftlog_client::record(None, value.to_string().into_bytes())],
+            )
+            .await;
+        if let Err(error) = produced {
+            panic!("produce {value} to {topic}: {error}");
+        }
+    }
+}
+
+/// Asks `address` for `offset` of partition 0 of `topic` again and again for `period`: every
+/// answer must be the retryable OFFSET_NOT_AVAILABLE of a replica that may be behind.
+pub async fn assert_not_available_for(
+    client: &Client,
+    address: &str,
+    topic: &str,
+    offset: u64,
+    period: Duration,
+) {
+    let until = Instant::now() + period;
+    while Instant::now() < until {
+        match client.fetch_from(address, topic, 0, offset, 0, 0).await {
+            Err(error) if error.reason() == Some("OFFSET_NOT_AVAILABLE") => {}
+            other => panic!("offset {offset} of {topic} from {address}: {other:?}"),
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}

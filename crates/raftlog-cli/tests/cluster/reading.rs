@@ -10,6 +10,8 @@ use raftlog_client::Client;
 use raftlog_client::ClientOptions;
 use tokio_stream::StreamExt;
 
+use crate::kit::assert_not_available_for;
+use crate::kit::produce_numbers;
 use crate::kit::RaftTimers;
 use crate::kit::TestCluster;
 
@@ -265,16 +267,7 @@ async fn a_replica_behind_the_leader_answers_offset_not_available_and_catches_up
     // The leader and the other follower commit 20 records while `behind` is stopped; then they
     // stop, so `behind` runs alone and cannot catch up.
     cluster.pause(behind);
-    for value in 1..20u64 {
-        producer
-            .produce(
-                "behind",
-                0,
-                vec![record(None, value.to_string().into_bytes())],
-            )
-            .await
-            .expect("produce without one follower");
-    }
+    produce_numbers(&producer, "behind", 1..20).await;
     cluster.pause(leader);
     cluster.pause(other);
     cluster.resume(behind);
@@ -349,16 +342,7 @@ async fn a_replaced_leader_that_has_not_noticed_answers_offset_not_available() {
     let client = cluster.client().await;
     client.create_topic("deposed", 1, 3).await.expect("create");
     cluster.wait_for_leaders(&client, "deposed").await;
-    for value in 0..10u64 {
-        client
-            .produce(
-                "deposed",
-                0,
-                vec![record(None, value.to_string().into_bytes())],
-            )
-            .await
-            .expect("produce");
-    }
+    produce_numbers(&client, "deposed", 0..10).await;
     // Asked after the writes: the preferred replica may take over right after the creation.
     let description = cluster.wait_for_leaders(&client, "deposed").await;
     let old_leader = description.partitions[0].leader_id.expect("leader");
@@ -386,16 +370,7 @@ async fn a_replaced_leader_that_has_not_noticed_answers_offset_not_available() {
         assert!(Instant::now() < deadline, "no new leader within 30 s");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    for value in 10..20u64 {
-        survivors
-            .produce(
-                "deposed",
-                0,
-                vec![record(None, value.to_string().into_bytes())],
-            )
-            .await
-            .expect("produce to the new leader");
-    }
+    produce_numbers(&survivors, "deposed", 10..20).await;
 
     // The old leader restarts alone: it believes it leads, with a high watermark of 10.
     for id in &others {
@@ -443,15 +418,7 @@ async fn a_replaced_leader_that_has_not_noticed_answers_offset_not_available() {
     };
     assert_eq!(error.reason(), Some("OFFSET_NOT_AVAILABLE"), "{error}");
     // Also once it has applied what it had committed (its term's entries) again.
-    let until = Instant::now() + Duration::from_secs(2);
-    while Instant::now() < until {
-        let error = direct
-            .fetch_from(&old_address, "deposed", 0, 15, 0, 0)
-            .await
-            .expect_err("offset 15 is above the old leader's high watermark");
-        assert_eq!(error.reason(), Some("OFFSET_NOT_AVAILABLE"), "{error}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    assert_not_available_for(&direct, &old_address, "deposed", 15, Duration::from_secs(2)).await;
     let state = direct
         .describe_topic("deposed")
         .await
