@@ -36,11 +36,12 @@ pub struct RaftHost {
     /// When each group stands for election unless it hears from a leader (or grants a vote)
     /// first; drawn again, in this replica's slot, each time it does.
     election_deadlines: Mutex<HashMap<GroupId, Instant>>,
-    /// Per group led here: each follower's last light-heartbeat acknowledgement (term, when).
+    /// Per group led here: each follower's last light-heartbeat acknowledgement (term, and when
+    /// the acknowledged heartbeat was sent).
     light_acks: Mutex<HashMap<GroupId, LightAcks>>,
 }
 
-/// Per follower of a group led here: term and time of its last light-heartbeat acknowledgement.
+/// Per follower of a group led here: term and send time of its last acknowledged light heartbeat.
 type LightAcks = HashMap<NodeId, (u64, Instant)>;
 
 /// This node's place among the sorted voters of a group, which picks its election slot.
@@ -302,6 +303,10 @@ impl RaftHost {
             groups: groups.clone(),
         });
         request.set_timeout(timeout);
+        // The acknowledgement counts from when the heartbeat left, not when the answer came
+        // back: the follower heard from this leader no earlier than that, so a lease measured
+        // from it ends before the follower's election timeout can, however late the answer.
+        let sent_at = Instant::now();
         // An unreachable follower acknowledges nothing; a full heartbeat would not reach it
         // either, and Raft replication retries on its own.
         let Ok(response) = client.heartbeat(request).await else {
@@ -312,7 +317,6 @@ impl RaftHost {
             .accepted_group_ids
             .into_iter()
             .collect();
-        let now = Instant::now();
         let mut refused = Vec::new();
         {
             let mut acks = self.light_acks.lock();
@@ -320,7 +324,7 @@ impl RaftHost {
                 if accepted.contains(&heartbeat.group_id) {
                     acks.entry(GroupId(heartbeat.group_id))
                         .or_default()
-                        .insert(follower, (heartbeat.term, now));
+                        .insert(follower, (heartbeat.term, sent_at));
                 } else {
                     refused.push(GroupId(heartbeat.group_id));
                 }
