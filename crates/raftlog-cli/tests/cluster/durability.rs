@@ -142,18 +142,9 @@ async fn acknowledged_records_survive_leader_kills_and_replicas_converge() {
 async fn minority_down_keeps_serving_and_majority_down_fails_fast_without_partial_writes() {
     let mut cluster = TestCluster::start(3).await;
     let client = cluster.client().await;
-    client
-        .create_topic("avail", 1, 3)
-        .await
-        .expect("create topic");
-    cluster.wait_for_leaders(&client, "avail").await;
-    client
-        .produce("avail", 0, vec![record(None, b"before".to_vec())])
-        .await
-        .expect("produce with all nodes up");
-    // Ask again: the preferred replica may have taken over right after creation.
-    let description = cluster.wait_for_leaders(&client, "avail").await;
-    let leader = description.partitions[0].leader_id.expect("leader");
+    let leader = cluster
+        .create_one_partition_topic(&client, "avail", 3, b"before")
+        .await;
     let followers: Vec<u64> = (1..=3).filter(|id| *id != leader).collect();
 
     tracing_phase("one of three nodes down: produce and fetch keep working");

@@ -326,6 +326,29 @@ impl TestCluster {
         }
     }
 
+    /// Creates `topic` with one partition on `replicas` nodes, writes `first` to it and returns
+    /// the partition's leader after that write: the preferred replica may take over right after
+    /// the creation, so a leader named before the first write may not be the leader for long.
+    pub async fn create_one_partition_topic(
+        &self,
+        client: &Client,
+        topic: &str,
+        replicas: u32,
+        first: &[u8],
+    ) -> u64 {
+        client
+            .create_topic(topic, 1, replicas)
+            .await
+            .expect("create topic");
+        self.wait_for_leaders(client, topic).await;
+        client
+            .produce(topic, 0, vec![raftlog_client::record(None, first.to_vec())])
+            .await
+            .expect("first produce with all nodes up");
+        let description = self.wait_for_leaders(client, topic).await;
+        description.partitions[0].leader_id.expect("leader")
+    }
+
     /// Every committed record of a partition as node `id` serves it: (offset, value).
     pub async fn read_all_from(
         &self,

@@ -231,15 +231,9 @@ async fn followers_learn_a_commit_without_waiting_for_a_heartbeat() {
 async fn a_replica_behind_the_leader_answers_offset_not_available_and_catches_up() {
     let cluster = TestCluster::start(3).await;
     let producer = cluster.client().await;
-    producer.create_topic("behind", 1, 3).await.expect("create");
-    cluster.wait_for_leaders(&producer, "behind").await;
-    // The first write settles leadership (the preferred replica may take over right after the
-    // topic is created); the follower to stop is chosen after it.
-    producer
-        .produce("behind", 0, vec![record(None, b"0".to_vec())])
-        .await
-        .expect("produce");
-    let description = cluster.wait_for_leaders(&producer, "behind").await;
+    let leader = cluster
+        .create_one_partition_topic(&producer, "behind", 3, b"0")
+        .await;
     // Fetches are asked once each, so the test sees every answer.
     let client = Arc::new(
         cluster
@@ -249,7 +243,6 @@ async fn a_replica_behind_the_leader_answers_offset_not_available_and_catches_up
             })
             .await,
     );
-    let leader = description.partitions[0].leader_id.expect("leader");
     let behind = (1..=3).find(|id| *id != leader).expect("a follower");
     let other = (1..=3)
         .find(|id| *id != leader && *id != behind)
@@ -340,12 +333,10 @@ async fn a_replica_behind_the_leader_answers_offset_not_available_and_catches_up
 async fn a_replaced_leader_that_has_not_noticed_answers_offset_not_available() {
     let mut cluster = TestCluster::start(3).await;
     let client = cluster.client().await;
-    client.create_topic("deposed", 1, 3).await.expect("create");
-    cluster.wait_for_leaders(&client, "deposed").await;
-    produce_numbers(&client, "deposed", 0..10).await;
-    // Asked after the writes: the preferred replica may take over right after the creation.
-    let description = cluster.wait_for_leaders(&client, "deposed").await;
-    let old_leader = description.partitions[0].leader_id.expect("leader");
+    let old_leader = cluster
+        .create_one_partition_topic(&client, "deposed", 3, b"0")
+        .await;
+    produce_numbers(&client, "deposed", 1..10).await;
     let others: Vec<u64> = (1..=3).filter(|id| *id != old_leader).collect();
 
     // The others elect a new leader while the old one is down, and commit 10 more records.
