@@ -185,6 +185,8 @@ start_cluster
 COMMON=(--replicas 3 --record-size 1024)
 run_scenario a "one synchronous producer: batch 1, 1 in flight, 1 partition, 15 s" \
     produce --topic a-sync --partitions 1 "${COMMON[@]}" --producers 1 --in-flight 1 --batch 1 --duration 15s
+run_scenario a100 "one producer at a fixed 100 records/s: batch 1, 1 in flight, 1 partition, 15 s" \
+    produce --topic a-rate --partitions 1 "${COMMON[@]}" --producers 1 --in-flight 1 --batch 1 --rate 100 --duration 15s
 run_scenario b "pipelined: 6 partitions, 6 producers, 4 in flight, batch 64, 20 s" \
     produce --topic b-pipelined --partitions 6 "${COMMON[@]}" --producers 6 --in-flight 4 --batch 64 --duration 20s
 # Bigger requests, fewer of them: the CPU saved per request goes into records.
