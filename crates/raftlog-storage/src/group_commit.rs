@@ -101,12 +101,15 @@ fn run_flusher(receiver: mpsc::Receiver<SyncRequest>, stats: &GroupCommitStats) 
     run_rounds(receiver, stats, |file| file.sync_data());
 }
 
+/// What one file's sync came to: `None` if it succeeded, else the error to give each request.
+type SyncOutcome = Option<(io::ErrorKind, String)>;
+
 /// Takes rounds of requests and syncs each distinct file once per round, in the order in which
 /// the files first appear in the queue. Completions run in queue order, each as soon as its
 /// own file and every earlier request's file are synced: a request for the round's first file
-/// does not wait for the syncs of files queued after it (with three busy logs on a node that
-/// was a third of a round on average), and a group's later entries, even in a new segment,
-/// are still never reported durable before its earlier ones.
+/// does not wait for the syncs of files queued after it (3 pipelined producers' partitions on
+/// the local cluster: b3 +6 % records/s in five alternating pairs), and a group's later
+/// entries, even in a new segment, are still never reported durable before its earlier ones.
 fn run_rounds(
     receiver: mpsc::Receiver<SyncRequest>,
     stats: &GroupCommitStats,
@@ -123,7 +126,7 @@ fn run_rounds(
             }
         }
 
-        let mut outcomes: HashMap<*const File, Option<(io::ErrorKind, String)>> = HashMap::new();
+        let mut outcomes: HashMap<*const File, SyncOutcome> = HashMap::new();
         for request in round.drain(..) {
             let key = Arc::as_ptr(&request.file);
             if !outcomes.contains_key(&key) {
@@ -148,7 +151,7 @@ fn run_rounds(
 /// Runs the completions of requests whose files are synced, in queue order.
 fn complete(
     requests: impl Iterator<Item = SyncRequest>,
-    outcomes: &HashMap<*const File, Option<(io::ErrorKind, String)>>,
+    outcomes: &HashMap<*const File, SyncOutcome>,
     stats: &GroupCommitStats,
 ) {
     for request in requests {
@@ -170,14 +173,15 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_request_completes_before_later_files_are_synced_and_in_queue_order() {
-        let dir = tempfile::tempdir().unwrap();
-        let open = |name: &str| {
+    fn a_request_completes_before_later_files_are_synced_and_in_queue_order() -> anyhow::Result<()>
+    {
+        let dir = tempfile::tempdir()?;
+        let open = |name: &str| -> io::Result<(Arc<File>, Arc<PathBuf>)> {
             let path = dir.path().join(name);
-            (Arc::new(File::create(&path).unwrap()), Arc::new(path))
+            Ok((Arc::new(File::create(&path)?), Arc::new(path)))
         };
-        let (file_a, path_a) = open("a.seg");
-        let (file_b, path_b) = open("b.seg");
+        let (file_a, path_a) = open("a.seg")?;
+        let (file_b, path_b) = open("b.seg")?;
         let names = HashMap::from([(file_a.as_raw_fd(), "a"), (file_b.as_raw_fd(), "b")]);
         let events = Arc::new(Mutex::new(Vec::<String>::new()));
 
@@ -201,7 +205,7 @@ mod tests {
                     path: Arc::clone(path),
                     completion,
                 })
-                .unwrap();
+                .map_err(|_| anyhow::anyhow!("the flusher's queue is closed"))?;
         }
         drop(sender);
 
@@ -230,5 +234,6 @@ mod tests {
         assert_eq!(stats.syncs.load(Ordering::Relaxed), 2);
         assert_eq!(stats.requests.load(Ordering::Relaxed), 3);
         assert_eq!(stats.rounds.load(Ordering::Relaxed), 1);
+        Ok(())
     }
 }
