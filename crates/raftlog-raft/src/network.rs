@@ -1,9 +1,11 @@
 //! The client side of the transport: one lazily connected gRPC channel per peer address,
-//! shared by every group, and openraft's network traits on top of it.
+//! shared by every group, one replication stream on it carrying every group's AppendEntries,
+//! and openraft's network traits on top of them.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::Arc;
+use std::sync::Weak;
 use std::time::Duration;
 
 use openraft::error::InstallSnapshotError;
@@ -23,7 +25,10 @@ use openraft::raft::VoteRequest;
 use openraft::raft::VoteResponse;
 use parking_lot::Mutex;
 use raftlog_proto::internal::raft_transport_client::RaftTransportClient;
+use raftlog_proto::internal::replicate_reply;
 use raftlog_proto::internal::RaftMessage;
+use raftlog_proto::internal::ReplicateReply;
+use raftlog_proto::internal::ReplicateRequest;
 use raftlog_types::limits::GRPC_MESSAGE_BYTES_MAX;
 use raftlog_types::limits::HTTP2_FRAME_BYTES_MAX;
 use raftlog_types::GroupId;
@@ -32,18 +37,34 @@ use raftlog_types::NodeInfo;
 use raftlog_types::TypeConfig;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
+use tokio::sync::mpsc;
+use tokio::sync::oneshot;
 use tonic::transport::Channel;
 use tonic::transport::Endpoint;
+use tonic::Status;
 
 /// How long a connection attempt to a peer may take before the RPC fails as unreachable.
 const CONNECT_TIMEOUT: Duration = Duration::from_millis(500);
+
+/// AppendEntries messages up to this size travel on the peer's replication stream. Larger ones
+/// (a lagging follower's catch-up) get a call of their own, which HTTP/2 interleaves with the
+/// stream instead of queueing every other group's messages behind them.
+const STREAMED_MESSAGE_BYTES_MAX: usize = 1024 * 1024;
 
 /// One gRPC channel per peer address. A tonic channel multiplexes concurrent calls over one
 /// HTTP/2 connection and reconnects by itself, so every group shares it.
 #[derive(Clone, Default)]
 pub struct PeerPool {
     channels: Arc<Mutex<HashMap<String, Channel>>>,
+    streams: Arc<Mutex<HashMap<String, PeerStream>>>,
     local_address: Option<IpAddr>,
+}
+
+/// A peer's replication stream, or the knowledge that the peer has none.
+enum PeerStream {
+    Open(Arc<ReplicationStream>),
+    /// The peer runs a version without `Replicate`: every AppendEntries is a call.
+    Unsupported,
 }
 
 /// A transport-level failure talking to a peer.
@@ -67,6 +88,7 @@ impl PeerPool {
     pub fn bound_to(local_address: Option<IpAddr>) -> Self {
         PeerPool {
             channels: Arc::default(),
+            streams: Arc::default(),
             local_address,
         }
     }
@@ -95,6 +117,194 @@ impl PeerPool {
         Ok(RaftTransportClient::new(self.channel(peer_addr)?)
             .max_decoding_message_size(GRPC_MESSAGE_BYTES_MAX)
             .max_encoding_message_size(GRPC_MESSAGE_BYTES_MAX))
+    }
+
+    /// Sends one group's AppendEntries to `peer_addr` and waits up to `timeout` for the reply:
+    /// on the peer's replication stream if the message is small enough and the peer has one,
+    /// else as a call of its own. Fails with the status the call would have failed with.
+    pub async fn append_entries(
+        &self,
+        peer_addr: &str,
+        message: RaftMessage,
+        timeout: Duration,
+    ) -> Result<RaftMessage, Status> {
+        if message.payload.len() <= STREAMED_MESSAGE_BYTES_MAX {
+            if let Some(stream) = self.replication_stream(peer_addr)? {
+                match stream.call(message.clone(), timeout).await {
+                    Err(status) if status.code() == tonic::Code::Unimplemented => {
+                        tracing::info!(
+                            peer = peer_addr,
+                            "peer has no replication stream: sending AppendEntries as calls"
+                        );
+                        self.streams
+                            .lock()
+                            .insert(peer_addr.to_owned(), PeerStream::Unsupported);
+                    }
+                    outcome => return outcome,
+                }
+            }
+        }
+        let mut client = self.client(peer_addr).map_err(unreachable_peer)?;
+        let mut request = tonic::Request::new(message);
+        request.set_timeout(timeout);
+        client
+            .append_entries(request)
+            .await
+            .map(tonic::Response::into_inner)
+    }
+
+    /// The open replication stream to `peer_addr`, opened now if there is none (or the last one
+    /// broke); `None` if the peer has no such stream.
+    fn replication_stream(
+        &self,
+        peer_addr: &str,
+    ) -> Result<Option<Arc<ReplicationStream>>, Status> {
+        let mut streams = self.streams.lock();
+        match streams.get(peer_addr) {
+            Some(PeerStream::Unsupported) => return Ok(None),
+            Some(PeerStream::Open(stream)) if stream.is_open() => {
+                return Ok(Some(Arc::clone(stream)))
+            }
+            _ => {}
+        }
+        let client = self.client(peer_addr).map_err(unreachable_peer)?;
+        let stream = ReplicationStream::open(client, peer_addr.to_owned());
+        streams.insert(peer_addr.to_owned(), PeerStream::Open(Arc::clone(&stream)));
+        Ok(Some(stream))
+    }
+}
+
+/// A peer address the channel cannot even be built for is as good as unreachable.
+fn unreachable_peer(error: TransportError) -> Status {
+    Status::unavailable(error.to_string())
+}
+
+/// One `Replicate` stream to a peer: requests go out in the order they are made, each reply
+/// finds its caller by call id. When the stream breaks, every caller still waiting fails at
+/// once with the reason, and the next call opens a new stream.
+struct ReplicationStream {
+    requests: mpsc::UnboundedSender<ReplicateRequest>,
+    calls: Mutex<StreamCalls>,
+}
+
+#[derive(Default)]
+struct StreamCalls {
+    next_call_id: u64,
+    waiting: HashMap<u64, oneshot::Sender<Result<RaftMessage, Status>>>,
+    closed: bool,
+}
+
+impl ReplicationStream {
+    /// Opens the stream and starts the task that hands out its replies. The task holds the
+    /// stream weakly: once the pool and every caller have let go of it, the request side ends,
+    /// the peer finishes, and the task with it.
+    fn open(mut client: RaftTransportClient<Channel>, peer_addr: String) -> Arc<Self> {
+        let (requests, mut outgoing) = mpsc::unbounded_channel();
+        let stream = Arc::new(ReplicationStream {
+            requests,
+            calls: Mutex::default(),
+        });
+        let replies_to = Arc::downgrade(&stream);
+        tokio::spawn(async move {
+            let outgoing = futures::stream::poll_fn(move |cx| outgoing.poll_recv(cx));
+            let ended = match client.replicate(outgoing).await {
+                Ok(replies) => Self::hand_out(&replies_to, replies.into_inner()).await,
+                Err(status) => status,
+            };
+            tracing::debug!(peer = %peer_addr, code = ?ended.code(), reason = ended.message(), "replication stream closed");
+            if let Some(stream) = replies_to.upgrade() {
+                stream.close(ended);
+            }
+        });
+        stream
+    }
+
+    /// Gives each reply to its caller until the stream ends; returns why it ended.
+    async fn hand_out(
+        stream: &Weak<ReplicationStream>,
+        mut replies: tonic::Streaming<ReplicateReply>,
+    ) -> Status {
+        loop {
+            let reply = match replies.message().await {
+                Ok(Some(reply)) => reply,
+                Ok(None) => return Status::unavailable("the peer ended the replication stream"),
+                Err(status) => return status,
+            };
+            let Some(stream) = stream.upgrade() else {
+                return Status::cancelled("nobody uses the replication stream any more");
+            };
+            stream.deliver(reply);
+        }
+    }
+
+    fn deliver(&self, reply: ReplicateReply) {
+        // A caller that timed out is gone from the map; its late reply is dropped.
+        let Some(caller) = self.calls.lock().waiting.remove(&reply.call_id) else {
+            return;
+        };
+        let outcome = match reply.outcome {
+            Some(replicate_reply::Outcome::Reply(message)) => Ok(message),
+            Some(replicate_reply::Outcome::Failure(failure)) => Err(Status::new(
+                tonic::Code::from(failure.code),
+                failure.message,
+            )),
+            None => Err(Status::internal(format!(
+                "reply {} on the replication stream carries no outcome",
+                reply.call_id
+            ))),
+        };
+        let _ = caller.send(outcome);
+    }
+
+    fn close(&self, reason: Status) {
+        let waiting = {
+            let mut calls = self.calls.lock();
+            calls.closed = true;
+            std::mem::take(&mut calls.waiting)
+        };
+        for (_, caller) in waiting {
+            let _ = caller.send(Err(reason.clone()));
+        }
+    }
+
+    fn is_open(&self) -> bool {
+        !self.calls.lock().closed
+    }
+
+    async fn call(&self, message: RaftMessage, timeout: Duration) -> Result<RaftMessage, Status> {
+        let (reply_to, reply) = oneshot::channel();
+        let call_id = {
+            let mut calls = self.calls.lock();
+            // Checked under the lock `close` takes: a caller is either failed by `close` or
+            // sees the stream closed, never left waiting on a dead stream.
+            if calls.closed {
+                return Err(Status::unavailable("the replication stream just closed"));
+            }
+            calls.next_call_id += 1;
+            let call_id = calls.next_call_id;
+            calls.waiting.insert(call_id, reply_to);
+            call_id
+        };
+        let request = ReplicateRequest {
+            call_id,
+            message: Some(message),
+            timeout_ms: u32::try_from(timeout.as_millis()).unwrap_or(u32::MAX),
+        };
+        if self.requests.send(request).is_err() {
+            self.calls.lock().waiting.remove(&call_id);
+            return Err(Status::unavailable("the replication stream is closed"));
+        }
+        match tokio::time::timeout(timeout, reply).await {
+            Ok(Ok(outcome)) => outcome,
+            Ok(Err(_)) => Err(Status::unavailable("the replication stream closed")),
+            Err(_) => {
+                self.calls.lock().waiting.remove(&call_id);
+                Err(Status::deadline_exceeded(format!(
+                    "no reply within {} ms",
+                    timeout.as_millis()
+                )))
+            }
+        }
     }
 }
 
@@ -160,18 +370,28 @@ impl GroupNetwork {
             group_id: self.group.0,
             payload: payload.into(),
         };
-        let mut client = self
-            .pool
-            .client(&self.peer_addr)
-            .map_err(|e| RPCError::Unreachable(Unreachable::new(&e)))?;
-        let mut message = tonic::Request::new(message);
-        message.set_timeout(option.hard_ttl());
         let reply = match rpc {
-            Rpc::AppendEntries => client.append_entries(message).await,
-            Rpc::Vote => client.vote(message).await,
-            Rpc::InstallSnapshot => client.install_snapshot(message).await,
+            Rpc::AppendEntries => {
+                self.pool
+                    .append_entries(&self.peer_addr, message, option.hard_ttl())
+                    .await
+            }
+            Rpc::Vote | Rpc::InstallSnapshot => {
+                let mut client = self
+                    .pool
+                    .client(&self.peer_addr)
+                    .map_err(|e| RPCError::Unreachable(Unreachable::new(&e)))?;
+                let mut message = tonic::Request::new(message);
+                message.set_timeout(option.hard_ttl());
+                if matches!(rpc, Rpc::Vote) {
+                    client.vote(message).await
+                } else {
+                    client.install_snapshot(message).await
+                }
+                .map(tonic::Response::into_inner)
+            }
         }
-        .map(|reply| reply.into_inner().payload);
+        .map(|reply| reply.payload);
         let reply = reply.map_err(|status| {
             let error = TransportError::new(format!("{:?}: {}", status.code(), status.message()));
             match status.code() {

@@ -1,12 +1,22 @@
 //! The server side of the transport: hands each Raft message to its group's instance.
 
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::Context;
+use std::task::Poll;
+use std::time::Duration;
+
+use futures::future::BoxFuture;
+use futures::stream::FuturesUnordered;
+use futures::Stream;
+use futures::StreamExt;
 
 use openraft::raft::AppendEntriesRequest;
 use openraft::raft::AppendEntriesResponse;
 use openraft::raft::InstallSnapshotRequest;
 use openraft::raft::VoteRequest;
 use raftlog_proto::internal::raft_transport_server::RaftTransport;
+use raftlog_proto::internal::replicate_reply;
 use raftlog_proto::internal::GroupStatusRequest;
 use raftlog_proto::internal::GroupStatusResponse;
 use raftlog_proto::internal::HeartbeatRequest;
@@ -14,6 +24,9 @@ use raftlog_proto::internal::HeartbeatResponse;
 use raftlog_proto::internal::IdentifyRequest;
 use raftlog_proto::internal::IdentifyResponse;
 use raftlog_proto::internal::RaftMessage;
+use raftlog_proto::internal::ReplicateFailure;
+use raftlog_proto::internal::ReplicateReply;
+use raftlog_proto::internal::ReplicateRequest;
 use raftlog_types::shared_bytes::decode_sharing;
 use raftlog_types::GroupId;
 use raftlog_types::TypeConfig;
@@ -22,6 +35,7 @@ use serde::Serialize;
 use tonic::Request;
 use tonic::Response;
 use tonic::Status;
+use tonic::Streaming;
 
 use crate::host::RaftHost;
 use crate::RaftGroup;
@@ -48,13 +62,17 @@ impl TransportService {
     }
 
     fn group(&self, group_id: u64) -> Result<RaftGroup, Status> {
-        self.host.group(GroupId(group_id)).ok_or_else(|| {
-            Status::not_found(format!(
-                "group {group_id} is not running on node {}",
-                self.host.node_id()
-            ))
-        })
+        group(&self.host, group_id)
     }
+}
+
+fn group(host: &RaftHost, group_id: u64) -> Result<RaftGroup, Status> {
+    host.group(GroupId(group_id)).ok_or_else(|| {
+        Status::not_found(format!(
+            "group {group_id} is not running on node {}",
+            host.node_id()
+        ))
+    })
 }
 
 /// Decodes a request; replicated records become slices of its payload, not copies.
@@ -67,13 +85,121 @@ fn decode<T: DeserializeOwned>(message: &RaftMessage) -> Result<T, Status> {
     })
 }
 
-fn encode<T: Serialize>(group_id: u64, value: &T) -> Result<Response<RaftMessage>, Status> {
+fn encode<T: Serialize>(group_id: u64, value: &T) -> Result<RaftMessage, Status> {
     let payload = postcard::to_stdvec(value)
         .map_err(|e| Status::internal(format!("encode Raft reply: {e}")))?;
-    Ok(Response::new(RaftMessage {
+    Ok(RaftMessage {
         group_id,
         payload: payload.into(),
-    }))
+    })
+}
+
+/// Hands an AppendEntries to its group, for a call or for a message on a replication stream.
+async fn append_entries(host: &RaftHost, message: RaftMessage) -> Result<RaftMessage, Status> {
+    let raft = group(host, message.group_id)?;
+    let rpc: AppendEntriesRequest<TypeConfig> = decode(&message)?;
+    let group = GroupId(message.group_id);
+    host.note_heard_from_leader(group, &raft);
+    let last_sent = rpc.entries.last().map(|e| e.log_id).or(rpc.prev_log_id);
+    let reply = raft.append_entries(rpc).await;
+    // openraft answers for entries it already holds without writing them again; a node that
+    // just stepped down as leader may still be syncing some. A success counts this node
+    // towards the leader's quorum, so it is sent only once they are durable.
+    let matched = match &reply {
+        Ok(AppendEntriesResponse::Success) => last_sent,
+        Ok(AppendEntriesResponse::PartialSuccess(matched)) => *matched,
+        _ => None,
+    };
+    if let (Some(matched), Some(mut durability)) = (matched, host.durability(group)) {
+        if !durability.is_durable(matched.index) {
+            tracing::debug!(
+                group = group.0,
+                index = matched.index,
+                "answering a leader once its entries are durable here"
+            );
+            durability
+                .wait(matched.index)
+                .await
+                .map_err(|e| Status::unavailable(format!("group {}: {e}", group.0)))?;
+        }
+    }
+    encode(message.group_id, &reply)
+}
+
+/// The replies of one `Replicate` stream. Every request is handled as soon as it arrives, all
+/// of them concurrently (a group waiting for its fsync holds up no other), and each reply goes
+/// out as soon as it is ready. The stream ends once the sender has closed its side and every
+/// request has its reply.
+pub struct ReplicateReplies {
+    host: Arc<RaftHost>,
+    requests: Option<Streaming<ReplicateRequest>>,
+    handling: FuturesUnordered<BoxFuture<'static, ReplicateReply>>,
+}
+
+impl ReplicateReplies {
+    fn handle(&self, request: ReplicateRequest) -> BoxFuture<'static, ReplicateReply> {
+        let host = Arc::clone(&self.host);
+        let call_id = request.call_id;
+        // The sender gives up after its timeout, and a call's handler would be dropped then.
+        let deadline = Duration::from_millis(u64::from(request.timeout_ms));
+        Box::pin(async move {
+            let outcome = match request.message {
+                None => Err(Status::invalid_argument(format!(
+                    "replication request {call_id} carries no message"
+                ))),
+                Some(message) => {
+                    let group_id = message.group_id;
+                    tokio::time::timeout(deadline, append_entries(&host, message))
+                        .await
+                        .unwrap_or_else(|_| {
+                            Err(Status::deadline_exceeded(format!(
+                                "group {group_id}: no answer within the sender's {} ms",
+                                deadline.as_millis()
+                            )))
+                        })
+                }
+            };
+            ReplicateReply {
+                call_id,
+                outcome: Some(match outcome {
+                    Ok(reply) => replicate_reply::Outcome::Reply(reply),
+                    Err(status) => replicate_reply::Outcome::Failure(ReplicateFailure {
+                        code: status.code() as i32,
+                        message: status.message().to_owned(),
+                    }),
+                }),
+            }
+        })
+    }
+}
+
+impl Stream for ReplicateReplies {
+    type Item = Result<ReplicateReply, Status>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        while let Some(requests) = self.requests.as_mut() {
+            match requests.poll_next_unpin(cx) {
+                Poll::Ready(Some(Ok(request))) => {
+                    let handling = self.handle(request);
+                    self.handling.push(handling);
+                }
+                Poll::Ready(Some(Err(status))) => {
+                    // The sender's side broke: nobody is left to read the replies.
+                    self.requests = None;
+                    self.handling.clear();
+                    return Poll::Ready(Some(Err(status)));
+                }
+                Poll::Ready(None) => self.requests = None,
+                Poll::Pending => break,
+            }
+        }
+        match self.handling.poll_next_unpin(cx) {
+            Poll::Ready(Some(reply)) => Poll::Ready(Some(Ok(reply))),
+            // Nothing in hand: done if the sender is, else woken by its next request.
+            Poll::Ready(None) if self.requests.is_none() => Poll::Ready(None),
+            Poll::Ready(None) | Poll::Pending => Poll::Pending,
+        }
+    }
 }
 
 #[tonic::async_trait]
@@ -82,35 +208,22 @@ impl RaftTransport for TransportService {
         &self,
         request: Request<RaftMessage>,
     ) -> Result<Response<RaftMessage>, Status> {
-        let message = request.into_inner();
-        let raft = self.group(message.group_id)?;
-        let rpc: AppendEntriesRequest<TypeConfig> = decode(&message)?;
-        let group = GroupId(message.group_id);
-        self.host.note_heard_from_leader(group, &raft);
-        let last_sent = rpc.entries.last().map(|e| e.log_id).or(rpc.prev_log_id);
-        let reply = raft.append_entries(rpc).await;
-        // openraft answers for entries it already holds without writing them again; a node that
-        // just stepped down as leader may still be syncing some. A success counts this node
-        // towards the leader's quorum, so it is sent only once they are durable.
-        let matched = match &reply {
-            Ok(AppendEntriesResponse::Success) => last_sent,
-            Ok(AppendEntriesResponse::PartialSuccess(matched)) => *matched,
-            _ => None,
-        };
-        if let (Some(matched), Some(mut durability)) = (matched, self.host.durability(group)) {
-            if !durability.is_durable(matched.index) {
-                tracing::debug!(
-                    group = group.0,
-                    index = matched.index,
-                    "answering a leader once its entries are durable here"
-                );
-                durability
-                    .wait(matched.index)
-                    .await
-                    .map_err(|e| Status::unavailable(format!("group {}: {e}", group.0)))?;
-            }
-        }
-        encode(message.group_id, &reply)
+        append_entries(&self.host, request.into_inner())
+            .await
+            .map(Response::new)
+    }
+
+    type ReplicateStream = ReplicateReplies;
+
+    async fn replicate(
+        &self,
+        request: Request<Streaming<ReplicateRequest>>,
+    ) -> Result<Response<ReplicateReplies>, Status> {
+        Ok(Response::new(ReplicateReplies {
+            host: Arc::clone(&self.host),
+            requests: Some(request.into_inner()),
+            handling: FuturesUnordered::new(),
+        }))
     }
 
     async fn heartbeat(
@@ -144,7 +257,7 @@ impl RaftTransport for TransportService {
             Ok(response) if candidate_log > response.last_log_id => self.host.defer_election(group),
             _ => {}
         }
-        encode(message.group_id, &reply)
+        encode(message.group_id, &reply).map(Response::new)
     }
 
     async fn install_snapshot(
@@ -154,7 +267,7 @@ impl RaftTransport for TransportService {
         let message = request.into_inner();
         let raft = self.group(message.group_id)?;
         let rpc: InstallSnapshotRequest<TypeConfig> = decode(&message)?;
-        encode(message.group_id, &raft.install_snapshot(rpc).await)
+        encode(message.group_id, &raft.install_snapshot(rpc).await).map(Response::new)
     }
 
     async fn identify(

@@ -1,0 +1,261 @@
+//! The replication stream of `PeerPool::append_entries`, against a stand-in peer: replies reach
+//! their own callers in any order, a broken stream fails its waiting callers at once and is
+//! replaced, and peers without the stream, or messages too large for it, get calls.
+
+use std::pin::Pin;
+use std::sync::atomic::AtomicUsize;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+use std::time::Instant;
+
+use anyhow::ensure;
+use futures::Stream;
+use raftlog_proto::internal::raft_transport_server::RaftTransport;
+use raftlog_proto::internal::raft_transport_server::RaftTransportServer;
+use raftlog_proto::internal::replicate_reply;
+use raftlog_proto::internal::GroupStatusRequest;
+use raftlog_proto::internal::GroupStatusResponse;
+use raftlog_proto::internal::HeartbeatRequest;
+use raftlog_proto::internal::HeartbeatResponse;
+use raftlog_proto::internal::IdentifyRequest;
+use raftlog_proto::internal::IdentifyResponse;
+use raftlog_proto::internal::RaftMessage;
+use raftlog_proto::internal::ReplicateReply;
+use raftlog_proto::internal::ReplicateRequest;
+use raftlog_raft::PeerPool;
+use tokio::sync::mpsc;
+use tonic::Request;
+use tonic::Response;
+use tonic::Status;
+use tonic::Streaming;
+
+/// How the stand-in peer treats `Replicate`.
+#[derive(Clone, Copy, PartialEq)]
+enum StreamBehaviour {
+    /// Echoes each message after as many milliseconds as its first payload byte says.
+    Echo,
+    /// Answers `Unimplemented`, like a node of a version without the stream.
+    Missing,
+    /// Breaks its first stream with an error on the first request; echoes on later streams.
+    BreakFirst,
+}
+
+struct StandInPeer {
+    behaviour: StreamBehaviour,
+    streams_opened: AtomicUsize,
+    calls: AtomicUsize,
+}
+
+/// The service face of a shared `StandInPeer`, which the test reads afterwards.
+struct StandIn(Arc<StandInPeer>);
+
+type Replies = Pin<Box<dyn Stream<Item = Result<ReplicateReply, Status>> + Send>>;
+
+fn echo(request: &ReplicateRequest) -> ReplicateReply {
+    ReplicateReply {
+        call_id: request.call_id,
+        outcome: request.message.clone().map(replicate_reply::Outcome::Reply),
+    }
+}
+
+#[tonic::async_trait]
+impl RaftTransport for StandIn {
+    async fn append_entries(
+        &self,
+        request: Request<RaftMessage>,
+    ) -> Result<Response<RaftMessage>, Status> {
+        self.0.calls.fetch_add(1, Ordering::SeqCst);
+        Ok(Response::new(request.into_inner()))
+    }
+
+    type ReplicateStream = Replies;
+
+    async fn replicate(
+        &self,
+        request: Request<Streaming<ReplicateRequest>>,
+    ) -> Result<Response<Replies>, Status> {
+        if self.0.behaviour == StreamBehaviour::Missing {
+            return Err(Status::unimplemented("Replicate is not known here"));
+        }
+        let first_stream = self.0.streams_opened.fetch_add(1, Ordering::SeqCst) == 0;
+        let breaks = first_stream && self.0.behaviour == StreamBehaviour::BreakFirst;
+        let mut requests = request.into_inner();
+        let (replies, mut outgoing) = mpsc::unbounded_channel();
+        tokio::spawn(async move {
+            while let Ok(Some(request)) = requests.message().await {
+                if breaks {
+                    let _ = replies.send(Err(Status::data_loss("stand-in peer broke the stream")));
+                    return;
+                }
+                let delay = request
+                    .message
+                    .as_ref()
+                    .and_then(|message| message.payload.first().copied())
+                    .unwrap_or(0);
+                let replies = replies.clone();
+                tokio::spawn(async move {
+                    tokio::time::sleep(Duration::from_millis(u64::from(delay))).await;
+                    let _ = replies.send(Ok(echo(&request)));
+                });
+            }
+        });
+        Ok(Response::new(Box::pin(futures::stream::poll_fn(
+            move |cx| outgoing.poll_recv(cx),
+        ))))
+    }
+
+    async fn heartbeat(
+        &self,
+        _: Request<HeartbeatRequest>,
+    ) -> Result<Response<HeartbeatResponse>, Status> {
+        Err(Status::unimplemented("not used"))
+    }
+
+    async fn vote(&self, _: Request<RaftMessage>) -> Result<Response<RaftMessage>, Status> {
+        Err(Status::unimplemented("not used"))
+    }
+
+    async fn install_snapshot(
+        &self,
+        _: Request<RaftMessage>,
+    ) -> Result<Response<RaftMessage>, Status> {
+        Err(Status::unimplemented("not used"))
+    }
+
+    async fn identify(
+        &self,
+        _: Request<IdentifyRequest>,
+    ) -> Result<Response<IdentifyResponse>, Status> {
+        Err(Status::unimplemented("not used"))
+    }
+
+    async fn group_status(
+        &self,
+        _: Request<GroupStatusRequest>,
+    ) -> Result<Response<GroupStatusResponse>, Status> {
+        Err(Status::unimplemented("not used"))
+    }
+}
+
+/// Starts a stand-in peer on a free loopback port; it stops with the test's runtime.
+async fn start_peer(behaviour: StreamBehaviour) -> anyhow::Result<(Arc<StandInPeer>, String)> {
+    let peer = Arc::new(StandInPeer {
+        behaviour,
+        streams_opened: AtomicUsize::new(0),
+        calls: AtomicUsize::new(0),
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let address = listener.local_addr()?.to_string();
+    let server = tonic::transport::Server::builder()
+        .add_service(RaftTransportServer::new(StandIn(Arc::clone(&peer))))
+        .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener));
+    tokio::spawn(server);
+    Ok((peer, address))
+}
+
+fn message(group_id: u64, payload: Vec<u8>) -> RaftMessage {
+    RaftMessage {
+        group_id,
+        payload: payload.into(),
+    }
+}
+
+const TIMEOUT: Duration = Duration::from_secs(5);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stream_replies_reach_their_own_callers_in_any_order() -> anyhow::Result<()> {
+    let (peer, address) = start_peer(StreamBehaviour::Echo).await?;
+    let pool = PeerPool::default();
+    // The first message is answered last, the last first.
+    let calls = (0..4u8).map(|i| {
+        let pool = pool.clone();
+        let address = address.clone();
+        async move {
+            let sent = message(u64::from(i), vec![60 - 20 * i, i]);
+            let reply = pool.append_entries(&address, sent.clone(), TIMEOUT).await?;
+            ensure!(reply == sent, "call {i} got {reply:?}, not its own reply");
+            Ok(())
+        }
+    });
+    for outcome in futures::future::join_all(calls).await {
+        outcome?;
+    }
+    ensure!(
+        peer.streams_opened.load(Ordering::SeqCst) == 1,
+        "one stream for every call"
+    );
+    ensure!(peer.calls.load(Ordering::SeqCst) == 0, "no call of its own");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broken_stream_fails_its_waiting_callers_at_once_and_the_next_call_opens_another(
+) -> anyhow::Result<()> {
+    let (peer, address) = start_peer(StreamBehaviour::BreakFirst).await?;
+    let pool = PeerPool::default();
+    let started = Instant::now();
+    let failure = pool
+        .append_entries(&address, message(1, vec![0]), TIMEOUT)
+        .await
+        .err()
+        .ok_or_else(|| anyhow::anyhow!("the call on the broken stream succeeded"))?;
+    ensure!(
+        failure.code() == tonic::Code::DataLoss && failure.message().contains("broke the stream"),
+        "the caller should learn why the stream broke, got {failure:?}"
+    );
+    ensure!(
+        started.elapsed() < Duration::from_secs(1),
+        "the caller waited {:?}, as for its timeout, not for the break",
+        started.elapsed()
+    );
+    let sent = message(2, vec![0, 7]);
+    ensure!(pool.append_entries(&address, sent.clone(), TIMEOUT).await? == sent);
+    ensure!(
+        peer.streams_opened.load(Ordering::SeqCst) == 2,
+        "a new stream after the break"
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_without_the_stream_gets_calls() -> anyhow::Result<()> {
+    let (peer, address) = start_peer(StreamBehaviour::Missing).await?;
+    let pool = PeerPool::default();
+    for i in 0..3u8 {
+        let sent = message(u64::from(i), vec![0, i]);
+        ensure!(pool.append_entries(&address, sent.clone(), TIMEOUT).await? == sent);
+    }
+    ensure!(
+        peer.calls.load(Ordering::SeqCst) == 3,
+        "every message as a call"
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn messages_over_a_mebibyte_get_a_call_of_their_own() -> anyhow::Result<()> {
+    let (peer, address) = start_peer(StreamBehaviour::Echo).await?;
+    let pool = PeerPool::default();
+    let large = message(1, vec![0; 1024 * 1024 + 1]);
+    ensure!(
+        pool.append_entries(&address, large.clone(), TIMEOUT)
+            .await?
+            == large
+    );
+    let small = message(1, vec![0; 1024]);
+    ensure!(
+        pool.append_entries(&address, small.clone(), TIMEOUT)
+            .await?
+            == small
+    );
+    ensure!(
+        peer.calls.load(Ordering::SeqCst) == 1,
+        "the large message as a call"
+    );
+    ensure!(
+        peer.streams_opened.load(Ordering::SeqCst) == 1,
+        "the small one on the stream"
+    );
+    Ok(())
+}
