@@ -6,7 +6,9 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::sync::Weak;
+use std::task::Poll;
 use std::time::Duration;
+use std::time::Instant;
 
 use openraft::error::InstallSnapshotError;
 use openraft::error::NetworkError;
@@ -31,6 +33,7 @@ use raftlog_proto::internal::ReplicateReply;
 use raftlog_proto::internal::ReplicateRequest;
 use raftlog_types::limits::GRPC_MESSAGE_BYTES_MAX;
 use raftlog_types::limits::HTTP2_FRAME_BYTES_MAX;
+use raftlog_types::limits::REPLICATE_STREAMED_MESSAGE_BYTES_MAX;
 use raftlog_types::GroupId;
 use raftlog_types::NodeId;
 use raftlog_types::NodeInfo;
@@ -46,10 +49,9 @@ use tonic::Status;
 /// How long a connection attempt to a peer may take before the RPC fails as unreachable.
 const CONNECT_TIMEOUT: Duration = Duration::from_millis(500);
 
-/// AppendEntries messages up to this size travel on the peer's replication stream. Larger ones
-/// (a lagging follower's catch-up) get a call of their own, which HTTP/2 interleaves with the
-/// stream instead of queueing every other group's messages behind them.
-const STREAMED_MESSAGE_BYTES_MAX: usize = 1024 * 1024;
+/// After this long a peer that had no replication stream is offered one again: it may have been
+/// upgraded since.
+const STREAM_PROBE_INTERVAL: Duration = Duration::from_secs(60);
 
 /// One gRPC channel per peer address. A tonic channel multiplexes concurrent calls over one
 /// HTTP/2 connection and reconnects by itself, so every group shares it.
@@ -63,8 +65,10 @@ pub struct PeerPool {
 /// A peer's replication stream, or the knowledge that the peer has none.
 enum PeerStream {
     Open(Arc<ReplicationStream>),
-    /// The peer runs a version without `Replicate`: every AppendEntries is a call.
-    Unsupported,
+    /// The peer ran a version without `Replicate` when last asked: AppendEntries are calls.
+    Unsupported {
+        since: Instant,
+    },
 }
 
 /// A transport-level failure talking to a peer.
@@ -128,19 +132,34 @@ impl PeerPool {
         message: RaftMessage,
         timeout: Duration,
     ) -> Result<RaftMessage, Status> {
-        if message.payload.len() <= STREAMED_MESSAGE_BYTES_MAX {
-            if let Some(stream) = self.replication_stream(peer_addr)? {
+        if message.payload.len() <= REPLICATE_STREAMED_MESSAGE_BYTES_MAX {
+            // A stream seen open may close before the request is queued on it; the request
+            // then goes on a fresh one.
+            for _ in 0..2 {
+                let Some(stream) = self.replication_stream(peer_addr)? else {
+                    break;
+                };
+                // A clone shares the payload; it is kept for a call if the stream fails us.
                 match stream.call(message.clone(), timeout).await {
-                    Err(status) if status.code() == tonic::Code::Unimplemented => {
+                    StreamCall::Answered(outcome) => return outcome,
+                    StreamCall::NotSent => {}
+                    StreamCall::Unsupported => {
                         tracing::info!(
                             peer = peer_addr,
                             "peer has no replication stream: sending AppendEntries as calls"
                         );
-                        self.streams
-                            .lock()
-                            .insert(peer_addr.to_owned(), PeerStream::Unsupported);
+                        let mut streams = self.streams.lock();
+                        if matches!(streams.get(peer_addr), Some(PeerStream::Open(open)) if Arc::ptr_eq(open, &stream))
+                        {
+                            streams.insert(
+                                peer_addr.to_owned(),
+                                PeerStream::Unsupported {
+                                    since: Instant::now(),
+                                },
+                            );
+                        }
+                        break;
                     }
-                    outcome => return outcome,
                 }
             }
         }
@@ -154,14 +173,16 @@ impl PeerPool {
     }
 
     /// The open replication stream to `peer_addr`, opened now if there is none (or the last one
-    /// broke); `None` if the peer has no such stream.
+    /// broke); `None` if the peer had none lately.
     fn replication_stream(
         &self,
         peer_addr: &str,
     ) -> Result<Option<Arc<ReplicationStream>>, Status> {
         let mut streams = self.streams.lock();
         match streams.get(peer_addr) {
-            Some(PeerStream::Unsupported) => return Ok(None),
+            Some(PeerStream::Unsupported { since }) if since.elapsed() < STREAM_PROBE_INTERVAL => {
+                return Ok(None)
+            }
             Some(PeerStream::Open(stream)) if stream.is_open() => {
                 return Ok(Some(Arc::clone(stream)))
             }
@@ -183,15 +204,47 @@ fn unreachable_peer(error: TransportError) -> Status {
 /// finds its caller by call id. When the stream breaks, every caller still waiting fails at
 /// once with the reason, and the next call opens a new stream.
 struct ReplicationStream {
-    requests: mpsc::UnboundedSender<ReplicateRequest>,
+    /// Call ids in the order their requests go out; the requests wait in `calls`, so that one
+    /// whose caller gave up (openraft drops a call at its timeout) is dropped at once instead
+    /// of being sent late. A stalled peer thus holds at most one request per waiting caller.
+    queue: mpsc::UnboundedSender<u64>,
     calls: Mutex<StreamCalls>,
 }
 
 #[derive(Default)]
 struct StreamCalls {
     next_call_id: u64,
-    waiting: HashMap<u64, oneshot::Sender<Result<RaftMessage, Status>>>,
+    /// Callers waiting, by call id, with their request until it is sent.
+    waiting: HashMap<u64, WaitingCall>,
+    /// The stream broke or ended: no request is taken any more.
     closed: bool,
+}
+
+struct WaitingCall {
+    request: Option<ReplicateRequest>,
+    reply_to: oneshot::Sender<Result<RaftMessage, Status>>,
+}
+
+/// How a call on a replication stream went.
+enum StreamCall {
+    Answered(Result<RaftMessage, Status>),
+    /// The stream had closed before the request was queued: it can go elsewhere.
+    NotSent,
+    /// The peer does not know `Replicate`.
+    Unsupported,
+}
+
+/// Removes a call from the stream's waiting calls when its caller stops waiting, whether the
+/// reply came, the timeout passed, or the caller was dropped.
+struct CallGuard<'a> {
+    calls: &'a Mutex<StreamCalls>,
+    call_id: u64,
+}
+
+impl Drop for CallGuard<'_> {
+    fn drop(&mut self) {
+        self.calls.lock().waiting.remove(&self.call_id);
+    }
 }
 
 impl ReplicationStream {
@@ -199,21 +252,38 @@ impl ReplicationStream {
     /// stream weakly: once the pool and every caller have let go of it, the request side ends,
     /// the peer finishes, and the task with it.
     fn open(mut client: RaftTransportClient<Channel>, peer_addr: String) -> Arc<Self> {
-        let (requests, mut outgoing) = mpsc::unbounded_channel();
+        let (queue, mut queued) = mpsc::unbounded_channel::<u64>();
         let stream = Arc::new(ReplicationStream {
-            requests,
+            queue,
             calls: Mutex::default(),
         });
+        let requests_of = Arc::downgrade(&stream);
         let replies_to = Arc::downgrade(&stream);
         tokio::spawn(async move {
-            let outgoing = futures::stream::poll_fn(move |cx| outgoing.poll_recv(cx));
+            let outgoing = futures::stream::poll_fn(move |cx| loop {
+                let Some(call_id) = std::task::ready!(queued.poll_recv(cx)) else {
+                    return Poll::Ready(None);
+                };
+                let Some(stream) = requests_of.upgrade() else {
+                    return Poll::Ready(None);
+                };
+                let request = stream
+                    .calls
+                    .lock()
+                    .waiting
+                    .get_mut(&call_id)
+                    .and_then(|call| call.request.take());
+                if let Some(request) = request {
+                    return Poll::Ready(Some(request));
+                }
+            });
             let ended = match client.replicate(outgoing).await {
                 Ok(replies) => Self::hand_out(&replies_to, replies.into_inner()).await,
                 Err(status) => status,
             };
             tracing::debug!(peer = %peer_addr, code = ?ended.code(), reason = ended.message(), "replication stream closed");
             if let Some(stream) = replies_to.upgrade() {
-                stream.close(ended);
+                stream.close(&ended);
             }
         });
         stream
@@ -238,7 +308,7 @@ impl ReplicationStream {
     }
 
     fn deliver(&self, reply: ReplicateReply) {
-        // A caller that timed out is gone from the map; its late reply is dropped.
+        // A caller that stopped waiting is gone from the map; its late reply is dropped.
         let Some(caller) = self.calls.lock().waiting.remove(&reply.call_id) else {
             return;
         };
@@ -253,17 +323,29 @@ impl ReplicationStream {
                 reply.call_id
             ))),
         };
-        let _ = caller.send(outcome);
+        let _ = caller.reply_to.send(outcome);
     }
 
-    fn close(&self, reason: Status) {
+    /// Fails every waiting caller. A broken stream says nothing about the messages on it: for
+    /// openraft the peer was unreachable (it backs off and retries), whatever HTTP/2 reported,
+    /// except a peer that does not know the stream at all.
+    fn close(&self, reason: &Status) {
+        let failure = if reason.code() == tonic::Code::Unimplemented {
+            reason.clone()
+        } else {
+            Status::unavailable(format!(
+                "the replication stream broke ({:?}: {})",
+                reason.code(),
+                reason.message()
+            ))
+        };
         let waiting = {
             let mut calls = self.calls.lock();
             calls.closed = true;
             std::mem::take(&mut calls.waiting)
         };
         for (_, caller) in waiting {
-            let _ = caller.send(Err(reason.clone()));
+            let _ = caller.reply_to.send(Err(failure.clone()));
         }
     }
 
@@ -271,39 +353,53 @@ impl ReplicationStream {
         !self.calls.lock().closed
     }
 
-    async fn call(&self, message: RaftMessage, timeout: Duration) -> Result<RaftMessage, Status> {
+    async fn call(&self, message: RaftMessage, timeout: Duration) -> StreamCall {
         let (reply_to, reply) = oneshot::channel();
         let call_id = {
             let mut calls = self.calls.lock();
             // Checked under the lock `close` takes: a caller is either failed by `close` or
             // sees the stream closed, never left waiting on a dead stream.
             if calls.closed {
-                return Err(Status::unavailable("the replication stream just closed"));
+                return StreamCall::NotSent;
             }
             calls.next_call_id += 1;
             let call_id = calls.next_call_id;
-            calls.waiting.insert(call_id, reply_to);
+            let request = ReplicateRequest {
+                call_id,
+                message: Some(message),
+                timeout_ms: u32::try_from(timeout.as_millis()).unwrap_or(u32::MAX),
+            };
+            calls.waiting.insert(
+                call_id,
+                WaitingCall {
+                    request: Some(request),
+                    reply_to,
+                },
+            );
             call_id
         };
-        let request = ReplicateRequest {
+        let _guard = CallGuard {
+            calls: &self.calls,
             call_id,
-            message: Some(message),
-            timeout_ms: u32::try_from(timeout.as_millis()).unwrap_or(u32::MAX),
         };
-        if self.requests.send(request).is_err() {
-            self.calls.lock().waiting.remove(&call_id);
-            return Err(Status::unavailable("the replication stream is closed"));
+        if self.queue.send(call_id).is_err() {
+            return StreamCall::Answered(Err(Status::unavailable(
+                "the replication stream is closed",
+            )));
         }
         match tokio::time::timeout(timeout, reply).await {
-            Ok(Ok(outcome)) => outcome,
-            Ok(Err(_)) => Err(Status::unavailable("the replication stream closed")),
-            Err(_) => {
-                self.calls.lock().waiting.remove(&call_id);
-                Err(Status::deadline_exceeded(format!(
-                    "no reply within {} ms",
-                    timeout.as_millis()
-                )))
+            Ok(Ok(Err(status))) if status.code() == tonic::Code::Unimplemented => {
+                // Only opening the stream fails so, before any request was read.
+                StreamCall::Unsupported
             }
+            Ok(Ok(outcome)) => StreamCall::Answered(outcome),
+            Ok(Err(_)) => {
+                StreamCall::Answered(Err(Status::unavailable("the replication stream closed")))
+            }
+            Err(_) => StreamCall::Answered(Err(Status::deadline_exceeded(format!(
+                "no reply within {} ms",
+                timeout.as_millis()
+            )))),
         }
     }
 }

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use futures::future::BoxFuture;
 use futures::stream::FuturesUnordered;
+use futures::Future;
 use futures::Stream;
 use futures::StreamExt;
 
@@ -27,11 +28,15 @@ use raftlog_proto::internal::RaftMessage;
 use raftlog_proto::internal::ReplicateFailure;
 use raftlog_proto::internal::ReplicateReply;
 use raftlog_proto::internal::ReplicateRequest;
+use raftlog_types::limits::REPLICATE_DEADLINE_MS_MAX;
+use raftlog_types::limits::REPLICATE_IN_FLIGHT_MAX;
 use raftlog_types::shared_bytes::decode_sharing;
 use raftlog_types::GroupId;
 use raftlog_types::TypeConfig;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
+use tokio_util::sync::CancellationToken;
+use tokio_util::sync::WaitForCancellationFutureOwned;
 use tonic::Request;
 use tonic::Response;
 use tonic::Status;
@@ -53,12 +58,22 @@ pub trait PeerDirectory: Send + Sync + 'static {
 pub struct TransportService {
     host: Arc<RaftHost>,
     directory: Arc<dyn PeerDirectory>,
+    shutdown: CancellationToken,
 }
 
 impl TransportService {
-    /// A service dispatching to `host`'s groups.
-    pub fn new(host: Arc<RaftHost>, directory: Arc<dyn PeerDirectory>) -> Self {
-        TransportService { host, directory }
+    /// A service dispatching to `host`'s groups. Its replication streams end when `shutdown`
+    /// is cancelled, which the server's graceful shutdown waits for.
+    pub fn new(
+        host: Arc<RaftHost>,
+        directory: Arc<dyn PeerDirectory>,
+        shutdown: CancellationToken,
+    ) -> Self {
+        TransportService {
+            host,
+            directory,
+            shutdown,
+        }
     }
 
     fn group(&self, group_id: u64) -> Result<RaftGroup, Status> {
@@ -128,12 +143,17 @@ async fn append_entries(host: &RaftHost, message: RaftMessage) -> Result<RaftMes
 
 /// The replies of one `Replicate` stream. Every request is handled as soon as it arrives, all
 /// of them concurrently (a group waiting for its fsync holds up no other), and each reply goes
-/// out as soon as it is ready. The stream ends once the sender has closed its side and every
-/// request has its reply.
+/// out as soon as it is ready. They are driven by the stream's own task rather than spawned:
+/// a spawned task would cost another wake-up per message, and dropping the stream (the sender
+/// gone) drops them all, as a call's handler is dropped with its call. The stream ends once the
+/// sender has closed its side and every request has its reply, or when the node shuts down:
+/// the server's graceful shutdown waits for every stream to end.
 pub struct ReplicateReplies {
     host: Arc<RaftHost>,
     requests: Option<Streaming<ReplicateRequest>>,
     handling: FuturesUnordered<BoxFuture<'static, ReplicateReply>>,
+    shutdown: Pin<Box<WaitForCancellationFutureOwned>>,
+    ended: bool,
 }
 
 impl ReplicateReplies {
@@ -141,7 +161,8 @@ impl ReplicateReplies {
         let host = Arc::clone(&self.host);
         let call_id = request.call_id;
         // The sender gives up after its timeout, and a call's handler would be dropped then.
-        let deadline = Duration::from_millis(u64::from(request.timeout_ms));
+        let deadline =
+            Duration::from_millis(u64::from(request.timeout_ms.min(REPLICATE_DEADLINE_MS_MAX)));
         Box::pin(async move {
             let outcome = match request.message {
                 None => Err(Status::invalid_argument(format!(
@@ -171,13 +192,32 @@ impl ReplicateReplies {
             }
         })
     }
+
+    fn end(&mut self) {
+        self.ended = true;
+        self.requests = None;
+        self.handling.clear();
+    }
 }
 
 impl Stream for ReplicateReplies {
     type Item = Result<ReplicateReply, Status>;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        while let Some(requests) = self.requests.as_mut() {
+        if self.ended {
+            return Poll::Ready(None);
+        }
+        if self.shutdown.as_mut().poll(cx).is_ready() {
+            self.end();
+            return Poll::Ready(Some(Err(Status::unavailable(format!(
+                "node {} is shutting down",
+                self.host.node_id()
+            )))));
+        }
+        while self.handling.len() < REPLICATE_IN_FLIGHT_MAX {
+            let Some(requests) = self.requests.as_mut() else {
+                break;
+            };
             match requests.poll_next_unpin(cx) {
                 Poll::Ready(Some(Ok(request))) => {
                     let handling = self.handle(request);
@@ -185,8 +225,7 @@ impl Stream for ReplicateReplies {
                 }
                 Poll::Ready(Some(Err(status))) => {
                     // The sender's side broke: nobody is left to read the replies.
-                    self.requests = None;
-                    self.handling.clear();
+                    self.end();
                     return Poll::Ready(Some(Err(status)));
                 }
                 Poll::Ready(None) => self.requests = None,
@@ -196,7 +235,10 @@ impl Stream for ReplicateReplies {
         match self.handling.poll_next_unpin(cx) {
             Poll::Ready(Some(reply)) => Poll::Ready(Some(Ok(reply))),
             // Nothing in hand: done if the sender is, else woken by its next request.
-            Poll::Ready(None) if self.requests.is_none() => Poll::Ready(None),
+            Poll::Ready(None) if self.requests.is_none() => {
+                self.ended = true;
+                Poll::Ready(None)
+            }
             Poll::Ready(None) | Poll::Pending => Poll::Pending,
         }
     }
@@ -223,6 +265,8 @@ impl RaftTransport for TransportService {
             host: Arc::clone(&self.host),
             requests: Some(request.into_inner()),
             handling: FuturesUnordered::new(),
+            shutdown: Box::pin(self.shutdown.clone().cancelled_owned()),
+            ended: false,
         }))
     }
 

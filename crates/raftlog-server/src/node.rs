@@ -330,9 +330,13 @@ pub async fn run(
         &entry.peer_addr,
         "peer_addr",
     )?;
-    let transport = RaftTransportServer::new(TransportService::new(Arc::clone(&host), directory))
-        .max_decoding_message_size(GRPC_MESSAGE_BYTES_MAX)
-        .max_encoding_message_size(GRPC_MESSAGE_BYTES_MAX);
+    let transport = RaftTransportServer::new(TransportService::new(
+        Arc::clone(&host),
+        directory,
+        cancel.clone(),
+    ))
+    .max_decoding_message_size(GRPC_MESSAGE_BYTES_MAX)
+    .max_encoding_message_size(GRPC_MESSAGE_BYTES_MAX);
     let peer_server = {
         let cancel = cancel.clone();
         tokio::spawn(

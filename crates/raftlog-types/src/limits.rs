@@ -74,6 +74,20 @@ pub const GRPC_MESSAGE_BYTES_MAX: usize = 80 * 1024 * 1024;
 /// 540–568 to 683–727 MB/s on the development VM (3 alternating runs each).
 pub const HTTP2_FRAME_BYTES_MAX: u32 = 1024 * 1024;
 
+/// AppendEntries messages up to this size travel on the peer's replication stream; larger ones
+/// (a lagging follower's catch-up) get a call of their own, which HTTP/2 interleaves with the
+/// stream. On the stream a message holds up every later one until it is sent, and a peer's
+/// HTTP/2 stream window (1 MiB by default) is shared by all of them, so a quarter of it at most.
+pub const REPLICATE_STREAMED_MESSAGE_BYTES_MAX: usize = 256 * 1024;
+
+/// Messages of one replication stream a node handles at once at most: well over one per group
+/// the sender leads (openraft has one AppendEntries in flight per group and follower). Beyond
+/// it the node stops reading the stream, and HTTP/2 flow control holds the sender back.
+pub const REPLICATE_IN_FLIGHT_MAX: usize = 16 * 1024;
+
+/// Longest a node works on a replication stream message, whatever its sender's timeout says.
+pub const REPLICATE_DEADLINE_MS_MAX: u32 = 60_000;
+
 /// Entries sent in one AppendEntries at most: entries hold at most `PRODUCE_BATCH_BYTES_MAX` of
 /// records, so this many stay under `GRPC_MESSAGE_BYTES_MAX` (checked below).
 pub const APPEND_ENTRIES_ENTRIES_MAX: u64 = 8;

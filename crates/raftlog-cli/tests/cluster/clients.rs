@@ -17,6 +17,7 @@ use raftlog_client::ClientError;
 use raftlog_client::Producer;
 use raftlog_client::ProducerConfig;
 
+use crate::kit::produce_numbers;
 use crate::kit::TestCluster;
 use crate::kit::RAFTLOG;
 
@@ -376,4 +377,24 @@ async fn a_producer_faster_than_the_cluster_stays_within_its_buffer() {
     );
     let fetched = client.fetch("flood", 0, 0, 1, 0).await.expect("fetch");
     assert_eq!(fetched.high_watermark as usize, total);
+}
+
+/// A node stops promptly on SIGTERM while a leader replicates to it. Its peer server's graceful
+/// shutdown waits for every open HTTP/2 stream, and the leader keeps a replication stream open
+/// to it for as long as it runs, so the node has to end those streams itself.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_follower_stops_promptly_on_sigterm_while_its_leader_replicates() {
+    let mut cluster = TestCluster::start(3).await;
+    let client = cluster.client().await;
+    let leader = cluster
+        .create_one_partition_topic(&client, "stopping", 3, b"0")
+        .await;
+    produce_numbers(&client, "stopping", 1..20).await;
+    let follower = (1..=3).find(|id| *id != leader).expect("a follower");
+    let exit = cluster
+        .terminate(follower, Duration::from_secs(5))
+        .expect("the follower still ran 5 s after SIGTERM");
+    assert!(exit.success(), "the follower exited with {exit}");
+    // The other two carry on.
+    produce_numbers(&client, "stopping", 20..25).await;
 }

@@ -229,6 +229,23 @@ impl TestCluster {
         }
     }
 
+    /// SIGTERMs node `id` and waits up to `within` for it to exit: its exit status, or `None`
+    /// if it was still running then (it is SIGKILLed).
+    pub fn terminate(&mut self, id: u64, within: Duration) -> Option<std::process::ExitStatus> {
+        self.signal(id, libc::SIGTERM);
+        let mut child = self.node_mut(id).child.take().expect("node is running");
+        let deadline = Instant::now() + within;
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = child.try_wait() {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        None
+    }
+
     /// SIGSTOPs node `id`: it keeps its sockets and its memory but does nothing, like a
     /// process stalled in a long pause.
     pub fn pause(&self, id: u64) {
