@@ -209,6 +209,9 @@ struct ReplicationStream {
     /// of being sent late. A stalled peer thus holds at most one request per waiting caller.
     queue: mpsc::UnboundedSender<u64>,
     calls: Mutex<StreamCalls>,
+    /// The task that opens the stream and hands out its replies, aborted when the stream is
+    /// found stalled.
+    driver: Mutex<Option<tokio::task::AbortHandle>>,
 }
 
 #[derive(Default)]
@@ -218,6 +221,8 @@ struct StreamCalls {
     waiting: HashMap<u64, WaitingCall>,
     /// The stream broke or ended: no request is taken any more.
     closed: bool,
+    /// Replies received so far, for any caller, including ones that had stopped waiting.
+    replies: u64,
 }
 
 struct WaitingCall {
@@ -235,15 +240,46 @@ enum StreamCall {
 }
 
 /// Removes a call from the stream's waiting calls when its caller stops waiting, whether the
-/// reply came, the timeout passed, or the caller was dropped.
+/// reply came, the timeout passed, or the caller was dropped (openraft drops a call at its own
+/// timeout, which starts first).
 struct CallGuard<'a> {
-    calls: &'a Mutex<StreamCalls>,
+    stream: &'a ReplicationStream,
     call_id: u64,
+    asked_at: Instant,
+    replies_before: u64,
+    timeout: Duration,
 }
 
 impl Drop for CallGuard<'_> {
     fn drop(&mut self) {
-        self.calls.lock().waiting.remove(&self.call_id);
+        let mut calls = self.stream.calls.lock();
+        if calls.waiting.remove(&self.call_id).is_none() {
+            return;
+        }
+        // The caller gave up without a reply. If for most of its wait nothing at all came back
+        // on the stream, the stream itself is stuck (a call of its own would have been reset
+        // and the next one sent afresh): every caller on it would only time out in turn.
+        let stalled =
+            calls.replies == self.replies_before && self.asked_at.elapsed() >= self.timeout / 2;
+        if !stalled {
+            return;
+        }
+        let failure = Status::unavailable(format!(
+            "the replication stream answered nothing for {} ms",
+            self.asked_at.elapsed().as_millis()
+        ));
+        let waiting = ReplicationStream::close_locked(&mut calls);
+        drop(calls);
+        tracing::info!(
+            waited_ms = self.asked_at.elapsed().as_millis() as u64,
+            "replication stream stalled: closing it"
+        );
+        if let Some(driver) = self.stream.driver.lock().take() {
+            driver.abort();
+        }
+        for (_, caller) in waiting {
+            let _ = caller.reply_to.send(Err(failure.clone()));
+        }
     }
 }
 
@@ -256,10 +292,11 @@ impl ReplicationStream {
         let stream = Arc::new(ReplicationStream {
             queue,
             calls: Mutex::default(),
+            driver: Mutex::default(),
         });
         let requests_of = Arc::downgrade(&stream);
         let replies_to = Arc::downgrade(&stream);
-        tokio::spawn(async move {
+        let driver = tokio::spawn(async move {
             let outgoing = futures::stream::poll_fn(move |cx| loop {
                 let Some(call_id) = std::task::ready!(queued.poll_recv(cx)) else {
                     return Poll::Ready(None);
@@ -281,11 +318,12 @@ impl ReplicationStream {
                 Ok(replies) => Self::hand_out(&replies_to, replies.into_inner()).await,
                 Err(status) => status,
             };
-            tracing::debug!(peer = %peer_addr, code = ?ended.code(), reason = ended.message(), "replication stream closed");
+            tracing::info!(peer = %peer_addr, code = ?ended.code(), reason = ended.message(), "replication stream closed");
             if let Some(stream) = replies_to.upgrade() {
                 stream.close(&ended);
             }
         });
+        *stream.driver.lock() = Some(driver.abort_handle());
         stream
     }
 
@@ -309,7 +347,12 @@ impl ReplicationStream {
 
     fn deliver(&self, reply: ReplicateReply) {
         // A caller that stopped waiting is gone from the map; its late reply is dropped.
-        let Some(caller) = self.calls.lock().waiting.remove(&reply.call_id) else {
+        let caller = {
+            let mut calls = self.calls.lock();
+            calls.replies += 1;
+            calls.waiting.remove(&reply.call_id)
+        };
+        let Some(caller) = caller else {
             return;
         };
         let outcome = match reply.outcome {
@@ -339,14 +382,17 @@ impl ReplicationStream {
                 reason.message()
             ))
         };
-        let waiting = {
-            let mut calls = self.calls.lock();
-            calls.closed = true;
-            std::mem::take(&mut calls.waiting)
-        };
+        let waiting = Self::close_locked(&mut self.calls.lock());
         for (_, caller) in waiting {
             let _ = caller.reply_to.send(Err(failure.clone()));
         }
+    }
+
+    /// Marks the stream closed and takes its waiting callers, to be failed once the lock is
+    /// released.
+    fn close_locked(calls: &mut StreamCalls) -> HashMap<u64, WaitingCall> {
+        calls.closed = true;
+        std::mem::take(&mut calls.waiting)
     }
 
     fn is_open(&self) -> bool {
@@ -355,7 +401,8 @@ impl ReplicationStream {
 
     async fn call(&self, message: RaftMessage, timeout: Duration) -> StreamCall {
         let (reply_to, reply) = oneshot::channel();
-        let call_id = {
+        let asked_at = Instant::now();
+        let (call_id, replies_before) = {
             let mut calls = self.calls.lock();
             // Checked under the lock `close` takes: a caller is either failed by `close` or
             // sees the stream closed, never left waiting on a dead stream.
@@ -376,11 +423,14 @@ impl ReplicationStream {
                     reply_to,
                 },
             );
-            call_id
+            (call_id, calls.replies)
         };
         let _guard = CallGuard {
-            calls: &self.calls,
+            stream: self,
             call_id,
+            asked_at,
+            replies_before,
+            timeout,
         };
         if self.queue.send(call_id).is_err() {
             return StreamCall::Answered(Err(Status::unavailable(

@@ -41,6 +41,8 @@ enum StreamBehaviour {
     Missing,
     /// Breaks its first stream with an error on the first request; echoes on later streams.
     BreakFirst,
+    /// Reads its first stream but never answers on it; echoes on later streams.
+    StallFirst,
 }
 
 struct StandInPeer {
@@ -83,6 +85,7 @@ impl RaftTransport for StandIn {
             return Err(Status::unimplemented("Replicate is not known here"));
         }
         let breaks = first_stream && self.0.behaviour == StreamBehaviour::BreakFirst;
+        let stalls = first_stream && self.0.behaviour == StreamBehaviour::StallFirst;
         let mut requests = request.into_inner();
         let (replies, mut outgoing) = mpsc::unbounded_channel();
         tokio::spawn(async move {
@@ -90,6 +93,9 @@ impl RaftTransport for StandIn {
                 if breaks {
                     let _ = replies.send(Err(Status::data_loss("stand-in peer broke the stream")));
                     return;
+                }
+                if stalls {
+                    continue;
                 }
                 let delay = request
                     .message
@@ -261,6 +267,33 @@ async fn large_messages_get_a_call_of_their_own() -> anyhow::Result<()> {
     ensure!(
         peer.streams_opened.load(Ordering::SeqCst) == 1,
         "the small one on the stream"
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_that_answers_nothing_is_replaced() -> anyhow::Result<()> {
+    let (peer, address) = start_peer(StreamBehaviour::StallFirst).await?;
+    let pool = PeerPool::default();
+    // openraft gives up on a call at its own timeout, dropping the call.
+    let wait = Duration::from_millis(300);
+    let first = tokio::time::timeout(
+        wait,
+        pool.append_entries(&address, message(1, vec![0]), wait),
+    )
+    .await;
+    ensure!(
+        !matches!(first, Ok(Ok(_))),
+        "the stalled stream answered: {first:?}"
+    );
+    let sent = message(2, vec![0, 1]);
+    ensure!(
+        pool.append_entries(&address, sent.clone(), TIMEOUT).await? == sent,
+        "the next call goes on a new stream and is answered"
+    );
+    ensure!(
+        peer.streams_opened.load(Ordering::SeqCst) == 2,
+        "a new stream after the stall"
     );
     Ok(())
 }
