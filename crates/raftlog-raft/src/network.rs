@@ -209,6 +209,8 @@ struct ReplicationStream {
     /// of being sent late. A stalled peer thus holds at most one request per waiting caller.
     queue: mpsc::UnboundedSender<u64>,
     calls: Mutex<StreamCalls>,
+    /// The peer's address, for logs.
+    peer_addr: String,
     /// The task that opens the stream and hands out its replies, aborted when the stream is
     /// found stalled.
     driver: Mutex<Option<tokio::task::AbortHandle>>,
@@ -271,6 +273,7 @@ impl Drop for CallGuard<'_> {
         let waiting = ReplicationStream::close_locked(&mut calls);
         drop(calls);
         tracing::info!(
+            peer = %self.stream.peer_addr,
             waited_ms = self.asked_at.elapsed().as_millis() as u64,
             "replication stream stalled: closing it"
         );
@@ -292,6 +295,7 @@ impl ReplicationStream {
         let stream = Arc::new(ReplicationStream {
             queue,
             calls: Mutex::default(),
+            peer_addr: peer_addr.clone(),
             driver: Mutex::default(),
         });
         let requests_of = Arc::downgrade(&stream);
