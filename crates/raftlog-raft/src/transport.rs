@@ -75,12 +75,9 @@ impl TransportService {
             shutdown,
         }
     }
-
-    fn group(&self, group_id: u64) -> Result<RaftGroup, Status> {
-        group(&self.host, group_id)
-    }
 }
 
+/// The group a message names, if it runs here.
 fn group(host: &RaftHost, group_id: u64) -> Result<RaftGroup, Status> {
     host.group(GroupId(group_id)).ok_or_else(|| {
         Status::not_found(format!(
@@ -289,7 +286,7 @@ impl RaftTransport for TransportService {
 
     async fn vote(&self, request: Request<RaftMessage>) -> Result<Response<RaftMessage>, Status> {
         let message = request.into_inner();
-        let raft = self.group(message.group_id)?;
+        let raft = group(&self.host, message.group_id)?;
         let rpc: VoteRequest<u64> = decode(&message)?;
         let candidate_log = rpc.last_log_id;
         let reply = raft.vote(rpc).await;
@@ -309,7 +306,7 @@ impl RaftTransport for TransportService {
         request: Request<RaftMessage>,
     ) -> Result<Response<RaftMessage>, Status> {
         let message = request.into_inner();
-        let raft = self.group(message.group_id)?;
+        let raft = group(&self.host, message.group_id)?;
         let rpc: InstallSnapshotRequest<TypeConfig> = decode(&message)?;
         encode(message.group_id, &raft.install_snapshot(rpc).await).map(Response::new)
     }
