@@ -126,12 +126,17 @@ impl PeerPool {
     /// Sends one group's AppendEntries to `peer_addr` and waits up to `timeout` for the reply:
     /// on the peer's replication stream if the message is small enough and the peer has one,
     /// else as a call of its own. Fails with the status the call would have failed with.
+    ///
+    /// A stream never makes a message worse off than a call: if the stream breaks while the
+    /// message waits, whether the peer got it is unknown, and it goes again as a call for the
+    /// rest of its time (Raft lets an AppendEntries arrive twice).
     pub async fn append_entries(
         &self,
         peer_addr: &str,
         message: RaftMessage,
         timeout: Duration,
     ) -> Result<RaftMessage, Status> {
+        let started = Instant::now();
         if message.payload.len() <= REPLICATE_STREAMED_MESSAGE_BYTES_MAX {
             // A stream seen open may close before the request is queued on it; the request
             // then goes on a fresh one.
@@ -143,6 +148,7 @@ impl PeerPool {
                 match stream.call(message.clone(), timeout).await {
                     StreamCall::Answered(outcome) => return outcome,
                     StreamCall::NotSent => {}
+                    StreamCall::Broken => break,
                     StreamCall::Unsupported => {
                         tracing::info!(
                             peer = peer_addr,
@@ -163,9 +169,16 @@ impl PeerPool {
                 }
             }
         }
+        let remaining = timeout.saturating_sub(started.elapsed());
+        if remaining.is_zero() {
+            return Err(Status::deadline_exceeded(format!(
+                "no reply within {} ms",
+                timeout.as_millis()
+            )));
+        }
         let mut client = self.client(peer_addr).map_err(unreachable_peer)?;
         let mut request = tonic::Request::new(message);
-        request.set_timeout(timeout);
+        request.set_timeout(remaining);
         client
             .append_entries(request)
             .await
@@ -201,8 +214,8 @@ fn unreachable_peer(error: TransportError) -> Status {
 }
 
 /// One `Replicate` stream to a peer: requests go out in the order they are made, each reply
-/// finds its caller by call id. When the stream breaks, every caller still waiting fails at
-/// once with the reason, and the next call opens a new stream.
+/// finds its caller by call id. When the stream breaks, every caller still waiting learns it at
+/// once (and sends its message as a call instead), and the next call opens a new stream.
 struct ReplicationStream {
     /// Call ids in the order their requests go out; the requests wait in `calls`, so that one
     /// whose caller gave up (openraft drops a call at its timeout) is dropped at once instead
@@ -211,8 +224,8 @@ struct ReplicationStream {
     calls: Mutex<StreamCalls>,
     /// The peer's address, for logs.
     peer_addr: String,
-    /// The task that opens the stream and hands out its replies, aborted when the stream is
-    /// found stalled.
+    /// The task that opens the stream and hands out its replies. It holds the stream weakly
+    /// and is aborted when the stream is dropped, which ends the HTTP/2 stream.
     driver: Mutex<Option<tokio::task::AbortHandle>>,
 }
 
@@ -221,7 +234,7 @@ struct StreamCalls {
     next_call_id: u64,
     /// Callers waiting, by call id, with their request until it is sent.
     waiting: HashMap<u64, WaitingCall>,
-    /// The stream broke or ended: no request is taken any more.
+    /// No new request is taken: the stream broke or ended, or it was retired after a stall.
     closed: bool,
     /// Replies received so far, for any caller, including ones that had stopped waiting.
     replies: u64,
@@ -229,7 +242,15 @@ struct StreamCalls {
 
 struct WaitingCall {
     request: Option<ReplicateRequest>,
-    reply_to: oneshot::Sender<Result<RaftMessage, Status>>,
+    reply_to: oneshot::Sender<Delivery>,
+}
+
+/// What reaches a waiting caller.
+enum Delivery {
+    /// The peer's reply, or the status the call would have failed with there.
+    Reply(Result<RaftMessage, Status>),
+    /// The stream broke: the request may or may not have reached the peer.
+    Broken(Status),
 }
 
 /// How a call on a replication stream went.
@@ -237,6 +258,8 @@ enum StreamCall {
     Answered(Result<RaftMessage, Status>),
     /// The stream had closed before the request was queued: it can go elsewhere.
     NotSent,
+    /// The stream broke while the caller waited; the reason is logged.
+    Broken,
     /// The peer does not know `Replicate`.
     Unsupported,
 }
@@ -259,37 +282,39 @@ impl Drop for CallGuard<'_> {
             return;
         }
         // The caller gave up without a reply. If for most of its wait nothing at all came back
-        // on the stream, the stream itself is stuck (a call of its own would have been reset
-        // and the next one sent afresh): every caller on it would only time out in turn.
+        // on the stream, the stream may be stuck: it is retired, and later messages go on a
+        // new one. The callers still waiting on it are left alone, each with its own timeout,
+        // as calls would be; failing them all at once would make openraft back off every
+        // group whenever a slow disk delays a follower's answers.
         let stalled =
             calls.replies == self.replies_before && self.asked_at.elapsed() >= self.timeout / 2;
-        if !stalled {
+        if !stalled || calls.closed {
             return;
         }
-        let failure = Status::unavailable(format!(
-            "the replication stream answered nothing for {} ms",
-            self.asked_at.elapsed().as_millis()
-        ));
-        let waiting = ReplicationStream::close_locked(&mut calls);
+        calls.closed = true;
+        let still_waiting = calls.waiting.len();
         drop(calls);
         tracing::info!(
             peer = %self.stream.peer_addr,
             waited_ms = self.asked_at.elapsed().as_millis() as u64,
-            "replication stream stalled: closing it"
+            still_waiting,
+            "replication stream answered nothing: later messages go on a new one"
         );
-        if let Some(driver) = self.stream.driver.lock().take() {
+    }
+}
+
+impl Drop for ReplicationStream {
+    fn drop(&mut self) {
+        if let Some(driver) = self.driver.get_mut().take() {
             driver.abort();
-        }
-        for (_, caller) in waiting {
-            let _ = caller.reply_to.send(Err(failure.clone()));
         }
     }
 }
 
 impl ReplicationStream {
     /// Opens the stream and starts the task that hands out its replies. The task holds the
-    /// stream weakly: once the pool and every caller have let go of it, the request side ends,
-    /// the peer finishes, and the task with it.
+    /// stream weakly: once the pool and every caller have let go of it, it is dropped, and the
+    /// task with it.
     fn open(mut client: RaftTransportClient<Channel>, peer_addr: String) -> Arc<Self> {
         let (queue, mut queued) = mpsc::unbounded_channel::<u64>();
         let stream = Arc::new(ReplicationStream {
@@ -322,9 +347,14 @@ impl ReplicationStream {
                 Ok(replies) => Self::hand_out(&replies_to, replies.into_inner()).await,
                 Err(status) => status,
             };
-            tracing::info!(peer = %peer_addr, code = ?ended.code(), reason = ended.message(), "replication stream closed");
             if let Some(stream) = replies_to.upgrade() {
-                stream.close(&ended);
+                tracing::info!(
+                    peer = %peer_addr,
+                    code = ?ended.code(),
+                    reason = ended.message(),
+                    "replication stream closed"
+                );
+                stream.close(ended);
             }
         });
         *stream.driver.lock() = Some(driver.abort_handle());
@@ -370,33 +400,19 @@ impl ReplicationStream {
                 reply.call_id
             ))),
         };
-        let _ = caller.reply_to.send(outcome);
+        let _ = caller.reply_to.send(Delivery::Reply(outcome));
     }
 
-    /// Fails every waiting caller. A broken stream says nothing about the messages on it: for
-    /// openraft the peer was unreachable (it backs off and retries), whatever HTTP/2 reported,
-    /// except a peer that does not know the stream at all.
-    fn close(&self, reason: &Status) {
-        let failure = if reason.code() == tonic::Code::Unimplemented {
-            reason.clone()
-        } else {
-            Status::unavailable(format!(
-                "the replication stream broke ({:?}: {})",
-                reason.code(),
-                reason.message()
-            ))
+    /// Tells every waiting caller that the stream ended, and why.
+    fn close(&self, reason: Status) {
+        let waiting = {
+            let mut calls = self.calls.lock();
+            calls.closed = true;
+            std::mem::take(&mut calls.waiting)
         };
-        let waiting = Self::close_locked(&mut self.calls.lock());
         for (_, caller) in waiting {
-            let _ = caller.reply_to.send(Err(failure.clone()));
+            let _ = caller.reply_to.send(Delivery::Broken(reason.clone()));
         }
-    }
-
-    /// Marks the stream closed and takes its waiting callers, to be failed once the lock is
-    /// released.
-    fn close_locked(calls: &mut StreamCalls) -> HashMap<u64, WaitingCall> {
-        calls.closed = true;
-        std::mem::take(&mut calls.waiting)
     }
 
     fn is_open(&self) -> bool {
@@ -408,7 +424,7 @@ impl ReplicationStream {
         let asked_at = Instant::now();
         let (call_id, replies_before) = {
             let mut calls = self.calls.lock();
-            // Checked under the lock `close` takes: a caller is either failed by `close` or
+            // Checked under the lock `close` takes: a caller is either told by `close` or
             // sees the stream closed, never left waiting on a dead stream.
             if calls.closed {
                 return StreamCall::NotSent;
@@ -437,19 +453,17 @@ impl ReplicationStream {
             timeout,
         };
         if self.queue.send(call_id).is_err() {
-            return StreamCall::Answered(Err(Status::unavailable(
-                "the replication stream is closed",
-            )));
+            // The driver is gone, so the request was never sent, and none will be.
+            self.calls.lock().closed = true;
+            return StreamCall::NotSent;
         }
         match tokio::time::timeout(timeout, reply).await {
-            Ok(Ok(Err(status))) if status.code() == tonic::Code::Unimplemented => {
-                // Only opening the stream fails so, before any request was read.
+            Ok(Ok(Delivery::Reply(outcome))) => StreamCall::Answered(outcome),
+            // Only opening the stream fails so, before any request was read.
+            Ok(Ok(Delivery::Broken(status))) if status.code() == tonic::Code::Unimplemented => {
                 StreamCall::Unsupported
             }
-            Ok(Ok(outcome)) => StreamCall::Answered(outcome),
-            Ok(Err(_)) => {
-                StreamCall::Answered(Err(Status::unavailable("the replication stream closed")))
-            }
+            Ok(Ok(Delivery::Broken(_)) | Err(_)) => StreamCall::Broken,
             Err(_) => StreamCall::Answered(Err(Status::deadline_exceeded(format!(
                 "no reply within {} ms",
                 timeout.as_millis()

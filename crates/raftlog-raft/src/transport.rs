@@ -6,8 +6,6 @@ use std::task::Context;
 use std::task::Poll;
 use std::time::Duration;
 
-use futures::future::BoxFuture;
-use futures::stream::FuturesUnordered;
 use futures::Future;
 use futures::Stream;
 use futures::StreamExt;
@@ -35,6 +33,7 @@ use raftlog_types::GroupId;
 use raftlog_types::TypeConfig;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
+use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tokio_util::sync::WaitForCancellationFutureOwned;
 use tonic::Request;
@@ -138,29 +137,29 @@ async fn append_entries(host: &RaftHost, message: RaftMessage) -> Result<RaftMes
     encode(message.group_id, &reply)
 }
 
-/// The replies of one `Replicate` stream. Every request is handled as soon as it arrives, all
-/// of them concurrently (a group waiting for its fsync holds up no other), and each reply goes
-/// out as soon as it is ready. They are driven by the stream's own task rather than spawned:
-/// a spawned task would cost another wake-up per message, and dropping the stream (the sender
-/// gone) drops them all, as a call's handler is dropped with its call. The stream ends once the
-/// sender has closed its side and every request has its reply, or when the node shuts down:
-/// the server's graceful shutdown waits for every stream to end.
+/// The replies of one `Replicate` stream. Every request is handled as soon as it arrives, in a
+/// task of its own as a call's handler would be: all of them concurrently (a group waiting for
+/// its fsync holds up no other) and on any worker, and each reply goes out as soon as it is
+/// ready. Dropping the stream (the sender gone) aborts them all, as a call's handler is dropped
+/// with its call. The stream ends once the sender has closed its side and every request has
+/// its reply, or when the node shuts down: the server's graceful shutdown waits for every
+/// stream to end.
 pub struct ReplicateReplies {
     host: Arc<RaftHost>,
     requests: Option<Streaming<ReplicateRequest>>,
-    handling: FuturesUnordered<BoxFuture<'static, ReplicateReply>>,
+    handling: JoinSet<ReplicateReply>,
     shutdown: Pin<Box<WaitForCancellationFutureOwned>>,
     ended: bool,
 }
 
 impl ReplicateReplies {
-    fn handle(&self, request: ReplicateRequest) -> BoxFuture<'static, ReplicateReply> {
+    fn handle(&mut self, request: ReplicateRequest) {
         let host = Arc::clone(&self.host);
         let call_id = request.call_id;
         // The sender gives up after its timeout, and a call's handler would be dropped then.
         let deadline =
             Duration::from_millis(u64::from(request.timeout_ms.min(REPLICATE_DEADLINE_MS_MAX)));
-        Box::pin(async move {
+        self.handling.spawn(async move {
             let outcome = match request.message {
                 None => Err(Status::invalid_argument(format!(
                     "replication request {call_id} carries no message"
@@ -187,13 +186,13 @@ impl ReplicateReplies {
                     }),
                 }),
             }
-        })
+        });
     }
 
     fn end(&mut self) {
         self.ended = true;
         self.requests = None;
-        self.handling.clear();
+        self.handling.abort_all();
     }
 }
 
@@ -217,8 +216,7 @@ impl Stream for ReplicateReplies {
             };
             match requests.poll_next_unpin(cx) {
                 Poll::Ready(Some(Ok(request))) => {
-                    let handling = self.handle(request);
-                    self.handling.push(handling);
+                    self.handle(request);
                 }
                 Poll::Ready(Some(Err(status))) => {
                     // The sender's side broke: nobody is left to read the replies.
@@ -229,14 +227,24 @@ impl Stream for ReplicateReplies {
                 Poll::Pending => break,
             }
         }
-        match self.handling.poll_next_unpin(cx) {
-            Poll::Ready(Some(reply)) => Poll::Ready(Some(Ok(reply))),
-            // Nothing in hand: done if the sender is, else woken by its next request.
-            Poll::Ready(None) if self.requests.is_none() => {
-                self.ended = true;
-                Poll::Ready(None)
+        loop {
+            match self.handling.poll_join_next(cx) {
+                Poll::Ready(Some(Ok(reply))) => return Poll::Ready(Some(Ok(reply))),
+                Poll::Ready(Some(Err(failed))) => {
+                    // Its sender times out as it would for a call whose handler failed.
+                    tracing::error!(
+                        node = self.host.node_id(),
+                        error = %failed,
+                        "handling a replication stream message failed"
+                    );
+                }
+                // Nothing in hand: done if the sender is, else woken by its next request.
+                Poll::Ready(None) if self.requests.is_none() => {
+                    self.ended = true;
+                    return Poll::Ready(None);
+                }
+                Poll::Ready(None) | Poll::Pending => return Poll::Pending,
             }
-            Poll::Ready(None) | Poll::Pending => Poll::Pending,
         }
     }
 }
@@ -261,7 +269,7 @@ impl RaftTransport for TransportService {
         Ok(Response::new(ReplicateReplies {
             host: Arc::clone(&self.host),
             requests: Some(request.into_inner()),
-            handling: FuturesUnordered::new(),
+            handling: JoinSet::new(),
             shutdown: Box::pin(self.shutdown.clone().cancelled_owned()),
             ended: false,
         }))

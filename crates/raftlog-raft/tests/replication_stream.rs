@@ -1,7 +1,8 @@
 //! The replication stream of `PeerPool::append_entries`, against a stand-in peer: replies reach
-//! their own callers in any order, a broken stream fails its waiting callers at once and is
-//! replaced, and peers without the stream, or messages too large for it, get calls. (The real
-//! peer side, `TransportService`, carries all replication in the cluster tests.)
+//! their own callers in any order, a message on a broken stream goes again as a call, a stream
+//! that answers nothing is replaced without failing its other callers, and peers without the
+//! stream, or messages too large for it, get calls. (The real peer side, `TransportService`,
+//! carries all replication in the cluster tests.)
 
 use std::pin::Pin;
 use std::sync::atomic::AtomicUsize;
@@ -199,32 +200,34 @@ async fn stream_replies_reach_their_own_callers_in_any_order() -> anyhow::Result
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_broken_stream_fails_its_waiting_callers_at_once_and_the_next_call_opens_another(
+async fn a_message_on_a_broken_stream_goes_again_as_a_call_and_the_next_opens_another_stream(
 ) -> anyhow::Result<()> {
     let (peer, address) = start_peer(StreamBehaviour::BreakFirst).await?;
     let pool = PeerPool::default();
     let started = Instant::now();
-    let failure = pool
-        .append_entries(&address, message(1, vec![0]), TIMEOUT)
-        .await
-        .err()
-        .ok_or_else(|| anyhow::anyhow!("the call on the broken stream succeeded"))?;
-    // Unreachable for openraft (back off, retry), with HTTP/2's reason in the message.
-    ensure!(
-        failure.code() == tonic::Code::Unavailable
-            && failure.message().contains("stand-in peer broke the stream"),
-        "the caller should learn that the stream broke and why, got {failure:?}"
-    );
+    // Whether the peer got a message on a broken stream is unknown; AppendEntries may come
+    // twice, so it is sent again as a call at once rather than reported unreachable (openraft
+    // would back off for half a second).
+    let sent = message(1, vec![0, 3]);
+    ensure!(pool.append_entries(&address, sent.clone(), TIMEOUT).await? == sent);
     ensure!(
         started.elapsed() < Duration::from_secs(1),
         "the caller waited {:?}, as for its timeout, not for the break",
         started.elapsed()
+    );
+    ensure!(
+        peer.calls.load(Ordering::SeqCst) == 1,
+        "the message went again as a call"
     );
     let sent = message(2, vec![0, 7]);
     ensure!(pool.append_entries(&address, sent.clone(), TIMEOUT).await? == sent);
     ensure!(
         peer.streams_opened.load(Ordering::SeqCst) == 2,
         "a new stream after the break"
+    );
+    ensure!(
+        peer.calls.load(Ordering::SeqCst) == 1,
+        "the next message on the new stream"
     );
     Ok(())
 }
@@ -272,10 +275,24 @@ async fn large_messages_get_a_call_of_their_own() -> anyhow::Result<()> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_stream_that_answers_nothing_is_replaced() -> anyhow::Result<()> {
+async fn a_stream_that_answers_nothing_is_replaced_without_failing_its_other_callers(
+) -> anyhow::Result<()> {
     let (peer, address) = start_peer(StreamBehaviour::StallFirst).await?;
     let pool = PeerPool::default();
     // openraft gives up on a call at its own timeout, dropping the call.
+    let patient_wait = Duration::from_millis(1500);
+    let patient = {
+        let pool = pool.clone();
+        let address = address.clone();
+        tokio::spawn(async move {
+            let started = Instant::now();
+            let outcome = pool
+                .append_entries(&address, message(9, vec![0]), patient_wait)
+                .await;
+            (outcome, started.elapsed())
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(50)).await;
     let wait = Duration::from_millis(300);
     let first = tokio::time::timeout(
         wait,
@@ -294,6 +311,17 @@ async fn a_stream_that_answers_nothing_is_replaced() -> anyhow::Result<()> {
     ensure!(
         peer.streams_opened.load(Ordering::SeqCst) == 2,
         "a new stream after the stall"
+    );
+    // A slow disk on the peer looks like a stall too: the caller still waiting on the old
+    // stream keeps its own timeout, as a call would.
+    let (outcome, waited) = patient.await?;
+    ensure!(
+        matches!(&outcome, Err(status) if status.code() == tonic::Code::DeadlineExceeded),
+        "the caller on the stalled stream should time out, got {outcome:?}"
+    );
+    ensure!(
+        waited >= patient_wait - Duration::from_millis(50),
+        "the caller on the stalled stream was failed after {waited:?}, before its own timeout"
     );
     Ok(())
 }
