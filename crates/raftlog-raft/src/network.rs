@@ -16,6 +16,7 @@ use openraft::error::RPCError;
 use openraft::error::RaftError;
 use openraft::error::RemoteError;
 use openraft::error::Unreachable;
+use openraft::network::Backoff;
 use openraft::network::RPCOption;
 use openraft::network::RaftNetwork;
 use openraft::network::RaftNetworkFactory;
@@ -48,6 +49,9 @@ use tonic::Status;
 
 /// How long a connection attempt to a peer may take before the RPC fails as unreachable.
 const CONNECT_TIMEOUT: Duration = Duration::from_millis(500);
+
+/// How long openraft waits before sending to an unreachable target again (its own default).
+const UNREACHABLE_BACKOFF: Duration = Duration::from_millis(500);
 
 /// After this long a peer that had no replication stream is offered one again: it may have been
 /// upgraded since.
@@ -494,6 +498,7 @@ impl RaftNetworkFactory<TypeConfig> for GroupNetworkFactory {
             target,
             peer_addr: node.peer_addr.clone(),
             pool: self.pool.clone(),
+            group_missing_at_target: false,
         }
     }
 }
@@ -504,6 +509,20 @@ pub struct GroupNetwork {
     target: NodeId,
     peer_addr: String,
     pool: PeerPool,
+    /// The last call found the target up but without this group: it is being created there.
+    group_missing_at_target: bool,
+}
+
+/// How long openraft waits before sending to a target again after it was unreachable: at once
+/// a little, then half a second. A target that answers "group not running here" is creating
+/// the group (all replicas of a new partition start within a second or so of each other); half
+/// a second of silence from its leader right then may outlast the new replica's election
+/// timeout and cost the group an election.
+fn backoff_after_missing_group() -> impl Iterator<Item = Duration> {
+    [25, 50, 100, 200]
+        .into_iter()
+        .map(Duration::from_millis)
+        .chain(std::iter::repeat(UNREACHABLE_BACKOFF))
 }
 
 type RpcResult<T, E = openraft::error::Infallible> =
@@ -518,7 +537,7 @@ enum Rpc {
 
 impl GroupNetwork {
     async fn call<Req, Resp, E>(
-        &self,
+        &mut self,
         rpc: Rpc,
         request: &Req,
         option: &RPCOption,
@@ -556,6 +575,8 @@ impl GroupNetwork {
             }
         }
         .map(|reply| reply.payload);
+        self.group_missing_at_target =
+            matches!(&reply, Err(status) if status.code() == tonic::Code::NotFound);
         let reply = reply.map_err(|status| {
             let error = TransportError::new(format!("{:?}: {}", status.code(), status.message()));
             match status.code() {
@@ -574,6 +595,14 @@ impl GroupNetwork {
 }
 
 impl RaftNetwork<TypeConfig> for GroupNetwork {
+    fn backoff(&self) -> Backoff {
+        if self.group_missing_at_target {
+            Backoff::new(backoff_after_missing_group())
+        } else {
+            Backoff::new(std::iter::repeat(UNREACHABLE_BACKOFF))
+        }
+    }
+
     async fn append_entries(
         &mut self,
         rpc: AppendEntriesRequest<TypeConfig>,

@@ -13,6 +13,12 @@ use std::time::Instant;
 
 use anyhow::ensure;
 use futures::Stream;
+use openraft::error::RPCError;
+use openraft::network::RPCOption;
+use openraft::network::RaftNetwork;
+use openraft::network::RaftNetworkFactory;
+use openraft::raft::AppendEntriesRequest;
+use openraft::Vote;
 use raftlog_proto::internal::raft_transport_server::RaftTransport;
 use raftlog_proto::internal::raft_transport_server::RaftTransportServer;
 use raftlog_proto::internal::replicate_reply;
@@ -23,10 +29,15 @@ use raftlog_proto::internal::HeartbeatResponse;
 use raftlog_proto::internal::IdentifyRequest;
 use raftlog_proto::internal::IdentifyResponse;
 use raftlog_proto::internal::RaftMessage;
+use raftlog_proto::internal::ReplicateFailure;
 use raftlog_proto::internal::ReplicateReply;
 use raftlog_proto::internal::ReplicateRequest;
+use raftlog_raft::network::GroupNetworkFactory;
 use raftlog_raft::PeerPool;
 use raftlog_types::limits::REPLICATE_STREAMED_MESSAGE_BYTES_MAX;
+use raftlog_types::GroupId;
+use raftlog_types::NodeInfo;
+use raftlog_types::TypeConfig;
 use tokio::sync::mpsc;
 use tonic::Request;
 use tonic::Response;
@@ -44,6 +55,14 @@ enum StreamBehaviour {
     BreakFirst,
     /// Reads its first stream but never answers on it; echoes on later streams.
     StallFirst,
+    /// Up, but the group is not running here yet: every message is answered `NotFound`.
+    GroupMissing,
+}
+
+fn group_missing(group_id: u64) -> Status {
+    Status::not_found(format!(
+        "group {group_id} is not running on the stand-in peer"
+    ))
 }
 
 struct StandInPeer {
@@ -72,6 +91,9 @@ impl RaftTransport for StandIn {
         request: Request<RaftMessage>,
     ) -> Result<Response<RaftMessage>, Status> {
         self.0.calls.fetch_add(1, Ordering::SeqCst);
+        if self.0.behaviour == StreamBehaviour::GroupMissing {
+            return Err(group_missing(request.into_inner().group_id));
+        }
         Ok(Response::new(request.into_inner()))
     }
 
@@ -87,6 +109,7 @@ impl RaftTransport for StandIn {
         }
         let breaks = first_stream && self.0.behaviour == StreamBehaviour::BreakFirst;
         let stalls = first_stream && self.0.behaviour == StreamBehaviour::StallFirst;
+        let behaviour = self.0.behaviour;
         let mut requests = request.into_inner();
         let (replies, mut outgoing) = mpsc::unbounded_channel();
         tokio::spawn(async move {
@@ -96,6 +119,17 @@ impl RaftTransport for StandIn {
                     return;
                 }
                 if stalls {
+                    continue;
+                }
+                if behaviour == StreamBehaviour::GroupMissing {
+                    let missing = group_missing(request.message.map_or(0, |m| m.group_id));
+                    let _ = replies.send(Ok(ReplicateReply {
+                        call_id: request.call_id,
+                        outcome: Some(replicate_reply::Outcome::Failure(ReplicateFailure {
+                            code: missing.code() as i32,
+                            message: missing.message().to_owned(),
+                        })),
+                    }));
                     continue;
                 }
                 let delay = request
@@ -322,6 +356,54 @@ async fn a_stream_that_answers_nothing_is_replaced_without_failing_its_other_cal
     ensure!(
         waited >= patient_wait - Duration::from_millis(50),
         "the caller on the stalled stream was failed after {waited:?}, before its own timeout"
+    );
+    Ok(())
+}
+
+/// openraft's replication to a target waits out the network's backoff after an unreachable
+/// one before it sends again.
+async fn first_backoff_after_an_append(address: &str) -> anyhow::Result<Duration> {
+    let mut factory = GroupNetworkFactory::new(GroupId(7), PeerPool::default());
+    let target = NodeInfo {
+        peer_addr: address.to_owned(),
+        client_addr: address.to_owned(),
+    };
+    let mut network = factory.new_client(2, &target).await;
+    let heartbeat = AppendEntriesRequest::<TypeConfig> {
+        vote: Vote::new_committed(1, 1),
+        prev_log_id: None,
+        entries: Vec::new(),
+        leader_commit: None,
+    };
+    let outcome = network
+        .append_entries(heartbeat, RPCOption::new(Duration::from_secs(2)))
+        .await;
+    ensure!(
+        matches!(outcome, Err(RPCError::Unreachable(_))),
+        "the target should be unreachable for openraft, got {outcome:?}"
+    );
+    network
+        .backoff()
+        .next()
+        .ok_or_else(|| anyhow::anyhow!("the backoff ended at once"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_target_creating_the_group_is_asked_again_soon_and_a_dead_one_later() -> anyhow::Result<()>
+{
+    let (_peer, address) = start_peer(StreamBehaviour::GroupMissing).await?;
+    let soon = first_backoff_after_an_append(&address).await?;
+    ensure!(
+        soon <= Duration::from_millis(50),
+        "a target without the group yet is asked again after {soon:?}"
+    );
+    let nobody = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let dead_address = nobody.local_addr()?.to_string();
+    drop(nobody);
+    let later = first_backoff_after_an_append(&dead_address).await?;
+    ensure!(
+        later >= Duration::from_millis(500),
+        "a dead target is asked again after {later:?}"
     );
     Ok(())
 }
