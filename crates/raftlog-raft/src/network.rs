@@ -15,9 +15,11 @@ use openraft::error::NetworkError;
 use openraft::error::RPCError;
 use openraft::error::RaftError;
 use openraft::error::RemoteError;
+use openraft::error::Timeout;
 use openraft::error::Unreachable;
 use openraft::network::Backoff;
 use openraft::network::RPCOption;
+use openraft::network::RPCTypes;
 use openraft::network::RaftNetwork;
 use openraft::network::RaftNetworkFactory;
 use openraft::raft::AppendEntriesRequest;
@@ -479,13 +481,14 @@ impl ReplicationStream {
 /// Creates per-target network clients for one group.
 pub struct GroupNetworkFactory {
     group: GroupId,
+    local: NodeId,
     pool: PeerPool,
 }
 
 impl GroupNetworkFactory {
-    /// A factory for `group`'s Raft instance.
-    pub fn new(group: GroupId, pool: PeerPool) -> Self {
-        GroupNetworkFactory { group, pool }
+    /// A factory for `group`'s Raft instance on node `local`.
+    pub fn new(group: GroupId, local: NodeId, pool: PeerPool) -> Self {
+        GroupNetworkFactory { group, local, pool }
     }
 }
 
@@ -495,6 +498,7 @@ impl RaftNetworkFactory<TypeConfig> for GroupNetworkFactory {
     async fn new_client(&mut self, target: NodeId, node: &NodeInfo) -> GroupNetwork {
         GroupNetwork {
             group: self.group,
+            local: self.local,
             target,
             peer_addr: node.peer_addr.clone(),
             pool: self.pool.clone(),
@@ -506,6 +510,7 @@ impl RaftNetworkFactory<TypeConfig> for GroupNetworkFactory {
 /// openraft's connection from one group to one target node.
 pub struct GroupNetwork {
     group: GroupId,
+    local: NodeId,
     target: NodeId,
     peer_addr: String,
     pool: PeerPool,
@@ -528,17 +533,10 @@ fn backoff_after_missing_group() -> impl Iterator<Item = Duration> {
 type RpcResult<T, E = openraft::error::Infallible> =
     Result<T, RPCError<NodeId, NodeInfo, RaftError<NodeId, E>>>;
 
-#[derive(Clone, Copy)]
-enum Rpc {
-    AppendEntries,
-    Vote,
-    InstallSnapshot,
-}
-
 impl GroupNetwork {
     async fn call<Req, Resp, E>(
         &mut self,
-        rpc: Rpc,
+        rpc: RPCTypes,
         request: &Req,
         option: &RPCOption,
     ) -> RpcResult<Resp, E>
@@ -554,19 +552,19 @@ impl GroupNetwork {
             payload: payload.into(),
         };
         let reply = match rpc {
-            Rpc::AppendEntries => {
+            RPCTypes::AppendEntries => {
                 self.pool
                     .append_entries(&self.peer_addr, message, option.hard_ttl())
                     .await
             }
-            Rpc::Vote | Rpc::InstallSnapshot => {
+            RPCTypes::Vote | RPCTypes::InstallSnapshot => {
                 let mut client = self
                     .pool
                     .client(&self.peer_addr)
                     .map_err(|e| RPCError::Unreachable(Unreachable::new(&e)))?;
                 let mut message = tonic::Request::new(message);
                 message.set_timeout(option.hard_ttl());
-                if matches!(rpc, Rpc::Vote) {
+                if matches!(rpc, RPCTypes::Vote) {
                     client.vote(message).await
                 } else {
                     client.install_snapshot(message).await
@@ -580,11 +578,19 @@ impl GroupNetwork {
         let reply = reply.map_err(|status| {
             let error = TransportError::new(format!("{:?}: {}", status.code(), status.message()));
             match status.code() {
+                // A slow target, as when openraft's own timer around the call fires first: it
+                // retries at once. (The stream's timer for a message often ends in the same
+                // millisecond as openraft's, and wins, being polled first.)
+                tonic::Code::DeadlineExceeded => RPCError::Timeout(Timeout {
+                    action: rpc,
+                    id: self.local,
+                    target: self.target,
+                    timeout: option.hard_ttl(),
+                }),
                 // Not reachable, or the group is not started there yet: back off and retry.
-                tonic::Code::Unavailable
-                | tonic::Code::NotFound
-                | tonic::Code::DeadlineExceeded
-                | tonic::Code::Cancelled => RPCError::Unreachable(Unreachable::new(&error)),
+                tonic::Code::Unavailable | tonic::Code::NotFound | tonic::Code::Cancelled => {
+                    RPCError::Unreachable(Unreachable::new(&error))
+                }
                 _ => RPCError::Network(NetworkError::new(&error)),
             }
         })?;
@@ -608,7 +614,7 @@ impl RaftNetwork<TypeConfig> for GroupNetwork {
         rpc: AppendEntriesRequest<TypeConfig>,
         option: RPCOption,
     ) -> RpcResult<AppendEntriesResponse<NodeId>> {
-        self.call(Rpc::AppendEntries, &rpc, &option).await
+        self.call(RPCTypes::AppendEntries, &rpc, &option).await
     }
 
     async fn install_snapshot(
@@ -616,7 +622,7 @@ impl RaftNetwork<TypeConfig> for GroupNetwork {
         rpc: InstallSnapshotRequest<TypeConfig>,
         option: RPCOption,
     ) -> RpcResult<InstallSnapshotResponse<NodeId>, InstallSnapshotError> {
-        self.call(Rpc::InstallSnapshot, &rpc, &option).await
+        self.call(RPCTypes::InstallSnapshot, &rpc, &option).await
     }
 
     async fn vote(
@@ -624,6 +630,6 @@ impl RaftNetwork<TypeConfig> for GroupNetwork {
         rpc: VoteRequest<NodeId>,
         option: RPCOption,
     ) -> RpcResult<VoteResponse<NodeId>> {
-        self.call(Rpc::Vote, &rpc, &option).await
+        self.call(RPCTypes::Vote, &rpc, &option).await
     }
 }

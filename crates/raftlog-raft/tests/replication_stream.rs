@@ -32,6 +32,7 @@ use raftlog_proto::internal::RaftMessage;
 use raftlog_proto::internal::ReplicateFailure;
 use raftlog_proto::internal::ReplicateReply;
 use raftlog_proto::internal::ReplicateRequest;
+use raftlog_raft::network::GroupNetwork;
 use raftlog_raft::network::GroupNetworkFactory;
 use raftlog_raft::PeerPool;
 use raftlog_types::limits::REPLICATE_STREAMED_MESSAGE_BYTES_MAX;
@@ -57,6 +58,8 @@ enum StreamBehaviour {
     StallFirst,
     /// Up, but the group is not running here yet: every message is answered `NotFound`.
     GroupMissing,
+    /// Up, but never answers a message, on a stream or as a call.
+    Silent,
 }
 
 fn group_missing(group_id: u64) -> Status {
@@ -94,6 +97,9 @@ impl RaftTransport for StandIn {
         if self.0.behaviour == StreamBehaviour::GroupMissing {
             return Err(group_missing(request.into_inner().group_id));
         }
+        if self.0.behaviour == StreamBehaviour::Silent {
+            std::future::pending::<()>().await;
+        }
         Ok(Response::new(request.into_inner()))
     }
 
@@ -108,7 +114,8 @@ impl RaftTransport for StandIn {
             return Err(Status::unimplemented("Replicate is not known here"));
         }
         let breaks = first_stream && self.0.behaviour == StreamBehaviour::BreakFirst;
-        let stalls = first_stream && self.0.behaviour == StreamBehaviour::StallFirst;
+        let stalls = (first_stream && self.0.behaviour == StreamBehaviour::StallFirst)
+            || self.0.behaviour == StreamBehaviour::Silent;
         let behaviour = self.0.behaviour;
         let mut requests = request.into_inner();
         let (replies, mut outgoing) = mpsc::unbounded_channel();
@@ -360,23 +367,31 @@ async fn a_stream_that_answers_nothing_is_replaced_without_failing_its_other_cal
     Ok(())
 }
 
-/// openraft's replication to a target waits out the network's backoff after an unreachable
-/// one before it sends again.
-async fn first_backoff_after_an_append(address: &str) -> anyhow::Result<Duration> {
-    let mut factory = GroupNetworkFactory::new(GroupId(7), PeerPool::default());
+/// openraft's network from node 1 to a target at `address`, for group 7.
+async fn network_to(address: &str) -> GroupNetwork {
+    let mut factory = GroupNetworkFactory::new(GroupId(7), 1, PeerPool::default());
     let target = NodeInfo {
         peer_addr: address.to_owned(),
         client_addr: address.to_owned(),
     };
-    let mut network = factory.new_client(2, &target).await;
-    let heartbeat = AppendEntriesRequest::<TypeConfig> {
+    factory.new_client(2, &target).await
+}
+
+fn heartbeat() -> AppendEntriesRequest<TypeConfig> {
+    AppendEntriesRequest {
         vote: Vote::new_committed(1, 1),
         prev_log_id: None,
         entries: Vec::new(),
         leader_commit: None,
-    };
+    }
+}
+
+/// openraft's replication to a target waits out the network's backoff after an unreachable
+/// one before it sends again.
+async fn first_backoff_after_an_append(address: &str) -> anyhow::Result<Duration> {
+    let mut network = network_to(address).await;
     let outcome = network
-        .append_entries(heartbeat, RPCOption::new(Duration::from_secs(2)))
+        .append_entries(heartbeat(), RPCOption::new(Duration::from_secs(2)))
         .await;
     ensure!(
         matches!(outcome, Err(RPCError::Unreachable(_))),
@@ -404,6 +419,23 @@ async fn a_target_creating_the_group_is_asked_again_soon_and_a_dead_one_later() 
     ensure!(
         later >= Duration::from_millis(500),
         "a dead target is asked again after {later:?}"
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_that_outlasts_its_timeout_is_a_timeout_for_openraft_not_an_unreachable_target(
+) -> anyhow::Result<()> {
+    let (_peer, address) = start_peer(StreamBehaviour::Silent).await?;
+    let mut network = network_to(&address).await;
+    // openraft retries after a timeout at once; after an unreachable target it backs off half
+    // a second, which a slow disk on a follower must not cost every group.
+    let outcome = network
+        .append_entries(heartbeat(), RPCOption::new(Duration::from_millis(200)))
+        .await;
+    ensure!(
+        matches!(outcome, Err(RPCError::Timeout(_))),
+        "a silent target should time out, got {outcome:?}"
     );
     Ok(())
 }
