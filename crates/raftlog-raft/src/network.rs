@@ -12,6 +12,7 @@ use openraft::error::RPCError;
 use openraft::error::RaftError;
 use openraft::error::RemoteError;
 use openraft::error::Unreachable;
+use openraft::network::Backoff;
 use openraft::network::RPCOption;
 use openraft::network::RaftNetwork;
 use openraft::network::RaftNetworkFactory;
@@ -120,6 +121,7 @@ impl RaftNetworkFactory<TypeConfig> for GroupNetworkFactory {
             target,
             peer_addr: node.peer_addr.clone(),
             pool: self.pool.clone(),
+            group_missing_at_target: false,
         }
     }
 }
@@ -130,6 +132,23 @@ pub struct GroupNetwork {
     target: NodeId,
     peer_addr: String,
     pool: PeerPool,
+    /// The last call found the target up but without this group: it is being created there.
+    group_missing_at_target: bool,
+}
+
+/// How long openraft waits before sending to an unreachable target again (its own default).
+const UNREACHABLE_BACKOFF: Duration = Duration::from_millis(500);
+
+/// How long openraft waits before sending to a target again after it was unreachable: at once
+/// a little, then half a second. A target that answers "group not running here" is creating
+/// the group (all replicas of a new partition start within a second or so of each other); half
+/// a second of silence from its leader right then may outlast the new replica's election
+/// timeout and cost the group an election.
+fn backoff_after_missing_group() -> impl Iterator<Item = Duration> {
+    [25, 50, 100, 200]
+        .into_iter()
+        .map(Duration::from_millis)
+        .chain(std::iter::repeat(UNREACHABLE_BACKOFF))
 }
 
 type RpcResult<T, E = openraft::error::Infallible> =
@@ -144,7 +163,7 @@ enum Rpc {
 
 impl GroupNetwork {
     async fn call<Req, Resp, E>(
-        &self,
+        &mut self,
         rpc: Rpc,
         request: &Req,
         option: &RPCOption,
@@ -172,6 +191,8 @@ impl GroupNetwork {
             Rpc::InstallSnapshot => client.install_snapshot(message).await,
         }
         .map(|reply| reply.into_inner().payload);
+        self.group_missing_at_target =
+            matches!(&reply, Err(status) if status.code() == tonic::Code::NotFound);
         let reply = reply.map_err(|status| {
             let error = TransportError::new(format!("{:?}: {}", status.code(), status.message()));
             match status.code() {
@@ -190,6 +211,14 @@ impl GroupNetwork {
 }
 
 impl RaftNetwork<TypeConfig> for GroupNetwork {
+    fn backoff(&self) -> Backoff {
+        if self.group_missing_at_target {
+            Backoff::new(backoff_after_missing_group())
+        } else {
+            Backoff::new(std::iter::repeat(UNREACHABLE_BACKOFF))
+        }
+    }
+
     async fn append_entries(
         &mut self,
         rpc: AppendEntriesRequest<TypeConfig>,

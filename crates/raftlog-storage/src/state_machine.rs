@@ -589,6 +589,11 @@ impl PartitionView {
 
     /// First offset still indexed (0 until retention deletes records).
     pub fn log_start_offset(&self) -> Result<u64> {
+        // Read before either index: with neither holding an entry, every offset below it was
+        // deleted or there was none. Read after them, it could count a record applied in
+        // between as deleted, and an empty partition would refuse offset 0 as out of range
+        // ("valid offsets are 1 ..= 1") while its first record is applied.
+        let high_watermark = self.high_watermark();
         // Read before sled: an entry leaves the recent index only once it is in sled.
         let first_recent = self.recent_index.read().keys().next().copied();
         let first = self
@@ -603,7 +608,7 @@ impl PartitionView {
                 .map(u64::from_be_bytes)
                 .unwrap_or(0),
             (None, Some(first_recent)) => first_recent,
-            (None, None) => self.high_watermark(),
+            (None, None) => high_watermark,
         })
     }
 
