@@ -170,7 +170,7 @@ impl RaftHost {
             return Err(RaftHostError::AlreadyRunning { group });
         }
         let config = self.timing.openraft_config(group)?;
-        let network = GroupNetworkFactory::new(group, self.peers.clone());
+        let network = GroupNetworkFactory::new(group, self.node_id, self.peers.clone());
         let durability = log.durability();
         let raft = openraft::Raft::new(self.node_id, config, network, log, state_machine)
             .await
