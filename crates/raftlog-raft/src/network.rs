@@ -4,6 +4,8 @@
 
 use std::collections::HashMap;
 use std::net::IpAddr;
+use std::sync::atomic::AtomicU8;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::sync::Weak;
 use std::task::Poll;
@@ -502,7 +504,7 @@ impl RaftNetworkFactory<TypeConfig> for GroupNetworkFactory {
             target,
             peer_addr: node.peer_addr.clone(),
             pool: self.pool.clone(),
-            group_missing_at_target: false,
+            last_outcome: Arc::default(),
         }
     }
 }
@@ -514,20 +516,71 @@ pub struct GroupNetwork {
     target: NodeId,
     peer_addr: String,
     pool: PeerPool,
-    /// The last call found the target up but without this group: it is being created there.
-    group_missing_at_target: bool,
+    /// What the last call found, shared with the backoff openraft holds (`TargetBackoff`).
+    last_outcome: Arc<AtomicU8>,
 }
 
-/// How long openraft waits before sending to a target again after it was unreachable: at once
-/// a little, then half a second. A target that answers "group not running here" is creating
-/// the group (all replicas of a new partition start within a second or so of each other); half
-/// a second of silence from its leader right then may outlast the new replica's election
-/// timeout and cost the group an election.
-fn backoff_after_missing_group() -> impl Iterator<Item = Duration> {
-    [25, 50, 100, 200]
-        .into_iter()
-        .map(Duration::from_millis)
-        .chain(std::iter::repeat(UNREACHABLE_BACKOFF))
+/// What the last call to a target found, as the backoff before the next one needs it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+enum CallOutcome {
+    /// The target answered, or was too slow to answer in time: it is up.
+    Answered = 0,
+    /// No connection, or the connection broke.
+    Unreachable = 1,
+    /// The target is up but has not started the group: it is being created there.
+    GroupMissing = 2,
+}
+
+impl CallOutcome {
+    fn load(cell: &AtomicU8) -> CallOutcome {
+        match cell.load(Ordering::Relaxed) {
+            1 => CallOutcome::Unreachable,
+            2 => CallOutcome::GroupMissing,
+            _ => CallOutcome::Answered,
+        }
+    }
+}
+
+/// How long openraft waits before sending to a target that answered "group not running here",
+/// in the rounds after the first such answer; half a second after that. Such a target is
+/// creating the group (all replicas of a new partition start within a second or so of each
+/// other), and half a second of silence from its leader right then may outlast the new
+/// replica's election timeout and cost the group an election.
+const GROUP_MISSING_BACKOFF: [Duration; 4] = [
+    Duration::from_millis(25),
+    Duration::from_millis(50),
+    Duration::from_millis(100),
+    Duration::from_millis(200),
+];
+
+/// The waits openraft's replication takes between sends to one target once a send found it
+/// unreachable. openraft keeps drawing from it, after every failed send, until one succeeds,
+/// so each wait follows what the latest send found: a target that was only slow to answer
+/// (a timeout, as a follower whose disk is busy gives) is sent to again with the next
+/// heartbeat; half a second of silence towards it could outlast its election timeout.
+struct TargetBackoff {
+    last_outcome: Arc<AtomicU8>,
+    group_missing_rounds: usize,
+}
+
+impl Iterator for TargetBackoff {
+    type Item = Duration;
+
+    fn next(&mut self) -> Option<Duration> {
+        Some(match CallOutcome::load(&self.last_outcome) {
+            CallOutcome::Answered => Duration::ZERO,
+            CallOutcome::Unreachable => UNREACHABLE_BACKOFF,
+            CallOutcome::GroupMissing => {
+                let wait = GROUP_MISSING_BACKOFF
+                    .get(self.group_missing_rounds)
+                    .copied()
+                    .unwrap_or(UNREACHABLE_BACKOFF);
+                self.group_missing_rounds += 1;
+                wait
+            }
+        })
+    }
 }
 
 type RpcResult<T, E = openraft::error::Infallible> =
@@ -551,6 +604,9 @@ impl GroupNetwork {
             group_id: self.group.0,
             payload: payload.into(),
         };
+        // A call that openraft's timer drops before it ends found a slow target, not a gone one.
+        self.last_outcome
+            .store(CallOutcome::Answered as u8, Ordering::Relaxed);
         let reply = match rpc {
             RPCTypes::AppendEntries => {
                 self.pool
@@ -558,10 +614,11 @@ impl GroupNetwork {
                     .await
             }
             RPCTypes::Vote | RPCTypes::InstallSnapshot => {
-                let mut client = self
-                    .pool
-                    .client(&self.peer_addr)
-                    .map_err(|e| RPCError::Unreachable(Unreachable::new(&e)))?;
+                let mut client = self.pool.client(&self.peer_addr).map_err(|e| {
+                    self.last_outcome
+                        .store(CallOutcome::Unreachable as u8, Ordering::Relaxed);
+                    RPCError::Unreachable(Unreachable::new(&e))
+                })?;
                 let mut message = tonic::Request::new(message);
                 message.set_timeout(option.hard_ttl());
                 if matches!(rpc, RPCTypes::Vote) {
@@ -573,26 +630,39 @@ impl GroupNetwork {
             }
         }
         .map(|reply| reply.payload);
-        self.group_missing_at_target =
-            matches!(&reply, Err(status) if status.code() == tonic::Code::NotFound);
         let reply = reply.map_err(|status| {
             let error = TransportError::new(format!("{:?}: {}", status.code(), status.message()));
-            match status.code() {
-                // A slow target, as when openraft's own timer around the call fires first: it
-                // retries at once. (The stream's timer for a message often ends in the same
-                // millisecond as openraft's, and wins, being polled first.)
-                tonic::Code::DeadlineExceeded => RPCError::Timeout(Timeout {
-                    action: rpc,
-                    id: self.local,
-                    target: self.target,
-                    timeout: option.hard_ttl(),
-                }),
-                // Not reachable, or the group is not started there yet: back off and retry.
-                tonic::Code::Unavailable | tonic::Code::NotFound | tonic::Code::Cancelled => {
-                    RPCError::Unreachable(Unreachable::new(&error))
-                }
-                _ => RPCError::Network(NetworkError::new(&error)),
-            }
+            let (outcome, error) = match status.code() {
+                // The call or stream message outlasted its timeout (tonic's client ends a call as
+                // `Cancelled`, "Timeout expired"): a slow target, sent to again at once. Its
+                // timer ends in the same millisecond as openraft's own around the call and,
+                // polled first, often wins.
+                tonic::Code::DeadlineExceeded | tonic::Code::Cancelled => (
+                    CallOutcome::Answered,
+                    RPCError::Timeout(Timeout {
+                        action: rpc,
+                        id: self.local,
+                        target: self.target,
+                        timeout: option.hard_ttl(),
+                    }),
+                ),
+                // The group is not started there yet: back off a little and retry.
+                tonic::Code::NotFound => (
+                    CallOutcome::GroupMissing,
+                    RPCError::Unreachable(Unreachable::new(&error)),
+                ),
+                // Not reachable: back off and retry.
+                tonic::Code::Unavailable => (
+                    CallOutcome::Unreachable,
+                    RPCError::Unreachable(Unreachable::new(&error)),
+                ),
+                _ => (
+                    CallOutcome::Answered,
+                    RPCError::Network(NetworkError::new(&error)),
+                ),
+            };
+            self.last_outcome.store(outcome as u8, Ordering::Relaxed);
+            error
         })?;
         let result: Result<Resp, RaftError<NodeId, E>> =
             postcard::from_bytes(&reply).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
@@ -602,11 +672,10 @@ impl GroupNetwork {
 
 impl RaftNetwork<TypeConfig> for GroupNetwork {
     fn backoff(&self) -> Backoff {
-        if self.group_missing_at_target {
-            Backoff::new(backoff_after_missing_group())
-        } else {
-            Backoff::new(std::iter::repeat(UNREACHABLE_BACKOFF))
-        }
+        Backoff::new(TargetBackoff {
+            last_outcome: Arc::clone(&self.last_outcome),
+            group_missing_rounds: 0,
+        })
     }
 
     async fn append_entries(

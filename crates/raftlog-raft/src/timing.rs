@@ -36,6 +36,21 @@ impl Default for RaftTiming {
 }
 
 impl RaftTiming {
+    /// The leader lease: a replica refuses votes until it has not heard from its leader for
+    /// this long (see `openraft_config`).
+    fn lease_ms(&self) -> u64 {
+        (self.election_timeout_min_ms * 3 / 4).max(self.heartbeat_interval_ms + 2)
+    }
+
+    /// How long a leader waits for a follower's answer to an AppendEntries before it gives up
+    /// on it; the next heartbeat sends it again. Half the shortest election timeout (at least a
+    /// heartbeat interval), so that a follower slow to answer still hears its leader well
+    /// within its election timeout; always below the lease.
+    pub fn append_entries_timeout_ms(&self) -> u64 {
+        self.heartbeat_interval_ms
+            .max(self.election_timeout_min_ms / 2)
+    }
+
     /// openraft's configuration for one group. Snapshots are never taken and logs never purged
     /// (see DESIGN.md): lagging and new replicas catch up from the log itself.
     pub fn openraft_config(&self, group: GroupId) -> Result<Arc<openraft::Config>, RaftHostError> {
@@ -49,10 +64,17 @@ impl RaftTiming {
         // unused here, so it is set just below the lease: a voter that is slow to answer (it saves
         // each vote with an fdatasync, and after a node dies it gets hundreds at once) still has
         // its grant counted, rather than leaving the candidate to stand again a timeout later.
-        let lease_ms = (self.election_timeout_min_ms * 3 / 4).max(self.heartbeat_interval_ms + 2);
+        //
+        // openraft's `heartbeat_interval` is only how long it waits for an AppendEntries answer
+        // (its own heartbeats are off). A follower answers once the entries are fsynced, and
+        // when the disk is busy (other writers flushing gigabytes) that takes longer than a
+        // heartbeat interval: every send timed out and went again with the same entries, and a
+        // timeout after one failed connect even backed off half a second, so followers heard
+        // their leader too seldom and stood for election. See `append_entries_timeout_ms`.
+        let lease_ms = self.lease_ms();
         let config = openraft::Config {
             cluster_name: format!("group-{group}"),
-            heartbeat_interval: self.heartbeat_interval_ms,
+            heartbeat_interval: self.append_entries_timeout_ms(),
             election_timeout_min: lease_ms - 1,
             election_timeout_max: lease_ms,
             max_payload_entries: APPEND_ENTRIES_ENTRIES_MAX,
@@ -69,5 +91,44 @@ impl RaftTiming {
                 group,
                 source: Box::new(source),
             })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A follower slow to answer hears its leader at least once per AppendEntries timeout plus
+    /// a heartbeat interval (a timed-out send goes again with the next heartbeat); that must
+    /// stay within the shortest election timeout, and the timeout below openraft's vote
+    /// timeout, which its configuration check requires.
+    #[test]
+    fn a_slow_follower_hears_its_leader_within_its_election_timeout() {
+        let timings = [
+            RaftTiming::default(),
+            RaftTiming {
+                heartbeat_interval_ms: 100,
+                election_timeout_min_ms: 500,
+                election_timeout_max_ms: 1000,
+            },
+            RaftTiming {
+                heartbeat_interval_ms: 50,
+                election_timeout_min_ms: 150,
+                election_timeout_max_ms: 300,
+            },
+        ];
+        for timing in timings {
+            let timeout = timing.append_entries_timeout_ms();
+            assert!(timeout >= timing.heartbeat_interval_ms, "{timing:?}");
+            assert!(
+                timeout + timing.heartbeat_interval_ms < timing.election_timeout_min_ms,
+                "{timing:?}: {timeout} ms"
+            );
+            let config = timing
+                .openraft_config(GroupId(1))
+                .unwrap_or_else(|e| panic!("{timing:?}: {e}"));
+            assert_eq!(config.heartbeat_interval, timeout);
+            assert!(config.election_timeout_min > timeout, "{timing:?}");
+        }
     }
 }

@@ -1,10 +1,12 @@
 //! The replication stream of `PeerPool::append_entries`, against a stand-in peer: replies reach
 //! their own callers in any order, a message on a broken stream goes again as a call, a stream
-//! that answers nothing is replaced without failing its other callers, and peers without the
-//! stream, or messages too large for it, get calls. (The real peer side, `TransportService`,
-//! carries all replication in the cluster tests.)
+//! that answers nothing is replaced without failing its other callers, openraft backs off from
+//! a target by what the last send found there, and peers without the stream, or messages too
+//! large for it, get calls. (The real peer side, `TransportService`, carries all replication in
+//! the cluster tests.)
 
 use std::pin::Pin;
+use std::sync::atomic::AtomicBool;
 use std::sync::atomic::AtomicUsize;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -56,7 +58,9 @@ enum StreamBehaviour {
     BreakFirst,
     /// Reads its first stream but never answers on it; echoes on later streams.
     StallFirst,
-    /// Up, but the group is not running here yet: every message is answered `NotFound`.
+    /// Up, but the group is not running here yet: every message is answered `NotFound`; once
+    /// the test marks the group started, nothing is answered any more (a follower whose disk is
+    /// busy).
     GroupMissing,
     /// Up, but never answers a message, on a stream or as a call.
     Silent,
@@ -73,6 +77,7 @@ struct StandInPeer {
     /// `Replicate` calls, whatever became of them.
     streams_opened: AtomicUsize,
     calls: AtomicUsize,
+    group_started: AtomicBool,
 }
 
 /// The service face of a shared `StandInPeer`, which the test reads afterwards.
@@ -94,10 +99,13 @@ impl RaftTransport for StandIn {
         request: Request<RaftMessage>,
     ) -> Result<Response<RaftMessage>, Status> {
         self.0.calls.fetch_add(1, Ordering::SeqCst);
-        if self.0.behaviour == StreamBehaviour::GroupMissing {
+        let group_started = self.0.group_started.load(Ordering::SeqCst);
+        if self.0.behaviour == StreamBehaviour::GroupMissing && !group_started {
             return Err(group_missing(request.into_inner().group_id));
         }
-        if self.0.behaviour == StreamBehaviour::Silent {
+        if self.0.behaviour == StreamBehaviour::Silent
+            || self.0.behaviour == StreamBehaviour::GroupMissing
+        {
             std::future::pending::<()>().await;
         }
         Ok(Response::new(request.into_inner()))
@@ -117,6 +125,7 @@ impl RaftTransport for StandIn {
         let stalls = (first_stream && self.0.behaviour == StreamBehaviour::StallFirst)
             || self.0.behaviour == StreamBehaviour::Silent;
         let behaviour = self.0.behaviour;
+        let peer = Arc::clone(&self.0);
         let mut requests = request.into_inner();
         let (replies, mut outgoing) = mpsc::unbounded_channel();
         tokio::spawn(async move {
@@ -129,6 +138,9 @@ impl RaftTransport for StandIn {
                     continue;
                 }
                 if behaviour == StreamBehaviour::GroupMissing {
+                    if peer.group_started.load(Ordering::SeqCst) {
+                        continue;
+                    }
                     let missing = group_missing(request.message.map_or(0, |m| m.group_id));
                     let _ = replies.send(Ok(ReplicateReply {
                         call_id: request.call_id,
@@ -195,6 +207,7 @@ async fn start_peer(behaviour: StreamBehaviour) -> anyhow::Result<(Arc<StandInPe
         behaviour,
         streams_opened: AtomicUsize::new(0),
         calls: AtomicUsize::new(0),
+        group_started: AtomicBool::new(false),
     });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let address = listener.local_addr()?.to_string();
@@ -437,5 +450,60 @@ async fn a_message_that_outlasts_its_timeout_is_a_timeout_for_openraft_not_an_un
         matches!(outcome, Err(RPCError::Timeout(_))),
         "a silent target should time out, got {outcome:?}"
     );
+    Ok(())
+}
+
+/// Sends a heartbeat as openraft's replication does: inside its own timer of the same length.
+async fn send_heartbeat_as_openraft(
+    network: &mut GroupNetwork,
+    timeout: Duration,
+) -> Result<(), RPCError<u64, NodeInfo, openraft::error::RaftError<u64>>> {
+    let call = network.append_entries(heartbeat(), RPCOption::new(timeout));
+    match tokio::time::timeout(timeout, call).await {
+        Ok(outcome) => outcome.map(|_| ()),
+        Err(_) => Err(RPCError::Timeout(openraft::error::Timeout {
+            action: openraft::network::RPCTypes::AppendEntries,
+            id: 1,
+            target: 2,
+            timeout,
+        })),
+    }
+}
+
+/// openraft keeps the backoff it took after the first unreachable send until a send succeeds,
+/// and draws from it after every failure, timeouts included. A follower that has started the
+/// group but answers slowly (its disk is busy) must not be left alone for half a second each
+/// time: its leader would go silent towards it for longer than its election timeout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_target_that_only_answers_late_is_sent_to_again_at_once() -> anyhow::Result<()> {
+    let (peer, address) = start_peer(StreamBehaviour::GroupMissing).await?;
+    let mut network = network_to(&address).await;
+    let outcome = send_heartbeat_as_openraft(&mut network, Duration::from_secs(2)).await;
+    ensure!(
+        matches!(outcome, Err(RPCError::Unreachable(_))),
+        "a target without the group should be unreachable for openraft, got {outcome:?}"
+    );
+    let mut backoff = network.backoff();
+    for round in 0..6 {
+        let wait = backoff.next();
+        ensure!(
+            wait.is_some_and(|wait| wait > Duration::ZERO),
+            "round {round}: a target without the group is waited for, got {wait:?}"
+        );
+    }
+
+    peer.group_started.store(true, Ordering::SeqCst);
+    for _ in 0..3 {
+        let outcome = send_heartbeat_as_openraft(&mut network, Duration::from_millis(200)).await;
+        ensure!(
+            matches!(outcome, Err(RPCError::Timeout(_))),
+            "a slow target's send should time out, got {outcome:?}"
+        );
+        let wait = backoff.next();
+        ensure!(
+            wait == Some(Duration::ZERO),
+            "after a timeout the target is sent to again at once, not after {wait:?}"
+        );
+    }
     Ok(())
 }
