@@ -344,8 +344,9 @@ impl TestCluster {
     }
 
     /// Creates `topic` with one partition on `replicas` nodes, writes `first` to it and returns
-    /// the partition's leader after that write: the preferred replica may take over right after
-    /// the creation, so a leader named before the first write may not be the leader for long.
+    /// the partition's leader once every replica serves that record. The preferred replica
+    /// stands for election as soon as it has started the partition, which a busy disk can delay
+    /// by seconds, so a leader named before then may not be the leader for long.
     pub async fn create_one_partition_topic(
         &self,
         client: &Client,
@@ -363,7 +364,33 @@ impl TestCluster {
             .await
             .expect("first produce with all nodes up");
         let description = self.wait_for_leaders(client, topic).await;
-        description.partitions[0].leader_id.expect("leader")
+        let replica_ids = description.partitions[0].replicas.clone();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        for id in &replica_ids {
+            while !client
+                .fetch_from(&self.addr(*id), topic, 0, 0, 0, 0)
+                .await
+                .is_ok_and(|response| !response.records.is_empty())
+            {
+                assert!(
+                    Instant::now() < deadline,
+                    "replica {id} of {topic} serves no first record within 30 s"
+                );
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+        // The preferred replica has started and stood by now; its election takes a round trip
+        // or two. If it cannot win (its log is behind), the leader stays where it is.
+        let preferred = replica_ids.first().copied();
+        let settle = Instant::now() + Duration::from_secs(1);
+        loop {
+            let description = self.wait_for_leaders(client, topic).await;
+            let leader = description.partitions[0].leader_id.expect("leader");
+            if Some(leader) == preferred || Instant::now() >= settle {
+                return leader;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 
     /// Every committed record of a partition as node `id` serves it: (offset, value).

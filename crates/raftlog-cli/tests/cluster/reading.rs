@@ -8,6 +8,8 @@ use std::time::Instant;
 use raftlog_client::record;
 use raftlog_client::Client;
 use raftlog_client::ClientOptions;
+use raftlog_client::Producer;
+use raftlog_client::ProducerConfig;
 use tokio_stream::StreamExt;
 
 use crate::kit::assert_not_available_for;
@@ -258,9 +260,30 @@ async fn a_replica_behind_the_leader_answers_offset_not_available_and_catches_up
     }
 
     // The leader and the other follower commit 20 records while `behind` is stopped; then they
-    // stop, so `behind` runs alone and cannot catch up.
+    // stop, so `behind` runs alone and cannot catch up. Leadership may still move onto `behind`
+    // just before it stops (a busy disk slows elections down by seconds), and a request to a
+    // stopped node only times out: the producer is idempotent, so it retries those on the
+    // new leader without writing a record twice.
     cluster.pause(behind);
-    produce_numbers(&producer, "behind", 1..20).await;
+    let retrying = Arc::new(
+        cluster
+            .client_with(ClientOptions {
+                request_timeout: Duration::from_secs(2),
+                retry_deadline: Duration::from_secs(30),
+            })
+            .await,
+    );
+    let idempotent = Producer::new(retrying, ProducerConfig::default());
+    for value in 1..20u64 {
+        let record = record(None, value.to_string().into_bytes());
+        let delivery = idempotent
+            .send_to("behind", 0, record)
+            .await
+            .expect("queue a record")
+            .await
+            .unwrap_or_else(|error| panic!("produce {value} to behind: {error}"));
+        assert_eq!(delivery.offset, value, "{delivery:?}");
+    }
     cluster.pause(leader);
     cluster.pause(other);
     cluster.resume(behind);
