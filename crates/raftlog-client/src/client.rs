@@ -125,12 +125,12 @@ impl Client {
 
     /// Runs an admin call against the bootstrap nodes in turn until one answers, retrying
     /// retryable errors until the deadline.
-    async fn with_admin<T, F, Fut>(&self, call: F) -> Result<T, ClientError>
+    async fn with_admin<T, F, Fut>(&self, kind: AdminCall, call: F) -> Result<T, ClientError>
     where
         F: Fn(AdminClient<Channel>) -> Fut,
         Fut: std::future::Future<Output = Result<tonic::Response<T>, tonic::Status>>,
     {
-        self.with_admin_avoiding(None, call).await
+        self.with_admin_avoiding(None, kind, call).await
     }
 
     /// Like `with_admin`, but asks `avoid` last: a leader cut off from its peers still believes
@@ -138,6 +138,7 @@ impl Client {
     async fn with_admin_avoiding<T, F, Fut>(
         &self,
         avoid: Option<&str>,
+        kind: AdminCall,
         call: F,
     ) -> Result<T, ClientError>
     where
@@ -158,7 +159,13 @@ impl Client {
                     Ok(response) => return Ok(response.into_inner()),
                     Err(status) => {
                         let error = transport_aware(address, &status);
-                        if !error.is_retryable() {
+                        // A read that timed out on one node (it hangs, or is stopped) is asked
+                        // of the next; a write that timed out may have been done.
+                        let timed_out = matches!(
+                            error.code(),
+                            Some(tonic::Code::Cancelled | tonic::Code::DeadlineExceeded)
+                        );
+                        if !(error.is_retryable() || (kind == AdminCall::Read && timed_out)) {
                             return Err(error);
                         }
                         last = Some(error);
@@ -179,9 +186,9 @@ impl Client {
 
     /// Describes the cluster.
     pub async fn describe_cluster(&self) -> Result<v1::DescribeClusterResponse, ClientError> {
-        self.with_admin(
-            |mut c| async move { c.describe_cluster(v1::DescribeClusterRequest {}).await },
-        )
+        self.with_admin(AdminCall::Read, |mut c| async move {
+            c.describe_cluster(v1::DescribeClusterRequest {}).await
+        })
         .await
     }
 
@@ -197,7 +204,7 @@ impl Client {
             partitions,
             replicas,
         };
-        let response = self.with_admin(|mut c| {
+        let response = self.with_admin(AdminCall::Write, |mut c| {
             let request = request.clone();
             async move { c.create_topic(request).await }
         });
@@ -212,7 +219,7 @@ impl Client {
         let request = v1::DeleteTopicRequest {
             name: name.to_owned(),
         };
-        self.with_admin(|mut c| {
+        self.with_admin(AdminCall::Write, |mut c| {
             let request = request.clone();
             async move { c.delete_topic(request).await }
         })
@@ -223,7 +230,9 @@ impl Client {
     /// Lists topics.
     pub async fn list_topics(&self) -> Result<Vec<v1::TopicSummary>, ClientError> {
         Ok(self
-            .with_admin(|mut c| async move { c.list_topics(v1::ListTopicsRequest {}).await })
+            .with_admin(AdminCall::Read, |mut c| async move {
+                c.list_topics(v1::ListTopicsRequest {}).await
+            })
             .await?
             .topics)
     }
@@ -243,7 +252,7 @@ impl Client {
             name: name.to_owned(),
         };
         let topic = self
-            .with_admin_avoiding(avoid, |mut c| {
+            .with_admin_avoiding(avoid, AdminCall::Read, |mut c| {
                 let request = request.clone();
                 async move { c.describe_topic(request).await }
             })
@@ -375,7 +384,7 @@ impl Client {
     }
 
     /// Runs a call against the controller leader (group coordinator, producer ids), following
-    /// NOT_LEADER hints and retrying retryable errors until the deadline.
+    /// NOT_LEADER hints and retrying retryable errors and timeouts until the deadline.
     pub(crate) async fn with_controller<T, F, Fut>(&self, call: F) -> Result<T, ClientError>
     where
         F: Fn(Channel) -> Fut,
@@ -403,11 +412,19 @@ impl Client {
                 }
                 Err(status) => transport_aware(&address, &status),
             };
-            if !error.is_retryable() {
+            // A controller that does not answer in time may hang or be stopped: the call goes
+            // to the next node, which knows the controller leader. Every controller call may be
+            // repeated (at worst a producer id or a group member goes unused and expires).
+            let timed_out = matches!(
+                error.code(),
+                Some(tonic::Code::Cancelled | tonic::Code::DeadlineExceeded)
+            );
+            if !(error.is_retryable() || timed_out) {
                 return Err(error);
             }
             let hinted = error.metadata("leader_address").map(str::to_owned);
-            let immediate = hinted.is_some() && hinted.as_deref() != Some(address.as_str());
+            let immediate =
+                timed_out || (hinted.is_some() && hinted.as_deref() != Some(address.as_str()));
             if let Ok(mut controller) = self.controller.lock() {
                 *controller = hinted;
             }
@@ -501,6 +518,13 @@ impl Client {
 
 /// A status produced by the transport itself (no ErrorInfo, UNAVAILABLE) means the node could
 /// not be reached.
+/// Whether an admin call only reads (it may be asked again of another node after a timeout).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum AdminCall {
+    Read,
+    Write,
+}
+
 fn transport_aware(address: &str, status: &tonic::Status) -> ClientError {
     let error = ClientError::from_status(status);
     if status.code() == tonic::Code::Unavailable && error.reason() == Some("UNKNOWN") {

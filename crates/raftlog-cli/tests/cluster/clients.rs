@@ -1,5 +1,5 @@
 //! The clients: idempotent retries across a leader kill, consumer group failover with real
-//! consumer processes, and producer back pressure.
+//! consumer processes, producer back pressure, and metadata past a node that does not answer.
 
 use std::collections::BTreeMap;
 use std::collections::BTreeSet;
@@ -13,7 +13,9 @@ use std::time::Instant;
 
 use raftlog_client::record;
 use raftlog_client::v1;
+use raftlog_client::Client;
 use raftlog_client::ClientError;
+use raftlog_client::ClientOptions;
 use raftlog_client::Producer;
 use raftlog_client::ProducerConfig;
 
@@ -397,4 +399,58 @@ async fn a_follower_stops_promptly_on_sigterm_while_its_leader_replicates() {
     assert!(exit.success(), "the follower exited with {exit}");
     // The other two carry on.
     produce_numbers(&client, "stopping", 20..25).await;
+}
+
+/// A node that hangs (here: stopped) leaves its calls to time out. A client whose first
+/// bootstrap address is that node, and that node the controller's leader, still connects, reads
+/// metadata from the others and gets a producer id from the controller the others elect, as a
+/// Kafka client moves on to its next bootstrap server and coordinator.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_moves_past_a_node_that_does_not_answer() {
+    let cluster = TestCluster::start(3).await;
+    let client = cluster.client().await;
+    client
+        .create_topic("past-a-hung-node", 1, 3)
+        .await
+        .expect("create topic");
+    cluster.wait_for_leaders(&client, "past-a-hung-node").await;
+    let controller = client
+        .describe_cluster()
+        .await
+        .expect("describe cluster")
+        .controller_leader_id
+        .expect("a controller leader");
+
+    cluster.pause(controller);
+    let mut bootstrap = vec![cluster.addr(controller)];
+    bootstrap.extend(
+        (1..=3)
+            .filter(|id| *id != controller)
+            .map(|id| cluster.addr(id)),
+    );
+    let options = ClientOptions {
+        request_timeout: Duration::from_secs(1),
+        retry_deadline: Duration::from_secs(20),
+    };
+    let hung_first = Client::connect_with(&bootstrap, options)
+        .await
+        .expect("connect with the first bootstrap node stopped");
+    let description = hung_first
+        .describe_topic("past-a-hung-node")
+        .await
+        .expect("describe a topic with a node stopped");
+    assert_eq!(description.partitions.len(), 1, "{description:?}");
+    let topics = hung_first
+        .list_topics()
+        .await
+        .expect("list topics with a node stopped");
+    assert!(
+        topics.iter().any(|topic| topic.name == "past-a-hung-node"),
+        "{topics:?}"
+    );
+    hung_first
+        .init_producer()
+        .await
+        .expect("a producer id from the controller the other nodes elect");
+    cluster.resume(controller);
 }

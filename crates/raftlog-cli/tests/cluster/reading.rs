@@ -264,7 +264,6 @@ async fn a_replica_behind_the_leader_answers_offset_not_available_and_catches_up
     // just before it stops (a busy disk slows elections down by seconds), and a request to a
     // stopped node only times out: the producer is idempotent, so it retries those on the
     // new leader without writing a record twice.
-    cluster.pause(behind);
     let retrying = Arc::new(
         cluster
             .client_with(ClientOptions {
@@ -274,6 +273,7 @@ async fn a_replica_behind_the_leader_answers_offset_not_available_and_catches_up
             .await,
     );
     let idempotent = Producer::new(retrying, ProducerConfig::default());
+    cluster.pause(behind);
     for value in 1..20u64 {
         let record = record(None, value.to_string().into_bytes());
         let delivery = idempotent
