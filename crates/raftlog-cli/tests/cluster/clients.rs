@@ -1,5 +1,6 @@
 //! The clients: idempotent retries across a leader kill, consumer group failover with real
-//! consumer processes, producer back pressure, and metadata past a node that does not answer.
+//! consumer processes, producer back pressure, a follower that stops promptly on SIGTERM, and a
+//! client that moves past a node that does not answer.
 
 use std::collections::BTreeMap;
 use std::collections::BTreeSet;
