@@ -343,6 +343,38 @@ impl TestCluster {
         }
     }
 
+    /// Waits until every partition of `topic` has a leader and no leader or term changed for a
+    /// second. Each replica of a new partition starts on its node in turn, which a busy disk
+    /// spreads over seconds, and the preferred replica stands for election as soon as it starts:
+    /// leaders named before then may change.
+    pub async fn wait_for_settled_leaders(
+        &self,
+        client: &Client,
+        topic: &str,
+    ) -> v1::TopicDescription {
+        let leaders_and_terms = |description: &v1::TopicDescription| -> Vec<(Option<u64>, u64)> {
+            description
+                .partitions
+                .iter()
+                .map(|p| (p.leader_id, p.term))
+                .collect()
+        };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let mut last = self.wait_for_leaders(client, topic).await;
+        loop {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            let now = self.wait_for_leaders(client, topic).await;
+            if leaders_and_terms(&now) == leaders_and_terms(&last) {
+                return now;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the leaders of {topic} did not settle within 30 s"
+            );
+            last = now;
+        }
+    }
+
     /// Creates `topic` with one partition on `replicas` nodes, writes `first` to it and returns
     /// the partition's leader once every replica serves that record. The preferred replica
     /// stands for election as soon as it has started the partition, which a busy disk can delay

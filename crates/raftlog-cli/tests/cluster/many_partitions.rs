@@ -33,7 +33,7 @@ async fn idle_partitions_keep_their_leaders_and_fail_over_together() {
         .create_topic("many", PARTITIONS, 3)
         .await
         .expect("create topic");
-    let before = cluster.wait_for_leaders(&client, "many").await;
+    let before = cluster.wait_for_settled_leaders(&client, "many").await;
 
     // Idle for several election timeouts (500–1000 ms in the kit's config): only heartbeats
     // keep the followers from standing for election, which would change the term.
