@@ -161,11 +161,8 @@ impl Client {
                         let error = transport_aware(address, &status);
                         // A read that timed out on one node (it hangs, or is stopped) is asked
                         // of the next; a write that timed out may have been done.
-                        let timed_out = matches!(
-                            error.code(),
-                            Some(tonic::Code::Cancelled | tonic::Code::DeadlineExceeded)
-                        );
-                        if !(error.is_retryable() || (kind == AdminCall::Read && timed_out)) {
+                        if !(error.is_retryable() || (kind == AdminCall::Read && error.timed_out()))
+                        {
                             return Err(error);
                         }
                         last = Some(error);
@@ -342,14 +339,10 @@ impl Client {
             let refused_before_write = matches!(error, ClientError::Unreachable { .. })
                 || error.reason().is_some_and(|r| SAFE_TO_RETRY.contains(&r));
             let outcome_unknown = error.reason() == Some("TIMEOUT")
+                || error.timed_out()
                 || matches!(
                     error.code(),
-                    Some(
-                        tonic::Code::Unknown
-                            | tonic::Code::Cancelled
-                            | tonic::Code::DeadlineExceeded
-                            | tonic::Code::Unavailable
-                    )
+                    Some(tonic::Code::Unknown | tonic::Code::Unavailable)
                 );
             if !(refused_before_write || (idempotent && outcome_unknown)) {
                 return Err(error);
@@ -415,10 +408,7 @@ impl Client {
             // A controller that does not answer in time may hang or be stopped: the call goes
             // to the next node, which knows the controller leader. Every controller call may be
             // repeated (at worst a producer id or a group member goes unused and expires).
-            let timed_out = matches!(
-                error.code(),
-                Some(tonic::Code::Cancelled | tonic::Code::DeadlineExceeded)
-            );
+            let timed_out = error.timed_out();
             if !(error.is_retryable() || timed_out) {
                 return Err(error);
             }

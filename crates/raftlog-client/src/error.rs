@@ -87,6 +87,15 @@ impl ClientError {
         }
     }
 
+    /// The call got no answer in time (tonic ends it as `Cancelled`, "Timeout expired"): the
+    /// node may hang or be stopped, and what it did with the request is unknown.
+    pub fn timed_out(&self) -> bool {
+        matches!(
+            self.code(),
+            Some(tonic::Code::Cancelled | tonic::Code::DeadlineExceeded)
+        )
+    }
+
     /// A metadata value of the server's ErrorInfo.
     pub fn metadata(&self, key: &str) -> Option<&str> {
         match self {

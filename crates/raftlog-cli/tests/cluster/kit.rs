@@ -376,9 +376,8 @@ impl TestCluster {
     }
 
     /// Creates `topic` with one partition on `replicas` nodes, writes `first` to it and returns
-    /// the partition's leader once every replica serves that record. The preferred replica
-    /// stands for election as soon as it has started the partition, which a busy disk can delay
-    /// by seconds, so a leader named before then may not be the leader for long.
+    /// the partition's leader once every replica serves that record and the leader settled (see
+    /// `wait_for_settled_leaders`).
     pub async fn create_one_partition_topic(
         &self,
         client: &Client,
@@ -411,18 +410,9 @@ impl TestCluster {
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
         }
-        // The preferred replica has started and stood by now; its election takes a round trip
-        // or two. If it cannot win (its log is behind), the leader stays where it is.
-        let preferred = replica_ids.first().copied();
-        let settle = Instant::now() + Duration::from_secs(1);
-        loop {
-            let description = self.wait_for_leaders(client, topic).await;
-            let leader = description.partitions[0].leader_id.expect("leader");
-            if Some(leader) == preferred || Instant::now() >= settle {
-                return leader;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        // The preferred replica has started and stood by now.
+        let description = self.wait_for_settled_leaders(client, topic).await;
+        description.partitions[0].leader_id.expect("leader")
     }
 
     /// Every committed record of a partition as node `id` serves it: (offset, value).
