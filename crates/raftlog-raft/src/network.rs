@@ -587,6 +587,11 @@ type RpcResult<T, E = openraft::error::Infallible> =
     Result<T, RPCError<NodeId, NodeInfo, RaftError<NodeId, E>>>;
 
 impl GroupNetwork {
+    /// Remembers what the latest call found, for the backoff openraft holds.
+    fn record(&self, outcome: CallOutcome) {
+        self.last_outcome.store(outcome as u8, Ordering::Relaxed);
+    }
+
     async fn call<Req, Resp, E>(
         &mut self,
         rpc: RPCTypes,
@@ -605,8 +610,7 @@ impl GroupNetwork {
             payload: payload.into(),
         };
         // A call that openraft's timer drops before it ends found a slow target, not a gone one.
-        self.last_outcome
-            .store(CallOutcome::Answered as u8, Ordering::Relaxed);
+        self.record(CallOutcome::Answered);
         let reply = match rpc {
             RPCTypes::AppendEntries => {
                 self.pool
@@ -615,8 +619,7 @@ impl GroupNetwork {
             }
             RPCTypes::Vote | RPCTypes::InstallSnapshot => {
                 let mut client = self.pool.client(&self.peer_addr).map_err(|e| {
-                    self.last_outcome
-                        .store(CallOutcome::Unreachable as u8, Ordering::Relaxed);
+                    self.record(CallOutcome::Unreachable);
                     RPCError::Unreachable(Unreachable::new(&e))
                 })?;
                 let mut message = tonic::Request::new(message);
@@ -661,7 +664,7 @@ impl GroupNetwork {
                     RPCError::Network(NetworkError::new(&error)),
                 ),
             };
-            self.last_outcome.store(outcome as u8, Ordering::Relaxed);
+            self.record(outcome);
             error
         })?;
         let result: Result<Resp, RaftError<NodeId, E>> =

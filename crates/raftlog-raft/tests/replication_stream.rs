@@ -403,9 +403,7 @@ fn heartbeat() -> AppendEntriesRequest<TypeConfig> {
 /// one before it sends again.
 async fn first_backoff_after_an_append(address: &str) -> anyhow::Result<Duration> {
     let mut network = network_to(address).await;
-    let outcome = network
-        .append_entries(heartbeat(), RPCOption::new(Duration::from_secs(2)))
-        .await;
+    let outcome = send_heartbeat_as_openraft(&mut network, Duration::from_secs(2)).await;
     ensure!(
         matches!(outcome, Err(RPCError::Unreachable(_))),
         "the target should be unreachable for openraft, got {outcome:?}"
