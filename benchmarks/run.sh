@@ -180,6 +180,12 @@ run_scenario() {
     SCENARIOS+=("$WORK/$id.scenario.json")
 }
 
+# The disk's own bounds, measured where the nodes will keep their data, before they start: with
+# every replica on one disk, these cap what any scenario below can reach on this machine.
+say "measuring the disk under $WORK (raftlog bench disk)"
+"$BIN" bench disk --dir "$WORK" --writers 3 --record-size 1024 --json --quiet >"$WORK/disk.json" ||
+    die "raftlog bench disk failed"
+
 start_cluster
 
 COMMON=(--replicas 3 --record-size 1024)
@@ -217,8 +223,8 @@ MACHINE=$(jq -n --arg nproc "$(nproc)" --arg cpu "${CPU_MODEL:-unknown}" --arg k
     --arg commit "$(git -C "$ROOT" describe --always --dirty 2>/dev/null || echo unknown)" \
     '{nproc: ($nproc | tonumber), cpu: $cpu, kernel: $kernel, memory: $memory,
       load_average_before: $load_before, load_average_after: $load, rustc: $rustc, commit: $commit}')
-jq -n --arg date "$(date -Iseconds)" --argjson machine "$MACHINE" \
-    '{date: $date, machine: $machine, scenarios: [inputs]}' "${SCENARIOS[@]}" \
+jq -n --arg date "$(date -Iseconds)" --argjson machine "$MACHINE" --slurpfile disk "$WORK/disk.json" \
+    '{date: $date, machine: $machine, disk: $disk[0], scenarios: [inputs]}' "${SCENARIOS[@]}" \
     >"$RESULTS_DIR/$STAMP.json"
 
 {
@@ -228,6 +234,13 @@ jq -n --arg date "$(date -Iseconds)" --argjson machine "$MACHINE" \
         "- build: \(.commit), \(.rustc)",
         "- load average (1, 5, 15 min) before the run: \(.load_average_before); after: \(.load_average_after)"' "$RESULTS_DIR/$STAMP.json"
     echo "- cluster: 3 local nodes (cluster-config/local-3.toml settings), replicas 3, acks all, 1 KiB records"
+    jq -r '.disk | "- disk, before the cluster started (`raftlog bench disk`): fdatasync of a \(.append_bytes)-byte append" +
+        " p50 \(.small_appends_alone.sync_latency_ms.p50) ms alone, \(.small_appends_together.sync_latency_ms.p50) ms" +
+        " with \(.writers) at once; synced writes by \(.writers) writers " +
+        ([.large_appends_together[] | "\(.mb_per_sec | round) MB/s at \(.chunk_bytes / 1024 | round) KiB"] | join(", ")) +
+        ", which caps 1 KiB records at 3 replicas on this disk at " +
+        ([.large_appends_together[] | "\(.records_per_sec_ceiling / 1000 | round)k"] | join(", ")) + " records/s"' \
+        "$RESULTS_DIR/$STAMP.json"
     echo
     echo "| scenario | records/s | MB/s | p50 ms | p99 ms | p99.9 ms | latency of |"
     echo "|---|---:|---:|---:|---:|---:|---|"

@@ -6,6 +6,8 @@
 //! - `consume`: consumers read a topic's partitions from the beginning (or only new records);
 //!   latency is per fetch.
 //! - `e2e`: both at once; latency is per record, from produce send to the consumer seeing it.
+//! - `disk`: synced-append latency and bandwidth of the disk under a data directory, the
+//!   physical bounds of the other modes' results when every node shares that disk.
 //! - `plot`: draws the reports of a `benchmarks/run.sh` run (or of one `--json` run) as an SVG.
 //!
 //! Every mode prints a progress line per second on stderr (unless `--quiet`) and a summary on
@@ -13,6 +15,7 @@
 //! (`records_per_sec`, `mb_per_sec`, `latency_ms` {p50, p90, p99, p999, max}).
 
 mod consume;
+mod disk;
 mod e2e;
 mod plot;
 mod produce;
@@ -34,6 +37,9 @@ pub enum BenchCommand {
     Consume(consume::ConsumeBench),
     /// Produce and consume at once and report end-to-end latency (send to seen by a consumer).
     E2e(e2e::E2eBench),
+    /// Measure what the disk under a directory allows: synced-append latency (one writer, and
+    /// one per replica at once) and synced-write bandwidth, with the records/s it caps.
+    Disk(disk::DiskBench),
     /// Draw benchmark reports (a `benchmarks/run.sh` results file, or one `--json` report) as an
     /// SVG: latency by percentile and throughput per scenario.
     Plot(plot::PlotArgs),
@@ -45,6 +51,7 @@ pub async fn run(command: BenchCommand, bootstrap: &[String]) -> anyhow::Result<
         BenchCommand::Produce(args) => produce::run(args, bootstrap).await,
         BenchCommand::Consume(args) => consume::run(args, bootstrap).await,
         BenchCommand::E2e(args) => e2e::run(args, bootstrap).await,
+        BenchCommand::Disk(args) => disk::run(args).await,
         BenchCommand::Plot(args) => plot::run(args),
     }
 }

@@ -218,3 +218,85 @@ async fn bench_produce_with_a_count_sends_exactly_that_many_idempotent_records()
     );
     assert!(!both.status.success(), "--count with --duration passed");
 }
+
+#[test]
+fn bench_disk_measures_synced_appends_and_leaves_nothing_behind() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let dir_arg = dir.path().to_str().expect("utf-8 temporary path");
+    // `bench disk` needs no cluster; the bootstrap address is never dialled.
+    let report = bench_json(
+        "127.0.0.1:1",
+        &[
+            "disk",
+            "--dir",
+            dir_arg,
+            "--duration",
+            "200ms",
+            "--writers",
+            "2",
+            "--chunk-bytes",
+            "65536,131072",
+        ],
+    );
+    for measurement in ["small_appends_alone", "small_appends_together"] {
+        let measured = &report[measurement];
+        assert!(
+            measured["syncs"].as_u64().is_some_and(|n| n > 0),
+            "{measurement} in {report}"
+        );
+        let p50 = measured["sync_latency_ms"]["p50"].as_f64();
+        let max = measured["sync_latency_ms"]["max"].as_f64();
+        assert!(
+            p50.is_some_and(|p50| p50 > 0.0 && Some(p50) <= max),
+            "{measurement} latency in {report}"
+        );
+    }
+    let bandwidth = report["large_appends_together"]
+        .as_array()
+        .unwrap_or_else(|| panic!("large_appends_together in {report}"));
+    let chunks: Vec<u64> = bandwidth
+        .iter()
+        .filter_map(|m| m["chunk_bytes"].as_u64())
+        .collect();
+    assert_eq!(chunks, [65536, 131072], "{report}");
+    for measured in bandwidth {
+        let mb_per_sec = measured["mb_per_sec"].as_f64().unwrap_or(0.0);
+        let syncs = measured["syncs"].as_u64().unwrap_or(0);
+        assert!(mb_per_sec > 0.0 && syncs > 0, "{measured}");
+        // Two replicas on this disk: each 1 KiB record is written twice.
+        let ceiling = measured["records_per_sec_ceiling"].as_f64().unwrap_or(0.0);
+        let expected = mb_per_sec * 1e6 / 2048.0;
+        assert!(
+            (ceiling - expected).abs() <= expected * 0.01 + 1.0,
+            "ceiling {ceiling} for {mb_per_sec} MB/s in {measured}"
+        );
+    }
+    let left: Vec<_> = std::fs::read_dir(dir.path())
+        .expect("read the directory")
+        .collect();
+    assert!(left.is_empty(), "bench disk left {left:?} behind");
+}
+
+#[test]
+fn bench_disk_on_a_missing_directory_fails_with_one_line() {
+    let missing = tempfile::tempdir()
+        .expect("temporary directory")
+        .path()
+        .join("missing");
+    let output = raftlog_bench(
+        "127.0.0.1:1",
+        &[
+            "disk",
+            "--dir",
+            missing.to_str().expect("utf-8 path"),
+            "--quiet",
+        ],
+    );
+    assert!(!output.status.success(), "bench disk on {missing:?} passed");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.contains("cannot create a directory in") && stderr.contains("missing"),
+        "{stderr}"
+    );
+}
