@@ -24,6 +24,7 @@ use serde_json::json;
 use serde_json::Value;
 
 use super::parse_duration;
+use super::report::round;
 use super::OutputArgs;
 
 /// Space each writer preallocates; writers wrap around to its start when they reach its end.
@@ -104,11 +105,6 @@ struct Measurements {
     together: SyncedWrites,
     /// Large appends by `--writers` at once, per chunk size.
     bandwidth: Vec<(u64, SyncedWrites)>,
-}
-
-fn round(value: f64, digits: i32) -> f64 {
-    let scale = 10f64.powi(digits);
-    (value * scale).round() / scale
 }
 
 /// Runs the measurements and prints what they found.

@@ -243,7 +243,8 @@ fn per_second(amount: f64, seconds: f64) -> f64 {
     }
 }
 
-fn round(value: f64, digits: i32) -> f64 {
+/// `value` rounded to `digits` decimals, for reports.
+pub(super) fn round(value: f64, digits: i32) -> f64 {
     let scale = 10f64.powi(digits);
     (value * scale).round() / scale
 }
