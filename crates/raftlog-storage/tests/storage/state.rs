@@ -113,3 +113,58 @@ async fn a_crash_that_loses_held_back_writes_reapplies_to_the_same_offsets() -> 
     anyhow::ensure!(locate_all(&after_close)? == before_crash);
     Ok(())
 }
+
+/// A reader of an empty partition must see log start 0 while its first records are applied:
+/// nothing was ever deleted. Reading the high watermark after the (still empty) indexes would
+/// count a record applied in between as deleted, and a consumer asking for offset 0 would be
+/// told it is out of range. Each group gives one chance to hit that window, so many are tried,
+/// with a reader spinning on the log start while the first entry is applied.
+#[test]
+fn the_log_start_of_an_empty_partition_stays_0_while_its_first_records_are_applied(
+) -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let storage = NodeStorage::open(dir.path(), small_segments())?;
+    for group in 1..=60u64 {
+        let (log, mut state_machine, _) =
+            storage.open_group(raftlog_types::GroupId(GROUP.0 + group))?;
+        let entry = entry_with_batches(1);
+        append_durably(&log, vec![entry.clone()])?;
+        let view = state_machine.view();
+        let applied = std::sync::atomic::AtomicBool::new(false);
+        let reading = std::sync::atomic::AtomicBool::new(false);
+        let seen = std::thread::scope(|scope| -> anyhow::Result<Vec<u64>> {
+            let reader = scope.spawn(|| -> anyhow::Result<Vec<u64>> {
+                let mut seen = Vec::new();
+                let mut reads_after_apply = 0;
+                while reads_after_apply < 100 {
+                    if applied.load(std::sync::atomic::Ordering::Acquire) {
+                        reads_after_apply += 1;
+                    }
+                    let start = view.log_start_offset()?;
+                    reading.store(true, std::sync::atomic::Ordering::Release);
+                    if start != 0 {
+                        seen.push(start);
+                    }
+                }
+                Ok(seen)
+            });
+            while !reading.load(std::sync::atomic::Ordering::Acquire) {
+                std::hint::spin_loop();
+            }
+            state_machine.apply_entries([entry])?;
+            applied.store(true, std::sync::atomic::Ordering::Release);
+            reader
+                .join()
+                .map_err(|_| anyhow::anyhow!("the reader panicked"))?
+        })?;
+        anyhow::ensure!(
+            seen.is_empty(),
+            "group {group}: log start read as {seen:?} while its first records were applied"
+        );
+        anyhow::ensure!(
+            view.high_watermark() == 3,
+            "group {group}: 3 records applied"
+        );
+    }
+    Ok(())
+}
