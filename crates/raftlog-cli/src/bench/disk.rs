@@ -15,6 +15,9 @@ use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::path::Path;
 use std::path::PathBuf;
+use std::sync::atomic::AtomicBool;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
 use std::time::Duration;
 use std::time::Instant;
 
@@ -37,7 +40,7 @@ pub struct DiskBench {
     /// directory is created inside it and removed afterwards.
     #[arg(long, default_value = ".")]
     dir: PathBuf,
-    /// How long each of the three measurements runs.
+    /// How long each measurement runs.
     #[arg(long, default_value = "3s", value_parser = parse_duration)]
     duration: Duration,
     /// Bytes of each small synced append: a 1 KiB record with its batch and frame headers.
@@ -129,25 +132,43 @@ pub async fn run(args: DiskBench) -> anyhow::Result<()> {
             eprintln!("measuring {what} for {duration:?}");
         }
     };
-    let measured = tokio::task::spawn_blocking(move || -> anyhow::Result<Measurements> {
+    // Ctrl-C stops the writers at their next sync, so that their files are still removed.
+    let interrupted = Arc::new(AtomicBool::new(false));
+    let stop = Arc::clone(&interrupted);
+    let measuring = tokio::task::spawn_blocking(move || -> anyhow::Result<Measurements> {
+        let stop = stop.as_ref();
         say(format!("synced {append_bytes}-byte appends, 1 writer"));
-        let alone = synced_appends(&path, 1, append_bytes, duration)?;
+        let alone = synced_appends(&path, 1, append_bytes, duration, stop)?;
         say(format!(
             "synced {append_bytes}-byte appends, {writers} writers"
         ));
-        let together = synced_appends(&path, writers, append_bytes, duration)?;
+        let together = synced_appends(&path, writers, append_bytes, duration, stop)?;
         let mut bandwidth = Vec::new();
         for chunk in chunk_bytes {
             say(format!("synced {chunk}-byte appends, {writers} writers"));
-            bandwidth.push((chunk, synced_appends(&path, writers, chunk, duration)?));
+            bandwidth.push((
+                chunk,
+                synced_appends(&path, writers, chunk, duration, stop)?,
+            ));
         }
         Ok(Measurements {
             alone,
             together,
             bandwidth,
         })
-    })
-    .await
+    });
+    tokio::pin!(measuring);
+    let measured = tokio::select! {
+        measured = &mut measuring => measured,
+        _ = crate::stop_requested() => {
+            interrupted.store(true, Ordering::Relaxed);
+            let _ = measuring.await;
+            scratch.close().with_context(|| {
+                format!("cannot remove the benchmark's files in {}", dir.display())
+            })?;
+            anyhow::bail!("interrupted; the benchmark's files are removed");
+        }
+    }
     .context("disk benchmark thread")??;
     scratch
         .close()
@@ -206,13 +227,16 @@ pub async fn run(args: DiskBench) -> anyhow::Result<()> {
 }
 
 /// `writers` threads, each appending `bytes` and then calling `fdatasync` in a loop for
-/// `duration`, on a preallocated file of its own. The clock starts once every file is ready.
+/// `duration` (or until `stop` is set), on a preallocated file of its own. The clock starts once
+/// every file is ready.
 fn synced_appends(
     dir: &Path,
     writers: u32,
     bytes: u64,
     duration: Duration,
+    stop: &AtomicBool,
 ) -> anyhow::Result<SyncedWrites> {
+    anyhow::ensure!(!stop.load(Ordering::Relaxed), "interrupted");
     let file_bytes = WRITER_FILE_BYTES.max(bytes);
     let files = (0..writers)
         .map(|writer| prepared_file(&dir.join(format!("writer-{writer}-{bytes}")), file_bytes))
@@ -223,7 +247,7 @@ fn synced_appends(
         let handles: Vec<_> = files
             .iter()
             .map(|(path, file)| {
-                scope.spawn(move || write_and_sync(path, file, bytes, file_bytes, until))
+                scope.spawn(move || write_and_sync(path, file, bytes, file_bytes, until, stop))
             })
             .collect();
         handles
@@ -285,11 +309,12 @@ fn write_and_sync(
     bytes: u64,
     file_bytes: u64,
     until: Instant,
+    stop: &AtomicBool,
 ) -> anyhow::Result<(u64, Histogram<u64>)> {
     let buffer = vec![0x5a_u8; bytes as usize];
     let mut latency = latency_histogram()?;
     let (mut syncs, mut position) = (0u64, 0u64);
-    while Instant::now() < until {
+    while Instant::now() < until && !stop.load(Ordering::Relaxed) {
         if position + bytes > file_bytes {
             position = 0;
         }

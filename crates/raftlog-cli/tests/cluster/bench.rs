@@ -300,3 +300,38 @@ fn bench_disk_on_a_missing_directory_fails_with_one_line() {
         "{stderr}"
     );
 }
+
+#[test]
+fn bench_disk_interrupted_removes_its_files() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let child = Command::new(RAFTLOG)
+        .args(["bench", "disk", "--quiet", "--duration", "10s", "--dir"])
+        .arg(dir.path())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("start raftlog bench disk");
+    // Interrupt it while its writers have their files open.
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    let files_while_running = std::fs::read_dir(dir.path())
+        .expect("read the directory")
+        .count();
+    let sent = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .expect("run kill");
+    assert!(sent.success(), "kill -INT failed");
+    let output = child
+        .wait_with_output()
+        .expect("wait for raftlog bench disk");
+    assert_eq!(files_while_running, 1, "its scratch directory while it ran");
+    assert!(
+        !output.status.success(),
+        "an interrupted bench disk exited 0"
+    );
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("interrupted"), "{stderr}");
+    let left: Vec<_> = std::fs::read_dir(dir.path())
+        .expect("read the directory")
+        .collect();
+    assert!(left.is_empty(), "bench disk left {left:?} behind");
+}
