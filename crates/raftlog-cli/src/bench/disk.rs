@@ -121,6 +121,10 @@ pub async fn run(args: DiskBench) -> anyhow::Result<()> {
         record_size,
         output,
     } = args;
+    anyhow::ensure!(
+        !duration.is_zero(),
+        "--duration must be longer than 0: each measurement needs at least one sync"
+    );
     let scratch = tempfile::Builder::new()
         .prefix(".raftlog-bench-disk-")
         .tempdir_in(&dir)

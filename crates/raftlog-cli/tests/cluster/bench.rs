@@ -278,7 +278,7 @@ fn bench_disk_measures_synced_appends_and_leaves_nothing_behind() {
 }
 
 #[test]
-fn bench_disk_on_a_missing_directory_fails_with_one_line() {
+fn bench_disk_on_a_missing_directory_or_with_no_duration_fails_with_one_line() {
     let missing = tempfile::tempdir()
         .expect("temporary directory")
         .path()
@@ -297,6 +297,15 @@ fn bench_disk_on_a_missing_directory_fails_with_one_line() {
     assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
     assert!(
         stderr.contains("cannot create a directory in") && stderr.contains("missing"),
+        "{stderr}"
+    );
+
+    let output = raftlog_bench("127.0.0.1:1", &["disk", "--duration", "0s", "--quiet"]);
+    assert!(!output.status.success(), "bench disk --duration 0s passed");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.contains("--duration must be longer than 0"),
         "{stderr}"
     );
 }
