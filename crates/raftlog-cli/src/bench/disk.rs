@@ -163,20 +163,19 @@ pub async fn run(args: DiskBench) -> anyhow::Result<()> {
     });
     tokio::pin!(measuring);
     let measured = tokio::select! {
-        measured = &mut measuring => measured,
+        measured = &mut measuring => Some(measured.context("disk benchmark thread")??),
         _ = crate::stop_requested() => {
             interrupted.store(true, Ordering::Relaxed);
             let _ = measuring.await;
-            scratch.close().with_context(|| {
-                format!("cannot remove the benchmark's files in {}", dir.display())
-            })?;
-            anyhow::bail!("interrupted; the benchmark's files are removed");
+            None
         }
-    }
-    .context("disk benchmark thread")??;
+    };
     scratch
         .close()
         .with_context(|| format!("cannot remove the benchmark's files in {}", dir.display()))?;
+    let Some(measured) = measured else {
+        anyhow::bail!("interrupted; the benchmark's files are removed");
+    };
     let Measurements {
         alone,
         together,
