@@ -110,12 +110,18 @@ impl Default for LimitsSection {
 pub struct StorageSection {
     /// Size at which a log segment is sealed and the next one started.
     pub segment_bytes: u64,
+    /// Segment bytes the node leaves in the page cache after writing or reading them; beyond
+    /// this, it asks the kernel to drop the oldest, so their pages are reused rather than
+    /// fresh memory taken. Unset (the default), the kernel alone decides, as for Kafka.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub page_cache_bytes: Option<u64>,
 }
 
 impl Default for StorageSection {
     fn default() -> Self {
         StorageSection {
             segment_bytes: SEGMENT_BYTES_DEFAULT,
+            page_cache_bytes: None,
         }
     }
 }
@@ -180,7 +186,8 @@ impl ClusterConfig {
     }
 
     /// Applies `RAFTLOG_DATA_DIR`, `RAFTLOG_CLUSTER_ID`, `RAFTLOG_REQUEST_TIMEOUT_MS`,
-    /// `RAFTLOG_HEARTBEAT_INTERVAL_MS`, `RAFTLOG_ELECTION_TIMEOUT_MIN_MS`, `RAFTLOG_ELECTION_TIMEOUT_MAX_MS`.
+    /// `RAFTLOG_HEARTBEAT_INTERVAL_MS`, `RAFTLOG_ELECTION_TIMEOUT_MIN_MS`, `RAFTLOG_ELECTION_TIMEOUT_MAX_MS`,
+    /// `RAFTLOG_PAGE_CACHE_BYTES`.
     pub fn apply_env_overrides(
         &mut self,
         env: impl Fn(&str) -> Option<String>,
@@ -210,6 +217,9 @@ impl ClusterConfig {
         }
         if let Some(v) = number("RAFTLOG_ELECTION_TIMEOUT_MAX_MS")? {
             self.raft.election_timeout_max_ms = v;
+        }
+        if let Some(v) = number("RAFTLOG_PAGE_CACHE_BYTES")? {
+            self.storage.page_cache_bytes = Some(v);
         }
         Ok(())
     }
@@ -323,6 +333,7 @@ impl ClusterConfig {
     pub fn log_config(&self) -> LogConfig {
         LogConfig {
             segment_bytes: self.storage.segment_bytes,
+            page_cache_node_bytes: self.storage.page_cache_bytes,
             ..LogConfig::default()
         }
     }
@@ -393,5 +404,32 @@ peer_addr = "127.0.0.1:7101"
             })
             .expect_err("accepted a word");
         assert!(err.to_string().contains("RAFTLOG_HEARTBEAT_INTERVAL_MS"));
+    }
+
+    #[test]
+    fn the_page_cache_budget_is_unset_by_default_and_reaches_the_log_config() {
+        let config = ClusterConfig::parse(GOOD, Path::new("x.toml")).expect("parses");
+        assert_eq!(config.log_config().page_cache_node_bytes, None);
+        let text = GOOD.replace(
+            "[[nodes]]",
+            "[storage]\npage_cache_bytes = 1073741824\n[[nodes]]",
+        );
+        let config = ClusterConfig::parse(&text, Path::new("x.toml")).expect("parses");
+        assert_eq!(config.log_config().page_cache_node_bytes, Some(1 << 30));
+        let mut config = ClusterConfig::parse(GOOD, Path::new("x.toml")).expect("parses");
+        config
+            .apply_env_overrides(|k| (k == "RAFTLOG_PAGE_CACHE_BYTES").then(|| "4096".to_owned()))
+            .expect("applies");
+        assert_eq!(config.log_config().page_cache_node_bytes, Some(4096));
+        let err = ClusterConfig::parse(
+            &GOOD.replace("[[nodes]]", "[storage]\npage_cache_bytes = -1\n[[nodes]]"),
+            Path::new("x.toml"),
+        )
+        .expect_err("accepted a negative budget")
+        .to_string();
+        assert!(
+            err.contains("page_cache_bytes") && !err.contains('\n'),
+            "{err}"
+        );
     }
 }

@@ -70,6 +70,8 @@ use crate::group_commit::Completion;
 use crate::group_commit::GroupCommit;
 use crate::meta::LogMeta;
 use crate::meta::MetaFile;
+use crate::page_cache::PageCacheBudget;
+use crate::page_cache::COUNTED_READ_BYTES_MIN;
 use crate::recent::RecentBudget;
 use crate::recent::RecentEntries;
 use crate::segment::parse_segment_file_name;
@@ -96,6 +98,10 @@ pub struct LogConfig {
     pub committed_persist_interval: Duration,
     /// Bytes of recent entries all logs of a node together keep decoded in memory.
     pub recent_entries_node_bytes: u64,
+    /// Segment bytes all logs of a node together leave in the page cache after writing or
+    /// reading them; the oldest beyond it are dropped (`page_cache.rs`). `None` leaves them
+    /// all to the kernel.
+    pub page_cache_node_bytes: Option<u64>,
 }
 
 impl Default for LogConfig {
@@ -106,6 +112,7 @@ impl Default for LogConfig {
             index_interval_bytes: SEGMENT_INDEX_INTERVAL_BYTES,
             committed_persist_interval: Duration::from_secs(1),
             recent_entries_node_bytes: RECENT_ENTRIES_NODE_BYTES_DEFAULT,
+            page_cache_node_bytes: None,
         }
     }
 }
@@ -183,6 +190,8 @@ struct Shared {
     /// When this log last appended, on `recent_pool`'s clock; `HOLDS_NO_RECENT` once its
     /// recent entries were given up for another log's.
     last_append: AtomicU64,
+    /// The node's budget of segment bytes in the page cache.
+    page_cache: Arc<PageCacheBudget>,
 }
 
 /// `Shared::last_append` of a log whose recent entries were dropped for another log's.
@@ -307,6 +316,7 @@ impl SegmentLog {
         config: LogConfig,
         flusher: GroupCommit,
         recent_pool: Arc<RecentPool>,
+        page_cache: Arc<PageCacheBudget>,
     ) -> Result<(SegmentLog, OpenReport)> {
         let log_dir = group_dir.join("log");
         fsutil::ensure_dir(group_dir)?;
@@ -421,6 +431,7 @@ impl SegmentLog {
             durability: DurabilityMark::new(last_log_id.map_or(0, |id| id.index + 1)),
             recent_pool: Arc::clone(&recent_pool),
             last_append: AtomicU64::new(HOLDS_NO_RECENT),
+            page_cache,
         };
         let shared = Arc::new(shared);
         recent_pool.register(&shared);
@@ -544,6 +555,7 @@ impl SegmentLog {
             });
         };
         active.write_frames(&buffer, &frames)?;
+        let written_run = active.take_uncounted_run();
         let file = Arc::clone(&active.file);
         let path = Arc::new(active.path.clone());
         files.last_log_id = Some(last);
@@ -561,14 +573,20 @@ impl SegmentLog {
         let epoch = shared.durability.written(last.index);
         drop(files);
         let durable = Arc::clone(&self.shared);
+        let synced_file = Arc::clone(&file);
         shared.flusher.request_sync(
             file,
             path,
             Box::new(move |result| {
-                if result.is_ok() {
+                let synced = result.is_ok();
+                if synced {
                     durable.durability.synced(epoch, last.index);
                 }
                 on_durable(result);
+                // After the acknowledgement: the page-cache advice must not delay it.
+                if let (true, Some(run)) = (synced, written_run) {
+                    durable.page_cache.note_cached(&synced_file, run);
+                }
             }),
         )
     }
@@ -603,6 +621,7 @@ impl SegmentLog {
         if start >= end {
             return Ok(entries);
         }
+        let mut read_from_disk = Vec::new();
         // Whatever `recent` holds comes from memory; only older entries from the segments.
         let disk_end = files
             .recent
@@ -614,10 +633,18 @@ impl SegmentLog {
                 if segment.base_index >= disk_end {
                     break;
                 }
-                entries.extend(segment.read(start, disk_end)?);
+                let (read, bytes) = segment.read_with_bytes(start, disk_end)?;
+                if bytes.end - bytes.start >= COUNTED_READ_BYTES_MIN {
+                    read_from_disk.push((Arc::clone(&segment.file), bytes));
+                }
+                entries.extend(read);
             }
         }
         files.recent.read(disk_end, end, &mut entries);
+        drop(files);
+        for (file, bytes) in read_from_disk {
+            self.shared.page_cache.note_cached(&file, bytes);
+        }
         Ok(entries)
     }
 

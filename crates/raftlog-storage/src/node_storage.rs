@@ -20,6 +20,7 @@ use crate::log_store::LogConfig;
 use crate::log_store::OpenReport;
 use crate::log_store::RecentPool;
 use crate::log_store::SegmentLog;
+use crate::page_cache::PageCacheBudget;
 use crate::state_machine::PartitionStateMachine;
 use crate::state_store::StateStore;
 
@@ -30,6 +31,7 @@ pub struct NodeStorage {
     flusher: GroupCommit,
     state: StateStore,
     recent_pool: Arc<RecentPool>,
+    page_cache: Arc<PageCacheBudget>,
 }
 
 impl NodeStorage {
@@ -40,12 +42,14 @@ impl NodeStorage {
         let state = StateStore::open(&data_dir.join("state"))?;
         let flusher = GroupCommit::start()?;
         let recent_pool = RecentPool::new(config.recent_entries_node_bytes);
+        let page_cache = PageCacheBudget::new(config.page_cache_node_bytes);
         Ok(NodeStorage {
             data_dir: data_dir.to_path_buf(),
             config,
             flusher,
             state,
             recent_pool,
+            page_cache,
         })
     }
 
@@ -60,6 +64,7 @@ impl NodeStorage {
             self.config.clone(),
             self.flusher.clone(),
             Arc::clone(&self.recent_pool),
+            Arc::clone(&self.page_cache),
         )?;
         let state_machine = PartitionStateMachine::open(group, &self.state, log.durability())?;
         Ok((log, state_machine, report))
@@ -79,6 +84,12 @@ impl NodeStorage {
     /// `LogConfig::recent_entries_node_bytes`, give or take the entries of one append).
     pub fn recent_entries_bytes(&self) -> u64 {
         self.recent_pool.held()
+    }
+
+    /// Segment bytes the node counts as in the page cache (at most
+    /// `LogConfig::page_cache_node_bytes`, give or take one read or run of writes).
+    pub fn page_cache_bytes(&self) -> u64 {
+        self.page_cache.held()
     }
 
     /// The node's state database.

@@ -9,6 +9,7 @@
 
 use std::fs::File;
 use std::fs::OpenOptions;
+use std::ops::Range;
 use std::os::unix::fs::FileExt;
 use std::path::Path;
 use std::path::PathBuf;
@@ -29,6 +30,8 @@ use crate::frame::find_intact_frame_after;
 use crate::frame::FrameCheck;
 use crate::frame::FRAME_HEADER_BYTES;
 use crate::fsutil;
+use crate::page_cache::COUNTED_RUN_BYTES_MIN;
+use crate::page_cache::PAGE_BYTES;
 
 /// File name extension of segment files.
 const SEGMENT_EXTENSION: &str = "seg";
@@ -79,6 +82,8 @@ pub struct Segment {
     sparse_index: Vec<(u64, u64)>,
     /// Bytes of log between two sparse index entries.
     index_interval_bytes: u64,
+    /// Written bytes up to here were counted against the node's page-cache budget.
+    page_cache_counted_upto: u64,
 }
 
 /// How an opened segment's tail was found.
@@ -137,6 +142,7 @@ impl Segment {
             last_log_id: None,
             sparse_index: Vec::new(),
             index_interval_bytes,
+            page_cache_counted_upto: 0,
         })
     }
 
@@ -167,6 +173,7 @@ impl Segment {
             last_log_id: None,
             sparse_index: Vec::new(),
             index_interval_bytes: options.index_interval_bytes,
+            page_cache_counted_upto: 0,
         };
         let corrupt = |position: usize, reason: String| StorageError::Corrupt {
             path: path.to_path_buf(),
@@ -226,6 +233,9 @@ impl Segment {
                     segment.note_frame_written(entry.log_id, pos as u64);
                     pos += FRAME_HEADER_BYTES + payload_len;
                     segment.write_pos = pos as u64;
+                    // Bytes read while opening are the kernel's to keep or drop; only new
+                    // appends are counted.
+                    segment.page_cache_counted_upto = segment.write_pos & !(PAGE_BYTES - 1);
                 }
             }
         };
@@ -305,6 +315,19 @@ impl Segment {
         Ok(())
     }
 
+    /// The written bytes not yet counted against the node's page-cache budget, once they are a
+    /// run of at least [`COUNTED_RUN_BYTES_MIN`]: whole pages only, so the page being written
+    /// to is never released.
+    pub fn take_uncounted_run(&mut self) -> Option<Range<u64>> {
+        let end = self.write_pos & !(PAGE_BYTES - 1);
+        if end < self.page_cache_counted_upto + COUNTED_RUN_BYTES_MIN {
+            return None;
+        }
+        let run = self.page_cache_counted_upto..end;
+        self.page_cache_counted_upto = end;
+        Some(run)
+    }
+
     /// Extends the preallocated zeros to cover `end`, doubling them each time up to the limit:
     /// a busy segment is allocated in a handful of steps, an idle partition's costs only
     /// [`PREALLOCATE_STEP_MIN`] of disk (1,000 partitions preallocating 64 MiB each on three
@@ -376,6 +399,7 @@ impl Segment {
             return Ok(());
         }
         let cut = self.position_of(index)?;
+        self.page_cache_counted_upto = self.page_cache_counted_upto.min(cut & !(PAGE_BYTES - 1));
         self.sparse_index.retain(|(i, _)| *i < index);
         self.next_index = index;
         self.write_pos = cut;
@@ -408,10 +432,15 @@ impl Segment {
 
     /// Reads entries `start .. end` (clamped to this segment), checking every frame's checksum.
     pub fn read(&self, start: u64, end: u64) -> Result<Vec<Entry>> {
+        Ok(self.read_with_bytes(start, end)?.0)
+    }
+
+    /// [`Segment::read`], also giving the byte range of the file that was read.
+    pub fn read_with_bytes(&self, start: u64, end: u64) -> Result<(Vec<Entry>, Range<u64>)> {
         let start = start.max(self.base_index);
         let end = end.min(self.next_index);
         if start >= end {
-            return Ok(Vec::new());
+            return Ok((Vec::new(), 0..0));
         }
         let (mut index, from) = self.floor_index_entry(start);
         let slot = self.sparse_index.partition_point(|(i, _)| *i < end);
@@ -450,7 +479,7 @@ impl Segment {
             pos += FRAME_HEADER_BYTES + payload_len;
             index += 1;
         }
-        Ok(entries)
+        Ok((entries, from..to))
     }
 }
 
