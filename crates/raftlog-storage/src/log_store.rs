@@ -471,6 +471,8 @@ impl SegmentLog {
         let purged_index = files.last_purged.map(|id| id.index);
         // Kept for `recent` once written; an append that fails leaves `recent` as it was.
         let mut appended: Vec<(Entry, u64)> = Vec::new();
+        // The uncounted ends of segments sealed by this append, synced by the seal.
+        let mut sealed_rests = Vec::new();
         for entry in entries {
             let index = entry.log_id.index;
             // Purged entries are committed and applied; Raft's log matching means a re-sent one
@@ -524,6 +526,9 @@ impl SegmentLog {
                 if let Some(active) = files.segments.last_mut() {
                     active.write_frames(&buffer[..frame_start], &frames)?;
                     active.seal()?;
+                    if let Some(rest) = active.take_rest_after_seal() {
+                        sealed_rests.push((Arc::clone(&active.file), rest));
+                    }
                 }
                 buffer.drain(..frame_start);
                 frames.clear();
@@ -572,6 +577,9 @@ impl SegmentLog {
         }
         let epoch = shared.durability.written(last.index);
         drop(files);
+        for (file, rest) in sealed_rests {
+            shared.page_cache.note_cached(&file, rest);
+        }
         let durable = Arc::clone(&self.shared);
         let synced_file = Arc::clone(&file);
         shared.flusher.request_sync(

@@ -328,6 +328,18 @@ impl Segment {
         Some(run)
     }
 
+    /// After [`Segment::seal`] synced the whole file: the bytes not yet counted against the
+    /// node's page-cache budget, up to the end of the last page.
+    pub fn take_rest_after_seal(&mut self) -> Option<Range<u64>> {
+        let end = self.write_pos.next_multiple_of(PAGE_BYTES);
+        if end <= self.page_cache_counted_upto {
+            return None;
+        }
+        let rest = self.page_cache_counted_upto..end;
+        self.page_cache_counted_upto = end;
+        Some(rest)
+    }
+
     /// Extends the preallocated zeros to cover `end`, doubling them each time up to the limit:
     /// a busy segment is allocated in a handful of steps, an idle partition's costs only
     /// [`PREALLOCATE_STEP_MIN`] of disk (1,000 partitions preallocating 64 MiB each on three

@@ -170,3 +170,33 @@ fn without_a_budget_a_node_leaves_written_bytes_cached() -> anyhow::Result<()> {
     );
     Ok(())
 }
+
+/// Sealed segments are counted to their last byte, so a node whose segments are small (fewer
+/// bytes than a counted run of writes) still keeps only its budget cached.
+#[test]
+fn sealed_segments_are_dropped_to_their_last_page() -> anyhow::Result<()> {
+    const BUDGET: u64 = 512 * 1024;
+    let dir = disk_dir()?;
+    let config = LogConfig {
+        segment_bytes: 128 * 1024,
+        preallocate: false,
+        page_cache_node_bytes: Some(BUDGET),
+        ..LogConfig::default()
+    };
+    let (_storage, log, _) = open_log(dir.path(), config)?;
+    append_bytes(&log, 4 * MIB)?;
+    let segments = segment_files(dir.path())?;
+    anyhow::ensure!(segments.len() > 20, "only {} segments", segments.len());
+    // All but the newest few segments: the budget covers at most 4 of them plus the active one.
+    let old = &segments[..segments.len() - 6];
+    let mut cached = 0;
+    for path in old {
+        cached += resident_pages(path)?.iter().filter(|r| **r).count();
+    }
+    anyhow::ensure!(
+        cached == 0,
+        "{cached} pages of {} sealed segments outside the budget are still cached",
+        old.len()
+    );
+    Ok(())
+}
