@@ -37,8 +37,8 @@ pub(crate) const PAGE_BYTES: u64 = 4096;
 /// about one range per MiB whatever the size of the appends.
 pub(crate) const COUNTED_RUN_BYTES_MIN: u64 = 1024 * 1024;
 
-/// Reads smaller than this are not counted: they are index lookups and single entries, whose
-/// pages are few and mostly cached already.
+/// Reads smaller than this are not counted, so that small entries read one by one do not grow
+/// the queue by a range each; their pages stay the kernel's to keep or drop.
 pub(crate) const COUNTED_READ_BYTES_MIN: u64 = 64 * 1024;
 
 /// The segment bytes a node has in the page cache, oldest first, against its limit.
