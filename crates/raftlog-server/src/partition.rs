@@ -1,11 +1,15 @@
 //! A partition replica running on this node: its Raft group, log, applied-state view and
 //! produce queue, and the read path that serves committed records from the segment log.
 
+use std::sync::Arc;
+
 use openraft::EntryPayload;
 use openraft::ServerState;
 use raftlog_raft::RaftGroup;
+use raftlog_storage::DiskRead;
 use raftlog_storage::PartitionView;
 use raftlog_storage::SegmentLog;
+use raftlog_storage::StorageError;
 use raftlog_types::type_config::Entry;
 use raftlog_types::Command;
 use raftlog_types::GroupId;
@@ -99,11 +103,42 @@ impl Partition {
     /// Committed records from `offset` on, up to `max_bytes` of payload (at least one record
     /// if any is available). Never returns a record at or past the high watermark. The offset
     /// index says which batches received offsets (a refused idempotent retry got none).
-    pub fn read_records(
-        &self,
+    ///
+    /// What memory and the page cache hold is read on the calling task. A read that needs the
+    /// disk runs on tokio's blocking pool instead (as `tokio::fs` does), so a consumer replaying
+    /// old records never stalls the node's two runtime threads for the disk; and segments are
+    /// read outside the log's lock, so it never stalls the partition's appends either.
+    pub async fn read_records(
+        self: &Arc<Self>,
         offset: u64,
         max_bytes: u64,
     ) -> Result<Vec<(u64, Record)>, ServerError> {
+        if let Some(records) = self.read_records_with(offset, max_bytes, DiskRead::CachedOnly)? {
+            return Ok(records);
+        }
+        let partition = Arc::clone(self);
+        let from_disk = tokio::task::spawn_blocking(move || {
+            partition.read_records_with(offset, max_bytes, DiskRead::Wait)
+        })
+        .await
+        .map_err(|e| ServerError::internal(&e))??;
+        from_disk.ok_or_else(|| ServerError::Internal {
+            message: format!(
+                "{}: a read of offset {offset} that could wait for the disk did not",
+                self.name()
+            ),
+        })
+    }
+
+    /// [`Partition::read_records`] on this thread. With `DiskRead::CachedOnly`, `None` if the
+    /// first record needs the disk; once some records are read, a record that needs the disk
+    /// ends the batch instead (the next fetch reads it).
+    fn read_records_with(
+        &self,
+        offset: u64,
+        max_bytes: u64,
+        disk: DiskRead,
+    ) -> Result<Option<Vec<(u64, Record)>>, ServerError> {
         let high_watermark = self.view.high_watermark();
         let mut records = Vec::new();
         let mut bytes = 0u64;
@@ -125,11 +160,15 @@ impl Partition {
                 break;
             };
             if entry.as_ref().map(|e| e.log_id.index) != Some(location.log_index) {
-                let read = self
+                let read = match self
                     .log
-                    .read_entries(location.log_index..location.log_index + 1)
-                    .map_err(|e| ServerError::internal(&e))?
-                    .pop();
+                    .read_committed_entries(location.log_index..location.log_index + 1, disk)
+                {
+                    Ok(mut read) => read.pop(),
+                    Err(StorageError::NotCached { .. }) if records.is_empty() => return Ok(None),
+                    Err(StorageError::NotCached { .. }) => return Ok(Some(records)),
+                    Err(e) => return Err(ServerError::internal(&e)),
+                };
                 entry = Some(read.ok_or_else(|| ServerError::Internal {
                     message: format!(
                         "{}: log entry {} of offset {next} is missing",
@@ -160,17 +199,17 @@ impl Partition {
                     continue;
                 }
                 if record_offset >= high_watermark {
-                    return Ok(records);
+                    return Ok(Some(records));
                 }
                 let size = record.payload_bytes();
                 if !records.is_empty() && bytes + size > max_bytes {
-                    return Ok(records);
+                    return Ok(Some(records));
                 }
                 bytes += size;
                 records.push((record_offset, record.clone()));
             }
             next = location.base_offset + u64::from(location.record_count);
         }
-        Ok(records)
+        Ok(Some(records))
     }
 }

@@ -22,6 +22,16 @@ pub enum StorageError {
         source: io::Error,
     },
 
+    /// A read that was not allowed to wait for the disk needed it (`DiskRead::CachedOnly`):
+    /// not a failure, a request to read again where waiting is allowed.
+    #[error("bytes {bytes:?} of {} are not in the page cache", path.display())]
+    NotCached {
+        /// The segment file.
+        path: PathBuf,
+        /// The bytes the read needed.
+        bytes: std::ops::Range<u64>,
+    },
+
     /// A path that must be a directory is something else.
     #[error("{} must be a directory but is not", path.display())]
     NotADirectory {

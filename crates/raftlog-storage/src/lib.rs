@@ -26,6 +26,7 @@ pub mod state_store;
 pub use durability::Durability;
 pub use error::StorageError;
 pub use fsutil::preallocate;
+pub use fsutil::DiskRead;
 pub use group_commit::GroupCommit;
 pub use log_store::LogConfig;
 pub use log_store::SegmentLog;

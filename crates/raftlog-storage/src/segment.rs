@@ -30,6 +30,7 @@ use crate::frame::find_intact_frame_after;
 use crate::frame::FrameCheck;
 use crate::frame::FRAME_HEADER_BYTES;
 use crate::fsutil;
+use crate::fsutil::DiskRead;
 use crate::page_cache::COUNTED_RUN_BYTES_MIN;
 use crate::page_cache::PAGE_BYTES;
 
@@ -449,40 +450,89 @@ impl Segment {
 
     /// [`Segment::read`], also giving the byte range of the file that was read.
     pub fn read_with_bytes(&self, start: u64, end: u64) -> Result<(Vec<Entry>, Range<u64>)> {
+        match self.plan_read(start, end) {
+            Some(read) => read.run(DiskRead::Wait),
+            None => Ok((Vec::new(), 0..0)),
+        }
+    }
+
+    /// What reading entries `start .. end` (clamped to this segment) takes, for a caller that
+    /// reads after releasing the log's lock; `None` if none of them is here.
+    pub(crate) fn plan_read(&self, start: u64, end: u64) -> Option<SegmentRead> {
         let start = start.max(self.base_index);
         let end = end.min(self.next_index);
         if start >= end {
-            return Ok((Vec::new(), 0..0));
+            return None;
         }
-        let (mut index, from) = self.floor_index_entry(start);
+        let (first_index, from) = self.floor_index_entry(start);
         let slot = self.sparse_index.partition_point(|(i, _)| *i < end);
         let to = self
             .sparse_index
             .get(slot)
             .map_or(self.write_pos, |(_, pos)| *pos);
-        let mut bytes = vec![0u8; (to - from) as usize];
-        self.file
-            .read_exact_at(&mut bytes, from)
-            .map_err(StorageError::io("read segment", &self.path))?;
+        Some(SegmentRead {
+            path: self.path.clone(),
+            file: Arc::clone(&self.file),
+            bytes: from..to,
+            first_index,
+            entries: start..end,
+        })
+    }
+}
+
+/// A read of consecutive entries from one segment, planned under the log's lock. It needs no
+/// lock to run: the bytes of the frames it reads do not change while their entries exist
+/// (appends go past them, a truncation cuts at or after their end, and a purged segment's file
+/// stays readable while open), so a caller reading entries that cannot be truncated
+/// (committed ones) may run it after releasing the lock.
+pub(crate) struct SegmentRead {
+    path: PathBuf,
+    pub(crate) file: Arc<File>,
+    /// From the frame of `first_index` to at least the end of the frame of `entries.end - 1`.
+    bytes: Range<u64>,
+    first_index: u64,
+    entries: Range<u64>,
+}
+
+impl SegmentRead {
+    /// Reads the entries, checking every frame's checksum; also gives the byte range read.
+    /// With `DiskRead::CachedOnly` bytes outside the page cache are `StorageError::NotCached`.
+    pub(crate) fn run(self, disk: DiskRead) -> Result<(Vec<Entry>, Range<u64>)> {
+        let SegmentRead {
+            path,
+            file,
+            bytes: range,
+            first_index,
+            entries: wanted,
+        } = self;
+        let len = usize::try_from(range.end - range.start).map_err(|_| StorageError::Corrupt {
+            path: path.clone(),
+            position: range.start,
+            reason: format!("a read of entries {wanted:?} would span {range:?}"),
+        })?;
+        let Some(bytes) = fsutil::read_at(&file, &path, range.start, len, disk)? else {
+            return Err(StorageError::NotCached { path, bytes: range });
+        };
         // Records decoded below are slices of this one read, not copies.
         let bytes = Bytes::from(bytes);
-        let mut entries = Vec::with_capacity((end - start) as usize);
+        let mut entries = Vec::with_capacity((wanted.end - wanted.start) as usize);
         let mut pos = 0usize;
-        while index < end {
+        let mut index = first_index;
+        while index < wanted.end {
             let FrameCheck::Valid { payload_len } = check_frame(&bytes[pos..]) else {
                 return Err(StorageError::Corrupt {
-                    path: self.path.clone(),
-                    position: from + pos as u64,
+                    path,
+                    position: range.start + pos as u64,
                     reason: format!("entry {index} failed its checksum on read"),
                 });
             };
-            if index >= start {
+            if index >= wanted.start {
                 let payload = pos + FRAME_HEADER_BYTES..pos + FRAME_HEADER_BYTES + payload_len;
                 let entry: Entry =
                     decode_sharing(&bytes, |read| postcard::from_bytes(&read[payload])).map_err(
                         |e| StorageError::Corrupt {
-                            path: self.path.clone(),
-                            position: from + pos as u64,
+                            path: path.clone(),
+                            position: range.start + pos as u64,
                             reason: format!("entry {index} does not decode: {e}"),
                         },
                     )?;
@@ -491,7 +541,7 @@ impl Segment {
             pos += FRAME_HEADER_BYTES + payload_len;
             index += 1;
         }
-        Ok((entries, from..to))
+        Ok((entries, range))
     }
 }
 

@@ -125,7 +125,17 @@ impl TestCluster {
 
     /// Starts `count` nodes with `timers` and waits until the controller has a leader.
     pub async fn start_with(count: u64, timers: RaftTimers) -> TestCluster {
-        let mut dir = TempDir::new().expect("temp dir");
+        TestCluster::start_in(TempDir::new().expect("temp dir"), count, timers).await
+    }
+
+    /// Starts `count` nodes whose data is on the disk file system the tests are built on, not in
+    /// a `/tmp` that may be tmpfs (where file pages are memory): for tests of the page cache.
+    pub async fn start_on_disk(count: u64, timers: RaftTimers) -> TestCluster {
+        let dir = TempDir::new_in(env!("CARGO_TARGET_TMPDIR")).expect("temp dir");
+        TestCluster::start_in(dir, count, timers).await
+    }
+
+    async fn start_in(mut dir: TempDir, count: u64, timers: RaftTimers) -> TestCluster {
         dir.disable_cleanup(std::env::var_os("KEEP_TEST_DIRS").is_some());
         eprintln!("test dir {}", dir.path().display());
         let (config_path, addrs) = write_config(dir.path(), count, timers);

@@ -1,6 +1,10 @@
 //! Reading: long-poll fetch, the subscription stream, topic deletion, the standard health
-//! service, and the data dir identity check.
+//! service, the data dir identity check, and records read back from disk.
 
+use std::fs::File;
+use std::os::fd::AsRawFd;
+use std::path::Path;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 use std::time::Instant;
@@ -459,4 +463,125 @@ async fn a_replaced_leader_that_has_not_noticed_answers_offset_not_available() {
         .expect("the long poll returns once the old leader caught up");
     assert_eq!(response.records[0].offset, 15, "{response:?}");
     assert_eq!(response.records[0].value.as_ref(), b"15");
+}
+
+/// Every segment file under `dir`, at any depth.
+fn segment_files_under(dir: &Path) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    let mut pending = vec![dir.to_path_buf()];
+    while let Some(dir) = pending.pop() {
+        for entry in std::fs::read_dir(&dir).expect("read data dir") {
+            let path = entry.expect("data dir entry").path();
+            if path.is_dir() {
+                pending.push(path);
+            } else if path.extension().is_some_and(|ext| ext == "seg") {
+                found.push(path);
+            }
+        }
+    }
+    found
+}
+
+/// Asks the kernel to drop the cached pages of `path`, and says whether its first page went.
+fn drop_cached_pages(path: &Path) -> bool {
+    let file = File::open(path).expect("open segment");
+    // SAFETY: `posix_fadvise` only reads its integer arguments; `file` owns the descriptor.
+    let rc = unsafe { libc::posix_fadvise(file.as_raw_fd(), 0, 0, libc::POSIX_FADV_DONTNEED) };
+    assert_eq!(rc, 0, "posix_fadvise of {}", path.display());
+    // SAFETY: a read-only shared mapping of the file's first page, only passed to `mincore`
+    // (which reads no contents) and unmapped at once.
+    let map = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            4096,
+            libc::PROT_READ,
+            libc::MAP_SHARED,
+            file.as_raw_fd(),
+            0,
+        )
+    };
+    assert_ne!(map, libc::MAP_FAILED, "mmap {}", path.display());
+    let mut resident = [0u8; 1];
+    // SAFETY: `map` is a live one-page mapping and `resident` has one byte for it.
+    let rc = unsafe { libc::mincore(map, 4096, resident.as_mut_ptr()) };
+    // SAFETY: exactly what `mmap` returned, with its length.
+    unsafe { libc::munmap(map, 4096) };
+    assert_eq!(rc, 0, "mincore {}", path.display());
+    resident[0] & 1 == 0
+}
+
+/// Drops the pages of every segment of node `id` of more than 1 MiB (the partition's, not the
+/// controller's small log), insisting that the kernel did, or the test would prove nothing.
+fn drop_partition_pages(cluster: &TestCluster, id: u64) {
+    let segments: Vec<PathBuf> = segment_files_under(&cluster.data_dir(id))
+        .into_iter()
+        .filter(|path| std::fs::metadata(path).is_ok_and(|m| m.len() > 1024 * 1024))
+        .collect();
+    assert!(!segments.is_empty(), "node {id} has no large segment");
+    for path in &segments {
+        assert!(
+            drop_cached_pages(path),
+            "the kernel kept the first page of {} cached",
+            path.display()
+        );
+    }
+}
+
+/// A consumer replaying records that are no longer in the page cache. The node's runtime
+/// threads only try reads that need no disk; this one is handed to the blocking pool, and every
+/// record must still arrive, intact and in order, by fetch and by subscription.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn records_dropped_from_the_page_cache_are_read_from_disk_intact() {
+    const REQUESTS: u64 = 64;
+    const PER_REQUEST: u64 = 64;
+    let cluster = TestCluster::start_on_disk(1, RaftTimers::SHORT).await;
+    let client = cluster.client().await;
+    client.create_topic("cold", 1, 1).await.expect("create");
+    cluster.wait_for_leaders(&client, "cold").await;
+    // 4 MiB: more than the newest ~1 MiB a log keeps decoded in memory, so the oldest records
+    // can only come from the segment file.
+    let value = |n: u64| format!("{n:08}").repeat(128).into_bytes();
+    for request in 0..REQUESTS {
+        let records = (request * PER_REQUEST..(request + 1) * PER_REQUEST)
+            .map(|n| record(None, value(n)))
+            .collect();
+        client.produce("cold", 0, records).await.expect("produce");
+    }
+    let expected: Vec<(u64, Vec<u8>)> =
+        (0..REQUESTS * PER_REQUEST).map(|n| (n, value(n))).collect();
+
+    drop_partition_pages(&cluster, 1);
+    let fetched = cluster.read_all_from(&client, 1, "cold", 0).await;
+    assert!(
+        fetched == expected,
+        "fetched {} records, not the {} produced",
+        fetched.len(),
+        expected.len()
+    );
+
+    drop_partition_pages(&cluster, 1);
+    let mut stream = client
+        .subscribe(&cluster.addr(1), "cold", 0, 0)
+        .await
+        .expect("subscribe");
+    let mut streamed = Vec::new();
+    while streamed.len() < expected.len() {
+        let message = tokio::time::timeout(Duration::from_secs(10), stream.next())
+            .await
+            .expect("stream stalled")
+            .expect("stream ended")
+            .expect("stream error");
+        streamed.extend(
+            message
+                .records
+                .into_iter()
+                .map(|r| (r.offset, r.value.to_vec())),
+        );
+    }
+    assert!(
+        streamed == expected,
+        "streamed {} records, not the {} produced",
+        streamed.len(),
+        expected.len()
+    );
 }

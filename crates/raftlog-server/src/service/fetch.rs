@@ -86,11 +86,11 @@ impl FetchService {
             }
             checked => checked?,
         }
-        let mut records = partition.read_records(request.offset, max_bytes)?;
+        let mut records = partition.read_records(request.offset, max_bytes).await?;
         let remaining = wait_until.saturating_duration_since(Instant::now());
         if records.is_empty() && !remaining.is_zero() {
             wait_for_records(&partition, request.offset, remaining).await;
-            records = partition.read_records(request.offset, max_bytes)?;
+            records = partition.read_records(request.offset, max_bytes).await?;
         }
         Ok(v1::FetchResponse {
             records: to_records(records),
@@ -145,7 +145,7 @@ impl Fetch for FetchService {
                         .await;
                     return;
                 }
-                let records = match partition.read_records(offset, max_bytes) {
+                let records = match partition.read_records(offset, max_bytes).await {
                     Ok(records) => records,
                     Err(error) => {
                         let _ = sender.send(Err(error.to_status())).await;

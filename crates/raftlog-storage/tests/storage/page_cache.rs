@@ -12,7 +12,10 @@ use std::time::Duration;
 use std::time::Instant;
 
 use raftlog_storage::log_store::LogConfig;
+use raftlog_storage::DiskRead;
 use raftlog_storage::SegmentLog;
+use raftlog_storage::StorageError;
+use raftlog_types::type_config::Entry;
 use tempfile::TempDir;
 
 use crate::kit::*;
@@ -198,5 +201,76 @@ fn sealed_segments_are_dropped_to_their_last_page() -> anyhow::Result<()> {
         "{cached} pages of {} sealed segments outside the budget are still cached",
         old.len()
     );
+    Ok(())
+}
+
+/// Asks the kernel to drop every cached page of `path` (they are clean: the entries are synced).
+fn drop_cached_pages(path: &Path) -> anyhow::Result<()> {
+    let file = File::open(path)?;
+    // SAFETY: `posix_fadvise` only reads its integer arguments; `file` owns the descriptor.
+    let rc = unsafe { libc::posix_fadvise(file.as_raw_fd(), 0, 0, libc::POSIX_FADV_DONTNEED) };
+    anyhow::ensure!(rc == 0, "posix_fadvise: error {rc}");
+    Ok(())
+}
+
+/// Checks that `entries` are exactly entries `range` as `entry(_, index)` wrote them.
+fn ensure_intact(entries: &[Entry], range: std::ops::Range<u64>) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        entries.len() as u64 == range.end - range.start,
+        "{} entries read for {range:?}",
+        entries.len()
+    );
+    for (entry, index) in entries.iter().zip(range) {
+        anyhow::ensure!(entry_is_intact(entry, index), "entry {index} is not intact");
+    }
+    Ok(())
+}
+
+/// A read that may not wait for the disk (what async fetch handlers do first) says so instead
+/// of reading: committed entries dropped from the page cache are `NotCached`, read intact
+/// when waiting is allowed, and cached after that. Entries still in memory never need the disk.
+#[test]
+fn a_read_that_may_not_wait_reports_entries_outside_the_page_cache() -> anyhow::Result<()> {
+    let dir = disk_dir()?;
+    let config = LogConfig {
+        segment_bytes: 64 * MIB,
+        preallocate: false,
+        ..LogConfig::default()
+    };
+    let (_storage, log, _) = open_log(dir.path(), config)?;
+    let count = append_bytes(&log, 8 * MIB)?;
+    let segments = segment_files(dir.path())?;
+    for path in &segments {
+        drop_cached_pages(path)?;
+    }
+    let cached = resident_pages(&segments[0])?[..256]
+        .iter()
+        .filter(|r| **r)
+        .count();
+    anyhow::ensure!(cached == 0, "{cached} of the first 256 pages stayed cached");
+
+    let oldest = 0..300;
+    match log.read_committed_entries(oldest.clone(), DiskRead::CachedOnly) {
+        Err(StorageError::NotCached { .. }) => {}
+        Ok(entries) => anyhow::bail!(
+            "a cached-only read of dropped entries read {} of them",
+            entries.len()
+        ),
+        Err(error) => anyhow::bail!("a cached-only read of dropped entries failed: {error}"),
+    }
+    ensure_intact(
+        &log.read_committed_entries(oldest.clone(), DiskRead::Wait)?,
+        oldest.clone(),
+    )?;
+    ensure_intact(
+        &log.read_committed_entries(oldest.clone(), DiskRead::CachedOnly)?,
+        oldest,
+    )?;
+
+    let newest = count - 50..count;
+    ensure_intact(
+        &log.read_committed_entries(newest.clone(), DiskRead::CachedOnly)?,
+        newest,
+    )?;
     Ok(())
 }
