@@ -445,14 +445,9 @@ impl Segment {
 
     /// Reads entries `start .. end` (clamped to this segment), checking every frame's checksum.
     pub fn read(&self, start: u64, end: u64) -> Result<Vec<Entry>> {
-        Ok(self.read_with_bytes(start, end)?.0)
-    }
-
-    /// [`Segment::read`], also giving the byte range of the file that was read.
-    pub fn read_with_bytes(&self, start: u64, end: u64) -> Result<(Vec<Entry>, Range<u64>)> {
         match self.plan_read(start, end) {
-            Some(read) => read.run(DiskRead::Wait),
-            None => Ok((Vec::new(), 0..0)),
+            Some(read) => Ok(read.run(DiskRead::Wait)?.0),
+            None => Ok(Vec::new()),
         }
     }
 

@@ -1,6 +1,7 @@
 //! A node leaves at most its page-cache budget of segment bytes in the kernel's page cache: the
 //! oldest synced bytes beyond it are dropped, the newest stay, and everything still reads back
-//! exactly as written, from disk where the cache no longer holds it.
+//! exactly as written, from disk where the cache no longer holds it. And a read that may not
+//! wait for the disk tells entries outside the page cache from those in it.
 //!
 //! Residency is what the kernel reports (`mincore`), so these tests run on a disk file system
 //! under the target directory: on tmpfs file pages are memory and cannot be dropped.
