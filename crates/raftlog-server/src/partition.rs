@@ -106,7 +106,7 @@ impl Partition {
     ///
     /// What memory and the page cache hold is read on the calling task. A read that needs the
     /// disk runs on tokio's blocking pool instead (as `tokio::fs` does), so a consumer replaying
-    /// old records never stalls the node's two runtime threads for the disk; and segments are
+    /// old records never stalls the node's runtime threads for the disk; and segments are
     /// read outside the log's lock, so it never stalls the partition's appends either.
     pub async fn read_records(
         self: &Arc<Self>,
