@@ -104,7 +104,11 @@ pub fn append_durably(log: &SegmentLog, entries: Vec<Entry>) -> anyhow::Result<(
 
 /// Asserts the log holds exactly the intact entries `first ..= last`.
 pub fn assert_log_holds(log: &SegmentLog, first: u64, last: u64) -> anyhow::Result<()> {
-    let entries = log.read_entries(first..=last)?;
+    assert_entries_are(&log.read_entries(first..=last)?, first, last)
+}
+
+/// Asserts `entries` are exactly the intact entries `first ..= last`.
+pub fn assert_entries_are(entries: &[Entry], first: u64, last: u64) -> anyhow::Result<()> {
     anyhow::ensure!(
         entries.len() as u64 == last - first + 1,
         "expected entries {first}..={last}, read {} entries",
