@@ -18,5 +18,7 @@ pub mod internal {
 
 pub mod pb_impl;
 
+pub use pb_impl::RetryClass;
+
 /// Encoded `FileDescriptorSet` of both packages, for gRPC server reflection.
 pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("raftlog_descriptor");

@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use openraft::error::ClientWriteError;
 use openraft::ServerState;
+use raftlog_proto::v1::ErrorReason;
 use raftlog_raft::RaftGroup;
 use raftlog_types::limits::PRODUCE_BATCH_BYTES_MAX;
 use raftlog_types::limits::PRODUCE_IN_FLIGHT_MAX;
@@ -96,13 +97,13 @@ impl BatcherContext {
             BatchResult::Duplicate { base_offset, record_count } => (base_offset, record_count, true),
             BatchResult::OutOfOrder { expected, received } => {
                 return Err(ServerError::Precondition {
-                    reason: "OUT_OF_ORDER_SEQUENCE",
+                    reason: ErrorReason::OutOfOrderSequence,
                     message: format!("{}: sequence {received} does not follow the producer's last batch; expected {expected}", self.what),
                 })
             }
             BatchResult::UnknownProducer { received } => {
                 return Err(ServerError::Precondition {
-                    reason: "UNKNOWN_PRODUCER",
+                    reason: ErrorReason::UnknownProducer,
                     message: format!(
                         "{}: the producer is not known here (new, or forgotten after its retention) and its batch starts at sequence {received}, not 0",
                         self.what

@@ -17,6 +17,7 @@ use openraft::RaftSnapshotBuilder;
 use openraft::SnapshotMeta;
 use openraft::StorageIOError;
 use openraft::StoredMembership;
+use raftlog_proto::v1::ErrorReason;
 use raftlog_storage::StateStore;
 use raftlog_types::type_config::Entry;
 use raftlog_types::type_config::LogId;
@@ -94,7 +95,7 @@ impl ControllerState {
             } => {
                 if self.topics.contains_key(&name) {
                     return CommandResponse::Rejected {
-                        reason: "TOPIC_EXISTS".into(),
+                        reason: ErrorReason::TopicExists.as_str_name().into(),
                         message: format!("topic {name:?} already exists"),
                     };
                 }
@@ -143,7 +144,7 @@ impl ControllerState {
                     CommandResponse::TopicDeleted
                 }
                 None => CommandResponse::Rejected {
-                    reason: "TOPIC_NOT_FOUND".into(),
+                    reason: ErrorReason::TopicNotFound.as_str_name().into(),
                     message: format!("topic {name:?} does not exist"),
                 },
             },
@@ -290,7 +291,7 @@ impl RaftStateMachine<TypeConfig> for ControllerStateMachine {
                 EntryPayload::Normal(Command::Controller(command)) => next.state.apply(command),
                 EntryPayload::Normal(Command::AppendBatch(_) | Command::AppendBatches(_)) => {
                     CommandResponse::Rejected {
-                        reason: "NOT_A_PARTITION".into(),
+                        reason: ErrorReason::Internal.as_str_name().into(),
                         message: "the controller group holds no records".into(),
                     }
                 }

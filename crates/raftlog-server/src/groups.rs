@@ -17,6 +17,7 @@ use std::time::Duration;
 use std::time::Instant;
 
 use parking_lot::Mutex;
+use raftlog_proto::v1::ErrorReason;
 
 use crate::controller::ControllerState;
 use crate::error::ServerError;
@@ -130,7 +131,7 @@ fn partition_counts(topics: &[String], metadata: &ControllerState) -> BTreeMap<S
 
 fn unknown_member(group: &str, member_id: &str) -> ServerError {
     ServerError::Precondition {
-        reason: "UNKNOWN_MEMBER",
+        reason: ErrorReason::UnknownMember,
         message: format!("{member_id:?} is not a member of group {group:?} (expired, left, or the coordinator moved); join again"),
     }
 }
@@ -360,7 +361,7 @@ impl GroupCoordinator {
         match (member_id.is_empty(), runtime) {
             (true, None) => Ok(()),
             (true, Some(_)) => Err(ServerError::Precondition {
-                reason: "GROUP_ACTIVE",
+                reason: ErrorReason::GroupActive,
                 message: format!("group {group:?} has active members; only they may commit"),
             }),
             (false, None) => Err(unknown_member(group, member_id)),
@@ -370,7 +371,7 @@ impl GroupCoordinator {
                 }
                 if runtime.generation != generation {
                     return Err(ServerError::Precondition {
-                        reason: "ILLEGAL_GENERATION",
+                        reason: ErrorReason::IllegalGeneration,
                         message: format!(
                             "generation {generation} is over; group {group:?} is at {}",
                             runtime.generation

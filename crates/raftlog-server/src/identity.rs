@@ -16,6 +16,7 @@ use std::time::Instant;
 use parking_lot::Mutex;
 use raftlog_proto::internal::IdentifyRequest;
 use raftlog_proto::internal::IdentifyResponse;
+use raftlog_proto::v1::ErrorReason;
 use raftlog_raft::PeerPool;
 use raftlog_types::NodeId;
 use serde::Deserialize;
@@ -23,6 +24,7 @@ use serde::Serialize;
 use tonic::Status;
 
 use crate::config::ClusterConfig;
+use crate::error::ServerError;
 
 const IDENTITY_FILE: &str = "node.json";
 const PEERS_FILE: &str = "peers.json";
@@ -289,10 +291,14 @@ impl PeerRegistry {
     /// Answers a peer's `Identify`, recording its uuid the first time its id is seen.
     pub fn identify(&self, request: &IdentifyRequest) -> Result<IdentifyResponse, Status> {
         if request.cluster_id != self.cluster_id {
-            return Err(Status::failed_precondition(format!(
-                "node {} belongs to cluster {:?}, not {:?}",
-                self.node_id, self.cluster_id, request.cluster_id
-            )));
+            return Err(ServerError::Precondition {
+                reason: ErrorReason::ClusterMismatch,
+                message: format!(
+                    "node {} belongs to cluster {:?}, not {:?}",
+                    self.node_id, self.cluster_id, request.cluster_id
+                ),
+            }
+            .into());
         }
         let mut known = self.known.lock();
         let known_uuid = match known.get(&request.node_id) {
@@ -300,10 +306,9 @@ impl PeerRegistry {
             None if request.node_uuid.is_empty() => String::new(),
             None => {
                 known.insert(request.node_id, request.node_uuid.clone());
-                let bytes = serde_json::to_vec_pretty(&*known)
-                    .map_err(|e| Status::internal(e.to_string()))?;
-                write_atomically(&self.path, &bytes)
-                    .map_err(|e| Status::internal(e.to_string()))?;
+                let bytes =
+                    serde_json::to_vec_pretty(&*known).map_err(|e| ServerError::internal(&e))?;
+                write_atomically(&self.path, &bytes).map_err(|e| ServerError::internal(&e))?;
                 tracing::info!(node = self.node_id, peer = request.node_id, uuid = %request.node_uuid, "recorded a new peer");
                 String::new()
             }

@@ -8,6 +8,7 @@ use raftlog_proto::internal::GroupStatusRequest;
 use raftlog_proto::v1;
 use raftlog_proto::v1::admin_client::AdminClient;
 use raftlog_proto::v1::admin_server::Admin;
+use raftlog_proto::v1::ErrorReason;
 use raftlog_types::limits::TOPIC_PARTITIONS_MAX;
 use raftlog_types::topic::validate_topic_name;
 use raftlog_types::CommandResponse;
@@ -18,6 +19,7 @@ use tonic::Response;
 use tonic::Status;
 
 use crate::controller::assign_replicas;
+use crate::error::answered_by_a_node;
 use crate::error::ServerError;
 use crate::node::ControllerOutcome;
 use crate::node::NodeContext;
@@ -90,7 +92,12 @@ impl AdminService {
             FORWARDED_HEADER,
             tonic::metadata::MetadataValue::from_static("1"),
         );
-        Ok(call(client, forwarded_request).await?.into_inner())
+        match call(client, forwarded_request).await {
+            Ok(response) => Ok(response.into_inner()),
+            Err(status) if answered_by_a_node(&status) => Err(status),
+            // The connection to the leader failed, not the call: the client is sent there.
+            Err(_) => Err(self.controller_not_leader(leader).into()),
+        }
     }
 
     async fn create_topic(
@@ -99,7 +106,7 @@ impl AdminService {
         forwarded: bool,
     ) -> Result<v1::CreateTopicResponse, Status> {
         validate_topic_name(&request.name).map_err(|e| ServerError::InvalidArgument {
-            reason: "INVALID_TOPIC_NAME",
+            reason: ErrorReason::InvalidTopicName,
             field: "name".into(),
             message: e.to_string(),
         })?;
@@ -116,7 +123,7 @@ impl AdminService {
         let nodes: Vec<NodeId> = self.context.config.nodes.iter().map(|n| n.id).collect();
         if request.replicas == 0 || request.replicas as usize > nodes.len() {
             return Err(ServerError::InvalidArgument {
-                reason: "NOT_ENOUGH_NODES",
+                reason: ErrorReason::NotEnoughNodes,
                 field: "replicas".into(),
                 message: format!(
                     "must be in 1 ..= {} (the number of nodes), got {}",
@@ -167,7 +174,7 @@ impl AdminService {
                 })
             }
             ControllerOutcome::Applied(CommandResponse::Rejected { reason, .. })
-                if reason == "TOPIC_EXISTS" =>
+                if reason == ErrorReason::TopicExists.as_str_name() =>
             {
                 Err(ServerError::TopicExists {
                     topic: request.name,

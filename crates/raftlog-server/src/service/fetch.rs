@@ -138,10 +138,10 @@ impl Fetch for FetchService {
             loop {
                 if context.partition(partition.group).is_none() {
                     let _ = sender
-                        .send(Err(Status::not_found(format!(
-                            "{} was deleted",
-                            partition.name()
-                        ))))
+                        .send(Err(ServerError::Deleted {
+                            what: partition.name(),
+                        }
+                        .to_status()))
                         .await;
                     return;
                 }

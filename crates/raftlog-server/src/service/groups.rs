@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use raftlog_proto::v1;
 use raftlog_proto::v1::groups_server::Groups;
+use raftlog_proto::v1::ErrorReason;
 use raftlog_types::topic::validate_topic_name;
 use raftlog_types::CommandResponse;
 use raftlog_types::ControllerCommand;
@@ -48,7 +49,7 @@ fn strategy_to_pb(strategy: Strategy) -> v1::AssignmentStrategy {
 
 fn check_group_name(group: &str) -> Result<(), ServerError> {
     validate_topic_name(group).map_err(|e| ServerError::InvalidArgument {
-        reason: "INVALID_GROUP_NAME",
+        reason: ErrorReason::InvalidGroupName,
         field: "group".into(),
         message: e.to_string().replace("topic name", "group name"),
     })
@@ -393,7 +394,7 @@ impl Groups for GroupsService {
         check_group_name(&request.group)?;
         if self.context.groups.is_active(&request.group) {
             return Err(ServerError::Precondition {
-                reason: "GROUP_ACTIVE",
+                reason: ErrorReason::GroupActive,
                 message: format!(
                     "group {:?} has active members; stop them before resetting its offsets",
                     request.group

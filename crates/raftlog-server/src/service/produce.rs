@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use raftlog_proto::v1;
 use raftlog_proto::v1::produce_server::Produce;
+use raftlog_proto::v1::ErrorReason;
 use raftlog_types::limits::PRODUCE_REQUEST_BYTES_MAX;
 use raftlog_types::limits::RECORD_BYTES_MAX;
 use raftlog_types::CommandResponse;
@@ -54,7 +55,7 @@ impl ProduceService {
             let size = record.payload_bytes();
             if size > RECORD_BYTES_MAX {
                 return Err(ServerError::InvalidArgument {
-                    reason: "RECORD_TOO_LARGE",
+                    reason: ErrorReason::RecordTooLarge,
                     field: format!("records[{i}]"),
                     message: format!("record is {size} bytes, the limit is {RECORD_BYTES_MAX}"),
                 });
@@ -67,7 +68,7 @@ impl ProduceService {
         }
         if total_bytes > PRODUCE_REQUEST_BYTES_MAX {
             return Err(ServerError::InvalidArgument {
-                reason: "BATCH_TOO_LARGE",
+                reason: ErrorReason::BatchTooLarge,
                 field: "records".into(),
                 message: format!(
                     "batch is {total_bytes} bytes, the limit is {PRODUCE_REQUEST_BYTES_MAX}"
