@@ -1,16 +1,31 @@
 //! The multi-Raft host: every Raft group a node replicates (the controller and each partition
 //! replica) runs as its own openraft instance, and all of them share one gRPC service
 //! (`RaftTransport`) and one pooled connection per peer. Requests carry their group id.
+//!
+//! # Layout
+//! - `registry`: [`RaftHost`], one `HostedGroup` per running group in one map, and the
+//!   start, stop and join of the node-wide timers;
+//! - `heartbeat`: light heartbeats of the idle groups led here, and their acknowledgements;
+//! - `election`: the election timer and its ranked timeouts;
+//! - `timing`: [`RaftTiming`], the timers' configuration, and openraft's config from it;
+//! - `peer`: the connection pool, the `Replicate` stream per peer, and retry backoff;
+//! - `openraft_network`: openraft's network traits over the pool (the client side);
+//! - `transport`: the `RaftTransport` service (the server side).
 
+mod election;
 pub mod error;
-pub mod host;
-pub mod network;
+mod heartbeat;
+pub mod openraft_network;
+pub mod peer;
+mod registry;
 pub mod timing;
 pub mod transport;
 
 pub use error::RaftHostError;
-pub use host::RaftHost;
-pub use network::PeerPool;
+pub use openraft_network::GroupNetwork;
+pub use openraft_network::GroupNetworkFactory;
+pub use peer::PeerPool;
+pub use registry::RaftHost;
 pub use timing::RaftTiming;
 pub use transport::PeerDirectory;
 pub use transport::TransportService;

@@ -9,19 +9,21 @@ use crate::error::RaftHostError;
 
 /// How long a leader holds back a commit index for the next AppendEntries with entries to carry
 /// it (openraft patch 3). A synchronous producer's next record comes well within it; sending the
-/// index on its own would delay that record's replication by a round trip (p50 of one
-/// synchronous producer: 1.5–1.7 ms → 1.3 ms on the development VM). Only followers' view of
-/// the high watermark waits, and at most this long.
+/// index on its own would delay that record's replication by a round trip (measured in
+/// benchmarks/HISTORY.md). Only followers' view of the high watermark waits, and at most this
+/// long.
 const COMMIT_NOTIFY_DELAY_US: u64 = 5_000;
 
-/// Heartbeat and election timers, in milliseconds.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// Heartbeat and election timers, in milliseconds: the `[raft]` section of the cluster
+/// configuration, and the one place their defaults are written.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields, default)]
 pub struct RaftTiming {
-    /// Leader heartbeat period.
+    /// Leader heartbeat period (`RAFT_HEARTBEAT_INTERVAL_MS_MIN ..= _MAX`).
     pub heartbeat_interval_ms: u64,
-    /// Lower bound of the randomized election timeout.
+    /// Lower bound of the randomized election timeout; more than 3 heartbeat intervals.
     pub election_timeout_min_ms: u64,
-    /// Upper bound of the randomized election timeout.
+    /// Upper bound of the randomized election timeout; above the lower bound.
     pub election_timeout_max_ms: u64,
 }
 

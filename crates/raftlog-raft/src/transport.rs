@@ -41,7 +41,7 @@ use tonic::Response;
 use tonic::Status;
 use tonic::Streaming;
 
-use crate::host::RaftHost;
+use crate::registry::RaftHost;
 use crate::RaftGroup;
 
 /// The node-level questions peers ask, answered by the node assembly, which owns the identity

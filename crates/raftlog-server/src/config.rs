@@ -6,7 +6,17 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::path::PathBuf;
 
+use raftlog_raft::RaftTiming;
 use raftlog_storage::LogConfig;
+use raftlog_types::limits::CLUSTER_ID_LEN_MAX;
+use raftlog_types::limits::CLUSTER_NODES_MAX;
+use raftlog_types::limits::RAFT_ELECTION_TIMEOUT_MAX_MS_MAX;
+use raftlog_types::limits::RAFT_ELECTION_TIMEOUT_MIN_MS_MAX;
+use raftlog_types::limits::RAFT_HEARTBEAT_INTERVAL_MS_MAX;
+use raftlog_types::limits::RAFT_HEARTBEAT_INTERVAL_MS_MIN;
+use raftlog_types::limits::REQUEST_TIMEOUT_MS_DEFAULT;
+use raftlog_types::limits::REQUEST_TIMEOUT_MS_MAX;
+use raftlog_types::limits::REQUEST_TIMEOUT_MS_MIN;
 use raftlog_types::limits::SEGMENT_BYTES_DEFAULT;
 use raftlog_types::limits::SEGMENT_BYTES_MAX;
 use raftlog_types::limits::SEGMENT_BYTES_MIN;
@@ -53,9 +63,9 @@ pub struct ClusterConfig {
     /// to the working directory of the node process.
     #[serde(default = "default_data_dir")]
     pub data_dir: PathBuf,
-    /// Raft timers.
+    /// `[raft]`: timers shared by every group.
     #[serde(default)]
-    pub raft: RaftSection,
+    pub raft: RaftTiming,
     /// Request handling limits.
     #[serde(default)]
     pub limits: LimitsSection,
@@ -66,40 +76,19 @@ pub struct ClusterConfig {
     pub nodes: Vec<NodeEntry>,
 }
 
-/// `[raft]`: timers shared by every group.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct RaftSection {
-    /// Leader heartbeat period in milliseconds (50 ..= 5000).
-    pub heartbeat_interval_ms: u64,
-    /// Lower bound of the randomized election timeout; more than 3 heartbeats.
-    pub election_timeout_min_ms: u64,
-    /// Upper bound of the randomized election timeout; above the lower bound.
-    pub election_timeout_max_ms: u64,
-}
-
-impl Default for RaftSection {
-    fn default() -> Self {
-        RaftSection {
-            heartbeat_interval_ms: 250,
-            election_timeout_min_ms: 1000,
-            election_timeout_max_ms: 2000,
-        }
-    }
-}
-
 /// `[limits]`: request handling.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct LimitsSection {
-    /// How long a produce may wait for a majority before failing with UNAVAILABLE (100 ..= 120000).
+    /// How long a produce may wait for a majority before failing with UNAVAILABLE
+    /// (`REQUEST_TIMEOUT_MS_MIN ..= _MAX`).
     pub request_timeout_ms: u64,
 }
 
 impl Default for LimitsSection {
     fn default() -> Self {
         LimitsSection {
-            request_timeout_ms: 5000,
+            request_timeout_ms: REQUEST_TIMEOUT_MS_DEFAULT,
         }
     }
 }
@@ -226,19 +215,25 @@ impl ClusterConfig {
 
     /// Checks every value; the error names the key, the allowed range and the value given.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        if self.cluster_id.is_empty() || self.cluster_id.len() > 64 {
+        if self.cluster_id.is_empty() || self.cluster_id.len() > CLUSTER_ID_LEN_MAX {
             return Err(invalid(
                 "cluster_id",
-                format!("must be 1 ..= 64 characters, got {:?}", self.cluster_id),
+                format!(
+                    "must be 1 ..= {CLUSTER_ID_LEN_MAX} characters, got {:?}",
+                    self.cluster_id
+                ),
             ));
         }
         if self.nodes.is_empty() {
             return Err(invalid("nodes", "at least one [[nodes]] entry is required"));
         }
-        if self.nodes.len() > 64 {
+        if self.nodes.len() > CLUSTER_NODES_MAX {
             return Err(invalid(
                 "nodes",
-                format!("at most 64 nodes, got {}", self.nodes.len()),
+                format!(
+                    "at most {CLUSTER_NODES_MAX} nodes, got {}",
+                    self.nodes.len()
+                ),
             ));
         }
         let mut ids = HashSet::new();
@@ -278,26 +273,26 @@ impl ClusterConfig {
         check_range(
             "raft.heartbeat_interval_ms",
             raft.heartbeat_interval_ms,
-            50,
-            5000,
+            RAFT_HEARTBEAT_INTERVAL_MS_MIN,
+            RAFT_HEARTBEAT_INTERVAL_MS_MAX,
         )?;
         check_range(
             "raft.election_timeout_min_ms",
             raft.election_timeout_min_ms,
             3 * raft.heartbeat_interval_ms + 1,
-            60_000,
+            RAFT_ELECTION_TIMEOUT_MIN_MS_MAX,
         )?;
         check_range(
             "raft.election_timeout_max_ms",
             raft.election_timeout_max_ms,
             raft.election_timeout_min_ms + 1,
-            120_000,
+            RAFT_ELECTION_TIMEOUT_MAX_MS_MAX,
         )?;
         check_range(
             "limits.request_timeout_ms",
             self.limits.request_timeout_ms,
-            100,
-            120_000,
+            REQUEST_TIMEOUT_MS_MIN,
+            REQUEST_TIMEOUT_MS_MAX,
         )?;
         check_range(
             "storage.segment_bytes",
@@ -339,12 +334,8 @@ impl ClusterConfig {
     }
 
     /// Raft timers.
-    pub fn raft_timing(&self) -> raftlog_raft::RaftTiming {
-        raftlog_raft::RaftTiming {
-            heartbeat_interval_ms: self.raft.heartbeat_interval_ms,
-            election_timeout_min_ms: self.raft.election_timeout_min_ms,
-            election_timeout_max_ms: self.raft.election_timeout_max_ms,
-        }
+    pub fn raft_timing(&self) -> RaftTiming {
+        self.raft
     }
 }
 

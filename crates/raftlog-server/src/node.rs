@@ -311,8 +311,7 @@ pub async fn run(
     // The peer transport starts first: other new nodes need our answers to their checks.
     let pool = PeerPool::bound_to(outgoing_peer_address(&entry.peer_addr));
     let host = RaftHost::new(node_id, config.raft_timing(), pool.clone());
-    host.spawn_heartbeats();
-    host.spawn_election_timer();
+    host.start_timers();
     let partitions: Arc<RwLock<HashMap<GroupId, Arc<Partition>>>> = Arc::default();
     let directory = Arc::new(NodeDirectory {
         peers: registry,

@@ -88,6 +88,48 @@ pub const REPLICATE_IN_FLIGHT_MAX: usize = 16 * 1024;
 /// Longest a node works on a replication stream message, whatever its sender's timeout says.
 pub const REPLICATE_DEADLINE_MS_MAX: u32 = 60_000;
 
+/// Longest cluster id of the configuration.
+pub const CLUSTER_ID_LEN_MAX: usize = 64;
+
+/// Most nodes the configuration lists.
+pub const CLUSTER_NODES_MAX: usize = 64;
+
+/// Shortest leader heartbeat period the configuration accepts (`raft.heartbeat_interval_ms`).
+pub const RAFT_HEARTBEAT_INTERVAL_MS_MIN: u64 = 50;
+
+/// Longest leader heartbeat period the configuration accepts.
+pub const RAFT_HEARTBEAT_INTERVAL_MS_MAX: u64 = 5_000;
+
+/// Largest `raft.election_timeout_min_ms` the configuration accepts (its least is three
+/// heartbeat intervals and a millisecond).
+pub const RAFT_ELECTION_TIMEOUT_MIN_MS_MAX: u64 = 60_000;
+
+/// Largest `raft.election_timeout_max_ms` the configuration accepts.
+pub const RAFT_ELECTION_TIMEOUT_MAX_MS_MAX: u64 = 120_000;
+
+/// How long a produce waits for a majority by default before failing
+/// (`limits.request_timeout_ms`).
+pub const REQUEST_TIMEOUT_MS_DEFAULT: u64 = 5_000;
+
+/// Shortest `limits.request_timeout_ms` the configuration accepts.
+pub const REQUEST_TIMEOUT_MS_MIN: u64 = 100;
+
+/// Longest `limits.request_timeout_ms` the configuration accepts.
+pub const REQUEST_TIMEOUT_MS_MAX: u64 = 120_000;
+
+/// How long a connection attempt to a peer may take before the RPC fails as unreachable.
+pub const PEER_CONNECT_TIMEOUT_MS: u64 = 500;
+
+/// How often an idle connection to a peer is probed with an HTTP/2 PING.
+pub const PEER_KEEP_ALIVE_INTERVAL_MS: u64 = 5_000;
+
+/// How long a PING to a peer may go unanswered before its connection is dropped.
+pub const PEER_KEEP_ALIVE_TIMEOUT_MS: u64 = 5_000;
+
+/// How often the election timer looks for groups whose election timeout has passed: the
+/// granularity of every election timeout.
+pub const ELECTION_CHECK_PERIOD_MS: u64 = 50;
+
 /// Entries sent in one AppendEntries at most: entries hold at most `PRODUCE_BATCH_BYTES_MAX` of
 /// records, so this many stay under `GRPC_MESSAGE_BYTES_MAX` (checked below).
 pub const APPEND_ENTRIES_ENTRIES_MAX: u64 = 8;

@@ -1,0 +1,193 @@
+//! The registry of the Raft groups running on this node: one [`HostedGroup`] per group in one
+//! map, so a group's Raft instance, its durability, its election deadline and its followers'
+//! light-heartbeat acknowledgements are added and removed together. The node-wide timers that
+//! read the registry (heartbeats in `heartbeat.rs`, elections in `election.rs`) are started by
+//! [`RaftHost::start_timers`] and cancelled and joined by [`RaftHost::shutdown`].
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use openraft::storage::RaftStateMachine;
+use parking_lot::Mutex;
+use parking_lot::RwLock;
+use raftlog_storage::Durability;
+use raftlog_storage::SegmentLog;
+use raftlog_types::GroupId;
+use raftlog_types::NodeId;
+use raftlog_types::TypeConfig;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::election;
+use crate::election::ElectionClock;
+use crate::election::VoterRank;
+use crate::error::RaftHostError;
+use crate::heartbeat;
+use crate::heartbeat::LightAcks;
+use crate::openraft_network::GroupNetworkFactory;
+use crate::peer::PeerPool;
+use crate::timing::RaftTiming;
+use crate::RaftGroup;
+
+/// Every Raft group of this node, by group id, and the node-wide timers that drive them.
+pub struct RaftHost {
+    pub(crate) node_id: NodeId,
+    pub(crate) timing: RaftTiming,
+    pub(crate) peers: PeerPool,
+    groups: RwLock<HashMap<GroupId, Arc<HostedGroup>>>,
+    /// The heartbeat and election tasks.
+    timers: TaskTracker,
+    /// Cancelled by [`RaftHost::shutdown`]: the timers end at their next tick.
+    stop_timers: CancellationToken,
+}
+
+/// One Raft group as this node hosts it.
+pub(crate) struct HostedGroup {
+    pub(crate) raft: RaftGroup,
+    /// How far the group's log is durable here, which bounds what a reply to a leader claims.
+    pub(crate) durability: Durability,
+    /// When this replica stands for election unless it hears from a leader (or grants a vote)
+    /// first.
+    pub(crate) election: ElectionClock,
+    /// While this node leads the group: each follower's last light-heartbeat acknowledgement.
+    pub(crate) light_acks: Mutex<LightAcks>,
+}
+
+impl RaftHost {
+    /// A host with no group yet and no timer running.
+    pub fn new(node_id: NodeId, timing: RaftTiming, peers: PeerPool) -> Arc<RaftHost> {
+        Arc::new(RaftHost {
+            node_id,
+            timing,
+            peers,
+            groups: RwLock::new(HashMap::new()),
+            timers: TaskTracker::new(),
+            stop_timers: CancellationToken::new(),
+        })
+    }
+
+    /// This node's id.
+    pub fn node_id(&self) -> NodeId {
+        self.node_id
+    }
+
+    /// The shared peer connections.
+    pub fn peers(&self) -> &PeerPool {
+        &self.peers
+    }
+
+    /// Starts the node-wide timers: the light heartbeats of the groups led here
+    /// (`heartbeat.rs`) and the election timer of the others (`election.rs`). They run until
+    /// [`RaftHost::shutdown`], which waits for them.
+    pub fn start_timers(self: &Arc<Self>) {
+        self.timers.spawn(heartbeat::run(
+            Arc::downgrade(self),
+            self.stop_timers.clone(),
+        ));
+        self.timers.spawn(election::run(
+            Arc::downgrade(self),
+            self.stop_timers.clone(),
+        ));
+    }
+
+    /// Starts a group's Raft instance over its log and state machine.
+    pub async fn start_group<SM>(
+        &self,
+        group: GroupId,
+        log: SegmentLog,
+        state_machine: SM,
+    ) -> Result<RaftGroup, RaftHostError>
+    where
+        SM: RaftStateMachine<TypeConfig>,
+    {
+        if self.groups.read().contains_key(&group) {
+            return Err(RaftHostError::AlreadyRunning { group });
+        }
+        let config = self.timing.openraft_config(group)?;
+        let network = GroupNetworkFactory::new(group, self.node_id, self.peers.clone());
+        let durability = log.durability();
+        let raft = openraft::Raft::new(self.node_id, config, network, log, state_machine)
+            .await
+            .map_err(|source| RaftHostError::Start {
+                group,
+                source: Box::new(source),
+            })?;
+        let rank = VoterRank::in_metrics(self.node_id, &raft.metrics().borrow());
+        let hosted = HostedGroup {
+            raft: raft.clone(),
+            durability,
+            election: ElectionClock::start(&self.timing, group, rank),
+            light_acks: Mutex::default(),
+        };
+        self.groups.write().insert(group, Arc::new(hosted));
+        tracing::info!(group = group.0, node = self.node_id, "started Raft group");
+        Ok(raft)
+    }
+
+    /// The running group, if any.
+    pub fn group(&self, group: GroupId) -> Option<RaftGroup> {
+        self.hosted(group).map(|hosted| hosted.raft.clone())
+    }
+
+    /// How far the group's log is durable here, if the group runs.
+    pub fn durability(&self, group: GroupId) -> Option<Durability> {
+        self.hosted(group).map(|hosted| hosted.durability.clone())
+    }
+
+    /// Ids of every running group.
+    pub fn group_ids(&self) -> Vec<GroupId> {
+        self.groups.read().keys().copied().collect()
+    }
+
+    /// Stops a group and forgets it.
+    pub async fn stop_group(&self, group: GroupId) {
+        let Some(hosted) = self.groups.write().remove(&group) else {
+            return;
+        };
+        if let Err(error) = hosted.raft.shutdown().await {
+            tracing::warn!(group = group.0, %error, "Raft group did not shut down cleanly");
+        }
+        tracing::info!(group = group.0, node = self.node_id, "stopped Raft group");
+    }
+
+    /// Stops the timers, waits for them to end, then stops every group.
+    pub async fn shutdown(&self) {
+        self.stop_timers.cancel();
+        self.timers.close();
+        self.timers.wait().await;
+        for group in self.group_ids() {
+            self.stop_group(group).await;
+        }
+    }
+
+    /// The hosted group, if it runs here.
+    pub(crate) fn hosted(&self, group: GroupId) -> Option<Arc<HostedGroup>> {
+        self.groups.read().get(&group).cloned()
+    }
+
+    /// Calls `visit` with every hosted group, under the registry's read lock: `visit` must not
+    /// wait (a group's metrics are borrowed, not awaited), or starting and stopping groups
+    /// would wait with it.
+    pub(crate) fn each_group(&self, mut visit: impl FnMut(GroupId, &HostedGroup)) {
+        for (group, hosted) in self.groups.read().iter() {
+            visit(*group, hosted);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Shutdown cancels the timers and waits for them: none is left running afterwards.
+    #[tokio::test]
+    async fn shutdown_waits_for_the_timers() {
+        let host = RaftHost::new(1, RaftTiming::default(), PeerPool::bound_to(None));
+        host.start_timers();
+        assert_eq!(host.timers.len(), 2);
+        tokio::time::timeout(std::time::Duration::from_secs(5), host.shutdown())
+            .await
+            .expect("shutdown ends");
+        assert!(host.timers.is_closed() && host.timers.is_empty());
+    }
+}
