@@ -1,11 +1,12 @@
 //! The last entries appended to a log, kept decoded in memory.
 //!
 //! Right after an append the same entries are read again: by the leader's replication tasks,
-//! once per follower, and by every replica when it applies them. A profile of the pipelined
-//! produce benchmark put those reads (`pread` out of the page cache, CRC check, decode into
-//! fresh buffers) at ~14 % of all CPU. Served from here, a read is
-//! a clone: record payloads are `Bytes`, so only reference counts move. (Redpanda keeps a batch
-//! cache for the same reason.)
+//! once per follower, and by every replica when it applies them. Read from the segments, each
+//! of those reads is a `pread` out of the page cache, a CRC check and a decode into fresh
+//! buffers, which profiles of pipelined produce showed as a large share of all CPU (the
+//! measurement is in `benchmarks/HISTORY.md`). Served from here, a read is a clone: record
+//! payloads are `Bytes`, so only reference counts move. (Redpanda keeps a batch cache for the
+//! same reason.)
 //!
 //! The entries are always a suffix of the log, with consecutive indexes; the log keeps them in
 //! step under its own lock: appends push, truncations cut the back, purges cut the front. The
@@ -14,7 +15,7 @@
 //! Each log holds at most `RECENT_ENTRIES_BYTES_MAX`, and all logs of a node together at most
 //! the node's [`RecentBudget`]: without it, 1,000 partitions that were each busy once would
 //! keep 1 GiB of entries nobody reads again. When a node is over its budget, the log appending
-//! drops the entries of the log that appended least recently (`log_store.rs`).
+//! drops the entries of the log that appended least recently (`log_store/recent_pool.rs`).
 
 use std::collections::VecDeque;
 use std::sync::atomic::AtomicU64;

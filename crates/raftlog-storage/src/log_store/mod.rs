@@ -1,0 +1,129 @@
+//! `SegmentLog`: one group's Raft log, stored in segment files, made durable by group commit.
+//!
+//! One log is a directory of segment files (`segment.rs`) and a metadata file (`meta.rs`),
+//! shared by every clone of its `SegmentLog`. The rooms, each stating the durability of the
+//! write paths it holds:
+//! - `config.rs`: the tunables ([`LogConfig`]) and their ranges;
+//! - `open.rs`: `open` — finishing an interrupted purge, cutting off a torn tail, syncing the last
+//!   segment once;
+//! - `append.rs`: `append` and the segment roll, synced by the node's flusher before openraft's
+//!   callback fires;
+//! - `truncate.rs`: `truncate` and `purge`, durable when they return;
+//! - `hard_state.rs`: `save_vote` (durable when it returns) and `save_committed` (written at
+//!   most once per interval, never beyond the durable log);
+//! - `read.rs`: the reads and their planner (`EntriesRead`); no writes;
+//! - `recent_pool.rs`: the node-wide budget of decoded recent entries; memory only;
+//! - `openraft_adapter.rs`: `RaftLogReader` and `RaftLogStorage`, mapping openraft's calls onto
+//!   the above.
+//!
+//! Reads: the newest entries (up to `RECENT_ENTRIES_BYTES_MAX`) are also kept decoded in memory
+//! (`recent.rs`), because replication and apply read them again right after the append; older
+//! ones are read from the segments. Appends, truncations and purges update both under one lock.
+//! All logs of a node share one budget for those entries (`LogConfig::recent_entries_node_bytes`,
+//! `RecentPool`).
+
+mod append;
+mod config;
+mod hard_state;
+mod open;
+mod openraft_adapter;
+mod read;
+mod recent_pool;
+mod truncate;
+
+use std::path::PathBuf;
+use std::sync::atomic::AtomicU64;
+use std::sync::Arc;
+use std::time::Instant;
+
+use parking_lot::Mutex;
+use parking_lot::RwLock;
+use raftlog_types::type_config::LogId;
+use raftlog_types::GroupId;
+
+pub use self::config::LogConfig;
+pub use self::config::LogConfigError;
+pub use self::open::OpenReport;
+pub(crate) use self::recent_pool::RecentPool;
+use crate::durability::Durability;
+use crate::durability::DurabilityMark;
+use crate::group_commit::GroupCommit;
+use crate::meta::MetaFile;
+use crate::page_cache::PageCacheBudget;
+use crate::recent::RecentEntries;
+use crate::segment::Segment;
+
+/// The Raft log of one group. Cloning gives another handle to the same log: openraft's
+/// replication tasks read through clones while the Raft core appends.
+#[derive(Clone)]
+pub struct SegmentLog {
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    group: GroupId,
+    log_dir: PathBuf,
+    config: LogConfig,
+    flusher: GroupCommit,
+    state: RwLock<LogFiles>,
+    meta: Mutex<MetaState>,
+    durability: DurabilityMark,
+    /// The node's logs, which share one budget for recent entries.
+    recent_pool: Arc<RecentPool>,
+    /// When this log last appended, on `recent_pool`'s clock; `HOLDS_NO_RECENT` once its
+    /// recent entries were given up for another log's.
+    last_append: AtomicU64,
+    /// The node's budget of segment bytes in the page cache.
+    page_cache: Arc<PageCacheBudget>,
+}
+
+struct LogFiles {
+    /// Segments in index order; only the last one is written to.
+    segments: Vec<Segment>,
+    /// Log id of the last entry, or the last purged one if no entry is left.
+    last_log_id: Option<LogId>,
+    /// Entries up to and including this one are gone.
+    last_purged: Option<LogId>,
+    /// The newest entries, decoded: what replication and apply read right after an append.
+    recent: RecentEntries,
+}
+
+struct MetaState {
+    file: MetaFile,
+    /// The committed log id as openraft last reported it; may be ahead of the file.
+    committed: Option<LogId>,
+    committed_written_at: Option<Instant>,
+}
+
+impl LogFiles {
+    fn next_index(&self) -> Option<u64> {
+        self.last_log_id.map(|id| id.index + 1)
+    }
+}
+
+impl SegmentLog {
+    /// The group this log belongs to.
+    pub fn group(&self) -> GroupId {
+        self.shared.group
+    }
+
+    /// Log id of the last entry (or the last purged one), as openraft's `get_log_state` reports.
+    pub fn last_log_id(&self) -> Option<LogId> {
+        self.shared.state.read().last_log_id
+    }
+
+    /// Last purged log id.
+    pub fn last_purged_log_id(&self) -> Option<LogId> {
+        self.shared.state.read().last_purged
+    }
+
+    /// Encoded bytes of the recent entries this log keeps in memory.
+    pub fn recent_entries_bytes(&self) -> u64 {
+        self.shared.state.read().recent.bytes()
+    }
+
+    /// How far this log is durable, for its state machine and its replies to leaders.
+    pub fn durability(&self) -> Durability {
+        self.shared.durability.subscribe(self.shared.group)
+    }
+}

@@ -1,0 +1,215 @@
+//! Opening a log (`SegmentLog::open`): finding its segments, finishing an interrupted purge,
+//! checking every frame and cutting off a torn tail.
+//!
+//! Durability:
+//! - segments left over from a purge that was interrupted after its purge point became durable
+//!   (they hold only purged entries) are deleted, and the directory synced, before the rest is
+//!   read;
+//! - a torn final write in the last segment is cut off (`Segment::open`); any other damage, and
+//!   any gap between segments, is an error naming the file and position, and open then changes
+//!   nothing on disk beyond finishing an interrupted purge;
+//! - the last segment is synced once, so that entries a crashed process wrote but never synced
+//!   are durable before this node acknowledges or applies them.
+
+use std::path::Path;
+use std::sync::atomic::AtomicU64;
+use std::sync::Arc;
+
+use parking_lot::Mutex;
+use parking_lot::RwLock;
+use raftlog_types::GroupId;
+
+use super::recent_pool::RecentPool;
+use super::recent_pool::HOLDS_NO_RECENT;
+use super::LogConfig;
+use super::LogFiles;
+use super::MetaState;
+use super::SegmentLog;
+use super::Shared;
+use crate::durability::DurabilityMark;
+use crate::error::Result;
+use crate::error::StorageError;
+use crate::fsutil;
+use crate::group_commit::GroupCommit;
+use crate::meta::LogMeta;
+use crate::meta::MetaFile;
+use crate::page_cache::PageCacheBudget;
+use crate::recent::RecentEntries;
+use crate::segment::parse_segment_file_name;
+use crate::segment::segment_file_name;
+use crate::segment::OpenOptionsForSegment;
+use crate::segment::Segment;
+use crate::segment::TailState;
+
+/// What `SegmentLog::open` found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OpenReport {
+    /// Number of segment files in use.
+    pub segments: usize,
+    /// Segments left over from an interrupted purge and deleted.
+    pub purged_segments_removed: usize,
+    /// How the tail of the last segment was found.
+    pub tail: TailState,
+}
+
+impl SegmentLog {
+    /// Opens (or creates) the log stored under `group_dir`.
+    ///
+    /// Every frame is checked. A torn final write is cut off; any other damage, and any gap
+    /// between segments, is an error naming the file and position, and nothing on disk changes
+    /// then beyond finishing an interrupted purge.
+    pub(crate) fn open(
+        group: GroupId,
+        group_dir: &Path,
+        config: LogConfig,
+        flusher: GroupCommit,
+        recent_pool: Arc<RecentPool>,
+        page_cache: Arc<PageCacheBudget>,
+    ) -> Result<(SegmentLog, OpenReport)> {
+        let log_dir = group_dir.join("log");
+        fsutil::ensure_dir(group_dir)?;
+        fsutil::ensure_dir(&log_dir)?;
+        let meta_file = MetaFile::open(group_dir)?;
+        let stored = meta_file.stored().clone();
+
+        let mut bases = list_segment_bases(&log_dir)?;
+        let purged_segments_removed = match stored.last_purged {
+            Some(purged) => remove_purged_segments(&log_dir, &mut bases, purged.index)?,
+            None => 0,
+        };
+        let (mut segments, tail) = open_segments(group, &log_dir, &bases, &stored, &config)?;
+        // The last entry not purged; with none left, the purge point.
+        let last_log_id = segments
+            .iter()
+            .filter_map(|segment| segment.last_log_id)
+            .rfind(|id| {
+                stored
+                    .last_purged
+                    .is_none_or(|purged| id.index > purged.index)
+            })
+            .or(stored.last_purged);
+        if let Some(active) = segments.last_mut() {
+            active.reopen_for_append(config.preallocate_bytes())?;
+            active
+                .file
+                .sync_data()
+                .map_err(StorageError::io("fdatasync segment", &active.path))?;
+        }
+
+        tracing::info!(group = group.0, segments = segments.len(), last_index = ?last_log_id.map(|id| id.index), "opened log");
+        let report = OpenReport {
+            segments: segments.len(),
+            purged_segments_removed,
+            tail,
+        };
+        let shared = Shared {
+            group,
+            log_dir,
+            flusher,
+            state: RwLock::new(LogFiles {
+                segments,
+                last_log_id,
+                last_purged: stored.last_purged,
+                recent: RecentEntries::new(Arc::clone(&recent_pool.budget)),
+            }),
+            meta: Mutex::new(MetaState {
+                committed: stored.committed,
+                file: meta_file,
+                committed_written_at: None,
+            }),
+            config,
+            durability: DurabilityMark::new(last_log_id.map_or(0, |id| id.index + 1)),
+            recent_pool: Arc::clone(&recent_pool),
+            last_append: AtomicU64::new(HOLDS_NO_RECENT),
+            page_cache,
+        };
+        let shared = Arc::new(shared);
+        recent_pool.register(&shared);
+        Ok((SegmentLog { shared }, report))
+    }
+}
+
+/// The base indexes of the segment files in `log_dir`, in order; other files are ignored.
+fn list_segment_bases(log_dir: &Path) -> Result<Vec<u64>> {
+    let mut bases = Vec::new();
+    for dir_entry in
+        std::fs::read_dir(log_dir).map_err(StorageError::io("list directory", log_dir))?
+    {
+        let dir_entry = dir_entry.map_err(StorageError::io("list directory", log_dir))?;
+        if let Some(base) = dir_entry
+            .file_name()
+            .to_str()
+            .and_then(parse_segment_file_name)
+        {
+            bases.push(base);
+        }
+    }
+    bases.sort_unstable();
+    Ok(bases)
+}
+
+/// Finishes a purge interrupted after its purge point became durable: a segment whose successor
+/// starts at or below `purged + 1` holds only purged entries, so it is deleted (and the
+/// directory synced). Returns how many were.
+fn remove_purged_segments(log_dir: &Path, bases: &mut Vec<u64>, purged: u64) -> Result<usize> {
+    let mut removed = 0;
+    while bases.len() >= 2 && bases[1] <= purged + 1 {
+        let path = log_dir.join(segment_file_name(bases[0]));
+        std::fs::remove_file(&path).map_err(StorageError::io("remove purged segment", &path))?;
+        bases.remove(0);
+        removed += 1;
+    }
+    if removed > 0 {
+        fsutil::sync_dir(log_dir)?;
+    }
+    Ok(removed)
+}
+
+/// Opens the segments starting at `bases`, checking that they continue each other and the purge
+/// point without a gap; the last one's torn tail, if any, is cut off.
+fn open_segments(
+    group: GroupId,
+    log_dir: &Path,
+    bases: &[u64],
+    stored: &LogMeta,
+    config: &LogConfig,
+) -> Result<(Vec<Segment>, TailState)> {
+    let purged_index = stored.last_purged.map(|id| id.index);
+    let mut segments: Vec<Segment> = Vec::with_capacity(bases.len());
+    let mut tail = TailState::Clean;
+    for (position, base) in bases.iter().enumerate() {
+        let path = log_dir.join(segment_file_name(*base));
+        if let Some(previous) = segments.last() {
+            if previous.next_index != *base {
+                return Err(StorageError::Corrupt {
+                    path,
+                    position: 0,
+                    reason: format!(
+                        "segment starts at index {base} but the previous one ends before {}: entries are missing",
+                        previous.next_index
+                    ),
+                });
+            }
+        } else if let Some(purged) = purged_index {
+            if *base > purged + 1 {
+                return Err(StorageError::Corrupt {
+                    path,
+                    position: 0,
+                    reason: format!("first segment starts at index {base}, but only entries up to {purged} were purged"),
+                });
+            }
+        }
+        let options = OpenOptionsForSegment {
+            is_last: position + 1 == bases.len(),
+            committed_index: stored.committed.map(|id| id.index),
+            index_interval_bytes: config.index_interval_bytes,
+        };
+        let (segment, segment_tail) = Segment::open(&path, *base, &options)?;
+        if let TailState::TornTailTruncated { position, reason } = &segment_tail {
+            tracing::warn!(group = group.0, path = %path.display(), position, reason = %reason, "cut off a torn write at the log's tail");
+        }
+        tail = segment_tail;
+        segments.push(segment);
+    }
+    Ok((segments, tail))
+}
