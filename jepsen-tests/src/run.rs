@@ -67,20 +67,11 @@ impl Recorder {
     }
 }
 
-const SAFE_REFUSALS: &[&str] = &[
-    "NOT_LEADER",
-    "NO_LEADER",
-    "NO_QUORUM",
-    "OVERLOADED",
-    "NOT_READY",
-];
-
 /// Whether a failed send definitely did not happen. Only a plain producer's refusal qualifies:
-/// it never retries an attempt whose outcome was unknown, so every attempt was refused.
+/// it never retries an attempt whose outcome was unknown, so every attempt was refused (by a
+/// reason the proto classifies retryable: refused before anything was written).
 fn definitely_failed(error: &ClientError, idempotent: bool) -> bool {
-    !idempotent
-        && (matches!(error, ClientError::Unreachable { .. })
-            || error.reason().is_some_and(|r| SAFE_REFUSALS.contains(&r)))
+    !idempotent && error.refused_before_write()
 }
 
 async fn producer(

@@ -59,16 +59,6 @@ pub struct Client {
     controller: Mutex<Option<String>>,
 }
 
-/// Reasons after which the same call may be retried without risk of writing twice: the
-/// server refused it before appending anything.
-const SAFE_TO_RETRY: &[&str] = &[
-    "NOT_LEADER",
-    "NO_LEADER",
-    "NO_QUORUM",
-    "OVERLOADED",
-    "NOT_READY",
-];
-
 impl Client {
     /// Creates a client and checks that one of the `bootstrap` nodes answers.
     pub async fn connect(bootstrap: &[String]) -> Result<Client, ClientError> {
@@ -336,15 +326,7 @@ impl Client {
                 Ok(response) => return Ok(response.into_inner()),
                 Err(status) => transport_aware(&address, &status),
             };
-            let refused_before_write = matches!(error, ClientError::Unreachable { .. })
-                || error.reason().is_some_and(|r| SAFE_TO_RETRY.contains(&r));
-            let outcome_unknown = error.reason() == Some("TIMEOUT")
-                || error.timed_out()
-                || matches!(
-                    error.code(),
-                    Some(tonic::Code::Unknown | tonic::Code::Unavailable)
-                );
-            if !(refused_before_write || (idempotent && outcome_unknown)) {
+            if !(error.refused_before_write() || (idempotent && error.outcome_unknown())) {
                 return Err(error);
             }
             let hinted = error.metadata("leader_address").map(str::to_owned);
@@ -517,7 +499,7 @@ enum AdminCall {
 
 fn transport_aware(address: &str, status: &tonic::Status) -> ClientError {
     let error = ClientError::from_status(status);
-    if status.code() == tonic::Code::Unavailable && error.reason() == Some("UNKNOWN") {
+    if status.code() == tonic::Code::Unavailable && error.reason_name().is_none() {
         return ClientError::Unreachable {
             address: address.to_owned(),
             message: status.message().to_owned(),

@@ -16,6 +16,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use raftlog_proto::v1;
+use raftlog_proto::v1::ErrorReason;
 use tokio::task::JoinHandle;
 
 use crate::client::Client;
@@ -563,7 +564,7 @@ async fn heartbeat_loop(
         };
         let update = match client.heartbeat(&join.group, &member_id).await {
             Ok(response) => Some((member_id, response.generation, response.assignment)),
-            Err(error) if error.reason() == Some("UNKNOWN_MEMBER") => {
+            Err(error) if error.reason() == Some(ErrorReason::UnknownMember) => {
                 // Expired, or the coordinator moved: join again as a new member.
                 match client.join_group(join.clone()).await {
                     Ok(joined) => Some((joined.member_id, joined.generation, joined.assignment)),

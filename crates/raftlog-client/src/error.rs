@@ -1,20 +1,24 @@
-//! Client errors, carrying the server's stable reason code.
+//! Client errors, carrying the server's reason (`ErrorReason`, defined in the proto).
 
 use std::collections::HashMap;
 use std::time::Duration;
 
+use raftlog_proto::v1::ErrorReason;
+use raftlog_proto::RetryClass;
 use tonic_types::StatusExt;
 
 /// A failed client call.
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
     /// The server answered with an error status.
-    #[error("{message} ({reason})")]
+    #[error("{message} ({})", reason.as_deref().unwrap_or("UNKNOWN"))]
     Server {
         /// gRPC status code.
         code: tonic::Code,
-        /// Stable reason from ErrorInfo, e.g. `NOT_LEADER`; `UNKNOWN` if the server sent none.
-        reason: String,
+        /// ErrorInfo's reason as sent: the name of an [`ErrorReason`], e.g. `NOT_LEADER` (or of
+        /// one newer than this client). `None` if the status carried no ErrorInfo: then it came
+        /// from the connection, not from a node.
+        reason: Option<String>,
         /// The server's message.
         message: String,
         /// ErrorInfo metadata, e.g. `leader_address`.
@@ -56,8 +60,8 @@ impl ClientError {
     pub fn from_status(status: &tonic::Status) -> ClientError {
         let details = status.get_error_details();
         let (reason, metadata) = match details.error_info() {
-            Some(info) => (info.reason.clone(), info.metadata.clone()),
-            None => ("UNKNOWN".to_owned(), HashMap::new()),
+            Some(info) => (Some(info.reason.clone()), info.metadata.clone()),
+            None => (None, HashMap::new()),
         };
         let retry_after = details.retry_info().and_then(|r| r.retry_delay);
         ClientError::Server {
@@ -69,13 +73,40 @@ impl ClientError {
         }
     }
 
-    /// The stable reason code, if the server sent one.
-    pub fn reason(&self) -> Option<&str> {
+    /// The server's reason, if it sent one this client knows.
+    pub fn reason(&self) -> Option<ErrorReason> {
+        self.reason_name().and_then(ErrorReason::from_str_name)
+    }
+
+    /// The server's reason as sent (also one newer than this client), if it sent one.
+    pub fn reason_name(&self) -> Option<&str> {
         match self {
-            ClientError::Server { reason, .. } => Some(reason),
-            ClientError::RetriesExhausted { last, .. } => last.reason(),
+            ClientError::Server { reason, .. } => reason.as_deref(),
+            ClientError::RetriesExhausted { last, .. } => last.reason_name(),
             _ => None,
         }
+    }
+
+    /// Whether the request was certainly not written: the server refused it up front (its
+    /// reason's class is [`RetryClass::Retryable`](crate::RetryClass::Retryable)), or no node was
+    /// reached. Such a request may be sent again even when it is not idempotent.
+    pub fn refused_before_write(&self) -> bool {
+        matches!(self, ClientError::Unreachable { .. })
+            || self.reason().is_some_and(ErrorReason::is_retryable)
+    }
+
+    /// Whether the request may or may not have been written: the server gave up waiting for
+    /// its commit ([`RetryClass::OutcomeUnknown`](crate::RetryClass::OutcomeUnknown)), the call got no
+    /// answer in time, or the status says nothing more precise. Only an idempotent request
+    /// may be sent again.
+    pub fn outcome_unknown(&self) -> bool {
+        self.reason()
+            .is_some_and(|r| r.retry_class() == RetryClass::OutcomeUnknown)
+            || self.timed_out()
+            || matches!(
+                self.code(),
+                Some(tonic::Code::Unknown | tonic::Code::Unavailable)
+            )
     }
 
     /// The gRPC code, if this came from a status.

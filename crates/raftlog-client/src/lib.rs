@@ -25,3 +25,5 @@ pub use producer::Partitioner;
 pub use producer::Producer;
 pub use producer::ProducerConfig;
 pub use raftlog_proto::v1;
+pub use raftlog_proto::v1::ErrorReason;
+pub use raftlog_proto::RetryClass;

@@ -17,6 +17,7 @@ use anyhow::Context;
 use raftlog_client::v1;
 use raftlog_client::Client;
 use raftlog_client::ClientError;
+use raftlog_client::ErrorReason;
 use serde_json::json;
 use tokio::task::JoinHandle;
 
@@ -263,7 +264,7 @@ impl Reader {
     ) -> anyhow::Result<()> {
         self.stats.error();
         let since = *failing_since.get_or_insert_with(Instant::now);
-        let retryable = error.is_retryable() || error.reason() == Some("NOT_A_REPLICA");
+        let retryable = error.is_retryable() || error.reason() == Some(ErrorReason::NotAReplica);
         if !retryable || since.elapsed() > FAILING_MAX {
             return Err(error.into());
         }

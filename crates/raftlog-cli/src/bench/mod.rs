@@ -26,6 +26,7 @@ use std::time::Instant;
 
 use raftlog_client::v1;
 use raftlog_client::Client;
+use raftlog_client::ErrorReason;
 use tokio::sync::watch;
 
 /// Benchmarks.
@@ -149,14 +150,14 @@ async fn run_for(duration: Duration, stop: &Stop) {
 async fn ensure_topic(client: &Client, topic: &TopicArgs) -> anyhow::Result<v1::TopicDescription> {
     match client.describe_topic(&topic.topic).await {
         Ok(_) => {}
-        Err(error) if error.reason() == Some("TOPIC_NOT_FOUND") => {
+        Err(error) if error.reason() == Some(ErrorReason::TopicNotFound) => {
             match client
                 .create_topic(&topic.topic, topic.partitions, topic.replicas)
                 .await
             {
                 Ok(_) => {}
                 // Another benchmark process created it meanwhile: fine, use it.
-                Err(error) if error.reason() == Some("TOPIC_EXISTS") => {}
+                Err(error) if error.reason() == Some(ErrorReason::TopicExists) => {}
                 Err(error) => return Err(error.into()),
             }
         }
@@ -169,7 +170,7 @@ async fn ensure_topic(client: &Client, topic: &TopicArgs) -> anyhow::Result<v1::
 async fn existing_topic(client: &Client, topic: &str) -> anyhow::Result<v1::TopicDescription> {
     match client.describe_topic(topic).await {
         Ok(_) => wait_for_leaders(client, topic).await,
-        Err(error) if error.reason() == Some("TOPIC_NOT_FOUND") => anyhow::bail!(
+        Err(error) if error.reason() == Some(ErrorReason::TopicNotFound) => anyhow::bail!(
             "topic {topic} does not exist: write to it first (raftlog bench produce --topic {topic}) or pass --prefill N"
         ),
         Err(error) => Err(error.into()),

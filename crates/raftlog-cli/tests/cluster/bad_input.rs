@@ -13,7 +13,11 @@ fn expect_error<T: std::fmt::Debug>(
 ) -> ClientError {
     let error = result.expect_err("bad input was accepted");
     assert_eq!(error.code(), Some(code), "{error}");
-    assert_eq!(error.reason(), Some(reason), "{error}");
+    // The reason as it travels, spelled out: clients in other languages match these strings.
+    assert_eq!(error.reason_name(), Some(reason), "{error}");
+    let known = error.reason().expect("a reason of the proto");
+    assert_eq!(known.as_str_name(), reason);
+    assert!(!known.is_retryable(), "{error}");
     error
 }
 

@@ -17,6 +17,7 @@ use raftlog_client::v1;
 use raftlog_client::Client;
 use raftlog_client::ClientError;
 use raftlog_client::ClientOptions;
+use raftlog_client::ErrorReason;
 use raftlog_client::Producer;
 use raftlog_client::ProducerConfig;
 
@@ -109,7 +110,11 @@ async fn idempotent_retries_after_a_leader_kill_write_every_record_once() {
         .send_produce(gap)
         .await
         .expect_err("a sequence gap was accepted");
-    assert_eq!(error.reason(), Some("OUT_OF_ORDER_SEQUENCE"), "{error}");
+    assert_eq!(
+        error.reason(),
+        Some(ErrorReason::OutOfOrderSequence),
+        "{error}"
+    );
 
     let leader = cluster.wait_for_leaders(&client, "idem").await.partitions[0]
         .leader_id

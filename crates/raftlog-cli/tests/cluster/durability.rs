@@ -195,7 +195,7 @@ async fn minority_down_keeps_serving_and_majority_down_fails_fast_without_partia
         );
         eprintln!(
             "attempt {attempt}: failed in {elapsed:?} with {}",
-            error.reason().unwrap_or("?")
+            error.reason_name().unwrap_or("?")
         );
     }
 

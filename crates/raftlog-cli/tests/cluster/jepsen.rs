@@ -12,6 +12,7 @@ use std::time::Instant;
 use raftlog_client::record;
 use raftlog_client::Client;
 use raftlog_client::ClientOptions;
+use raftlog_client::ErrorReason;
 use raftlog_jepsen::cluster::Cluster;
 use raftlog_jepsen::nemesis::PartitionShape;
 use raftlog_jepsen::network::Network;
@@ -157,7 +158,7 @@ async fn an_isolated_leader_answers_offset_not_available_for_what_the_new_leader
         .produce("isolated", 0, vec![record(None, b"refused".to_vec())])
         .await
         .expect_err("the isolated leader cannot commit");
-    assert_eq!(error.reason(), Some("NO_QUORUM"), "{error}");
+    assert_eq!(error.reason(), Some(ErrorReason::NoQuorum), "{error}");
 
     network.heal().expect("heal");
     let deadline = Instant::now() + Duration::from_secs(30);

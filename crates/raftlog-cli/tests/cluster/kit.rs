@@ -13,6 +13,7 @@ use std::time::Instant;
 use raftlog_client::v1;
 use raftlog_client::Client;
 use raftlog_client::ClientOptions;
+use raftlog_client::ErrorReason;
 use tempfile::TempDir;
 
 /// Path of the `raftlog` binary built for these tests.
@@ -446,7 +447,8 @@ impl TestCluster {
                 Ok(response) => response,
                 Err(error)
                     if Instant::now() < deadline
-                        && (error.is_retryable() || error.reason() == Some("NOT_A_REPLICA")) =>
+                        && (error.is_retryable()
+                            || error.reason() == Some(ErrorReason::NotAReplica)) =>
                 {
                     tokio::time::sleep(Duration::from_millis(200)).await;
                     continue;
@@ -505,7 +507,7 @@ pub async fn assert_not_available_for(
     let until = Instant::now() + period;
     while Instant::now() < until {
         match client.fetch_from(address, topic, 0, offset, 0, 0).await {
-            Err(error) if error.reason() == Some("OFFSET_NOT_AVAILABLE") => {}
+            Err(error) if error.reason() == Some(ErrorReason::OffsetNotAvailable) => {}
             other => panic!("offset {offset} of {topic} from {address}: {other:?}"),
         }
         tokio::time::sleep(Duration::from_millis(20)).await;

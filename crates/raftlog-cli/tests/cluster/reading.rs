@@ -12,6 +12,7 @@ use std::time::Instant;
 use raftlog_client::record;
 use raftlog_client::Client;
 use raftlog_client::ClientOptions;
+use raftlog_client::ErrorReason;
 use raftlog_client::Producer;
 use raftlog_client::ProducerConfig;
 use tokio_stream::StreamExt;
@@ -118,12 +119,12 @@ async fn long_poll_subscribe_delete_and_health() {
         .describe_topic("stream")
         .await
         .expect_err("deleted topic still described");
-    assert_eq!(error.reason(), Some("TOPIC_NOT_FOUND"));
+    assert_eq!(error.reason(), Some(ErrorReason::TopicNotFound));
     let error = client
         .delete_topic("stream")
         .await
         .expect_err("deleted twice");
-    assert_eq!(error.reason(), Some("TOPIC_NOT_FOUND"));
+    assert_eq!(error.reason(), Some(ErrorReason::TopicNotFound));
     client
         .create_topic("stream", 1, 1)
         .await
@@ -296,7 +297,11 @@ async fn a_replica_behind_the_leader_answers_offset_not_available_and_catches_up
         .fetch_from(&behind_address, "behind", 0, 19, 0, 300)
         .await
         .expect_err("offset 19 is above the stale replica's high watermark");
-    assert_eq!(error.reason(), Some("OFFSET_NOT_AVAILABLE"), "{error}");
+    assert_eq!(
+        error.reason(),
+        Some(ErrorReason::OffsetNotAvailable),
+        "{error}"
+    );
     assert!(error.is_retryable(), "{error}");
     let mut stream = client
         .subscribe(&behind_address, "behind", 0, 19)
@@ -339,7 +344,7 @@ async fn a_replica_behind_the_leader_answers_offset_not_available_and_catches_up
             .fetch_from(&cluster.addr(leader), "behind", 0, 25, 0, 0)
             .await
         {
-            Err(error) if error.reason() == Some("OFFSET_OUT_OF_RANGE") => {
+            Err(error) if error.reason() == Some(ErrorReason::OffsetOutOfRange) => {
                 assert!(!error.is_retryable(), "{error}");
                 break;
             }
@@ -420,10 +425,10 @@ async fn a_replaced_leader_that_has_not_noticed_answers_offset_not_available() {
                     && matches!(
                         error.reason(),
                         None | Some(
-                            "NOT_A_REPLICA"
-                                | "NOT_READY"
-                                | "PARTITION_NOT_FOUND"
-                                | "TOPIC_NOT_FOUND"
+                            ErrorReason::NotAReplica
+                                | ErrorReason::NotReady
+                                | ErrorReason::PartitionNotFound
+                                | ErrorReason::TopicNotFound
                         )
                     ) =>
             {
@@ -434,7 +439,11 @@ async fn a_replaced_leader_that_has_not_noticed_answers_offset_not_available() {
             }
         }
     };
-    assert_eq!(error.reason(), Some("OFFSET_NOT_AVAILABLE"), "{error}");
+    assert_eq!(
+        error.reason(),
+        Some(ErrorReason::OffsetNotAvailable),
+        "{error}"
+    );
     // Also once it has applied what it had committed (its term's entries) again.
     assert_not_available_for(&direct, &old_address, "deposed", 15, Duration::from_secs(2)).await;
     let state = direct
