@@ -1,0 +1,309 @@
+//! The partition state machine: assigns offsets to appended batches in apply order, enforces
+//! idempotent producers' sequences, and keeps the offset index, the producer states, the
+//! applied log id and the membership in the group's sled tree.
+//!
+//! Keys, all in the group's own tree (big-endian so that byte order is numeric order):
+//! - `applied_state`: last applied log id, membership and next offset, as one JSON value, so that
+//!   they always change together;
+//! - `snapshot`: the current snapshot (its meta and data);
+//! - `o` + base offset (u64 BE) → log index (u64 BE) + record count (u32 BE) + batch position
+//!   in the entry (u32 BE): where the records starting at that offset are. Only accepted
+//!   batches get an index entry, so the index, not the log, says which records have offsets;
+//! - `q` + producer id (u64 BE) → the producer's sequence state (JSON).
+//!
+//! The rooms:
+//! - this file: the state machine and `apply`;
+//! - `persist.rs`: how applied changes reach sled — held back and written in atomic batches of
+//!   several applies, with the durability that allows;
+//! - `producers.rs`: idempotent producers' sequence checks and their expiry;
+//! - `offset_index.rs`: the offset index's encoding and [`PartitionView`], through which readers
+//!   use it while openraft owns the state machine;
+//! - `snapshot.rs`: building, storing and installing snapshots;
+//! - `openraft_adapter.rs`: `RaftStateMachine` for openraft.
+
+mod offset_index;
+mod openraft_adapter;
+mod persist;
+mod producers;
+mod snapshot;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use openraft::EntryPayload;
+use openraft::StoredMembership;
+use raftlog_types::type_config::Entry;
+use raftlog_types::type_config::LogId;
+use raftlog_types::BatchResult;
+use raftlog_types::Command;
+use raftlog_types::CommandResponse;
+use raftlog_types::GroupId;
+use raftlog_types::NodeId;
+use raftlog_types::NodeInfo;
+use serde::Deserialize;
+use serde::Serialize;
+
+use self::offset_index::offset_key;
+use self::offset_index::offset_value;
+pub use self::offset_index::BatchLocation;
+pub use self::offset_index::PartitionView;
+use self::offset_index::RecentIndex;
+use self::persist::PendingWrites;
+use self::producers::check_sequence;
+use self::producers::expire_producers;
+use self::producers::producer_key;
+pub use self::producers::ProducerState;
+pub use self::producers::PRODUCERS_PER_PARTITION_MAX;
+pub use self::producers::PRODUCER_RETENTION_MS;
+pub use self::snapshot::PartitionSnapshotBuilder;
+use crate::durability::Durability;
+use crate::error::Result;
+use crate::error::StorageError;
+use crate::state_store::StateStore;
+
+const APPLIED_STATE_KEY: &[u8] = b"applied_state";
+const SNAPSHOT_KEY: &[u8] = b"snapshot";
+const OFFSET_INDEX_PREFIX: u8 = b'o';
+const PRODUCER_PREFIX: u8 = b'q';
+
+/// State that changes with every applied entry.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AppliedState {
+    /// The last entry applied.
+    pub last_applied: Option<LogId>,
+    /// The last membership applied.
+    pub membership: StoredMembership<NodeId, NodeInfo>,
+    /// Offset the next appended record receives: the partition's high watermark.
+    pub next_offset: u64,
+}
+
+/// The state machine of one partition group.
+pub struct PartitionStateMachine {
+    group: GroupId,
+    store: StateStore,
+    tree: sled::Tree,
+    state: AppliedState,
+    producers: BTreeMap<u64, ProducerState>,
+    /// Published after every apply, for readers waiting on new records.
+    high_watermark: tokio::sync::watch::Sender<u64>,
+    /// How far the group's log is durable here: nothing is applied before it is.
+    durability: Durability,
+    /// Applied changes not yet written to sled.
+    pending: PendingWrites,
+    /// The offset-index entries among them, for readers.
+    recent_index: RecentIndex,
+}
+
+impl Drop for PartitionStateMachine {
+    fn drop(&mut self) {
+        if let Err(error) = self.persist() {
+            // Nothing is lost: the entries are re-applied from the log at the next start.
+            tracing::warn!(group = self.group.0, %error, "could not write the applied state on close");
+        }
+    }
+}
+
+impl PartitionStateMachine {
+    /// Opens the state of `group` in the node's state store.
+    pub fn open(
+        group: GroupId,
+        store: &StateStore,
+        durability: Durability,
+    ) -> Result<PartitionStateMachine> {
+        let tree = store.group_tree(group)?;
+        let decode_error = |key: &str, reason: String| StorageError::StateDecode {
+            group,
+            key: key.into(),
+            reason,
+        };
+        let state = match tree.get(APPLIED_STATE_KEY).map_err(|e| store.error(e))? {
+            Some(bytes) => serde_json::from_slice(&bytes)
+                .map_err(|e| decode_error("applied_state", e.to_string()))?,
+            None => AppliedState::default(),
+        };
+        let mut producers = BTreeMap::new();
+        for item in tree.scan_prefix([PRODUCER_PREFIX]) {
+            let (key, value) = item.map_err(|e| store.error(e))?;
+            let id = <[u8; 8]>::try_from(&key[1..])
+                .map(u64::from_be_bytes)
+                .map_err(|_| decode_error("producer", "bad key".into()))?;
+            let producer: ProducerState = serde_json::from_slice(&value)
+                .map_err(|e| decode_error("producer", e.to_string()))?;
+            producers.insert(id, producer);
+        }
+        let (high_watermark, _) = tokio::sync::watch::channel(state.next_offset);
+        Ok(PartitionStateMachine {
+            group,
+            store: store.clone(),
+            tree,
+            state,
+            producers,
+            high_watermark,
+            durability,
+            pending: PendingWrites::default(),
+            recent_index: RecentIndex::default(),
+        })
+    }
+
+    /// A view for readers.
+    pub fn view(&self) -> PartitionView {
+        PartitionView {
+            group: self.group,
+            store: self.store.clone(),
+            tree: self.tree.clone(),
+            high_watermark: self.high_watermark.subscribe(),
+            recent_index: Arc::clone(&self.recent_index),
+        }
+    }
+
+    /// The applied state as of the last `apply`.
+    pub fn applied(&self) -> &AppliedState {
+        &self.state
+    }
+
+    /// The state of a producer, if remembered.
+    pub fn producer(&self, producer_id: u64) -> Option<&ProducerState> {
+        self.producers.get(&producer_id)
+    }
+
+    fn decode_error(&self, key: &str, reason: String) -> StorageError {
+        StorageError::StateDecode {
+            group: self.group,
+            key: key.into(),
+            reason,
+        }
+    }
+
+    fn encode_state(&self, state: &AppliedState) -> Result<Vec<u8>> {
+        serde_json::to_vec(state).map_err(|e| self.decode_error("applied_state", e.to_string()))
+    }
+
+    /// Gives the next `record_count` offsets to the batch at `position` of entry `log_index`,
+    /// indexing them in `index`; returns the first offset and the count.
+    fn assign_offsets(
+        &self,
+        index: &mut Vec<(u64, [u8; 16])>,
+        next: &mut AppliedState,
+        log_index: u64,
+        position: u32,
+        record_count: usize,
+    ) -> Result<(u64, u32)> {
+        let record_count = u32::try_from(record_count).map_err(|_| {
+            self.decode_error(
+                "offset index",
+                format!("entry {log_index} holds too many records"),
+            )
+        })?;
+        let base_offset = next.next_offset;
+        if record_count > 0 {
+            index.push((base_offset, offset_value(log_index, record_count, position)));
+        }
+        next.next_offset += u64::from(record_count);
+        Ok((base_offset, record_count))
+    }
+
+    /// Applies entries in order; returns one response per entry.
+    pub fn apply_entries(
+        &mut self,
+        entries: impl IntoIterator<Item = Entry>,
+    ) -> Result<Vec<CommandResponse>> {
+        let mut next = self.state.clone();
+        let mut producers = self.producers.clone();
+        let mut touched_producers: Vec<u64> = Vec::new();
+        let mut forgotten_producers: Vec<u64> = Vec::new();
+        let mut index: Vec<(u64, [u8; 16])> = Vec::new();
+        let mut responses = Vec::new();
+        for entry in entries {
+            next.last_applied = Some(entry.log_id);
+            let response = match entry.payload {
+                EntryPayload::Blank => CommandResponse::None,
+                EntryPayload::Membership(membership) => {
+                    next.membership = StoredMembership::new(Some(entry.log_id), membership);
+                    CommandResponse::None
+                }
+                EntryPayload::Normal(Command::Controller(_)) => CommandResponse::Rejected {
+                    reason: "NOT_A_CONTROLLER".into(),
+                    message: format!("group {} is a partition, not the controller", self.group),
+                },
+                EntryPayload::Normal(Command::AppendBatch(records)) => {
+                    let (base_offset, record_count) = self.assign_offsets(
+                        &mut index,
+                        &mut next,
+                        entry.log_id.index,
+                        0,
+                        records.len(),
+                    )?;
+                    CommandResponse::Appended {
+                        base_offset,
+                        record_count,
+                    }
+                }
+                EntryPayload::Normal(Command::AppendBatches(batches)) => {
+                    let mut results = Vec::with_capacity(batches.len());
+                    for (position, producer_batch) in batches.iter().enumerate() {
+                        if let Some(result) =
+                            check_sequence(&mut producers, producer_batch, next.next_offset)
+                        {
+                            results.push(result);
+                            continue;
+                        }
+                        if let Some(producer) = producer_batch.producer {
+                            touched_producers.push(producer.producer_id);
+                            let now_ms = producer_batch
+                                .records
+                                .iter()
+                                .map(|r| r.timestamp_ms)
+                                .max()
+                                .unwrap_or(0);
+                            forgotten_producers.extend(expire_producers(&mut producers, now_ms));
+                        }
+                        let (base_offset, record_count) = self.assign_offsets(
+                            &mut index,
+                            &mut next,
+                            entry.log_id.index,
+                            position as u32,
+                            producer_batch.records.len(),
+                        )?;
+                        results.push(BatchResult::Appended {
+                            base_offset,
+                            record_count,
+                        });
+                    }
+                    CommandResponse::Batches(results)
+                }
+            };
+            responses.push(response);
+        }
+        let mut producer_values = Vec::with_capacity(touched_producers.len());
+        for id in &touched_producers {
+            if let Some(state) = producers.get(id) {
+                let value = serde_json::to_vec(state)
+                    .map_err(|e| self.decode_error("producer", e.to_string()))?;
+                producer_values.push((*id, value));
+            }
+        }
+        let applied_state = self.encode_state(&next)?;
+
+        for id in &forgotten_producers {
+            self.pending.remove(&producer_key(*id));
+        }
+        for (id, value) in producer_values {
+            self.pending.insert(&producer_key(id), value);
+        }
+        for (base_offset, value) in &index {
+            self.pending.insert(&offset_key(*base_offset), *value);
+        }
+        self.pending.insert(APPLIED_STATE_KEY, applied_state);
+        self.pending.count_apply();
+        if !index.is_empty() {
+            self.recent_index.write().extend(index);
+        }
+        self.high_watermark.send_replace(next.next_offset);
+        self.state = next;
+        self.producers = producers;
+        if self.pending.is_due() {
+            self.persist()?;
+        }
+        Ok(responses)
+    }
+}

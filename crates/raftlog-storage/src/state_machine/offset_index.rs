@@ -1,0 +1,166 @@
+//! The offset index, which says where each accepted batch of records lives in the log, and
+//! [`PartitionView`], through which readers use it, with the high watermark, while the state
+//! machine itself is owned by openraft.
+//!
+//! An entry is `o` + base offset → log index, record count and the batch's position in its
+//! entry (16 bytes, big-endian). Entries applied since the last write to sled are also in
+//! memory (`RecentIndex`), so readers find every applied batch; an entry leaves memory only once
+//! it is in sled. Nothing here writes.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use raftlog_types::GroupId;
+
+use super::OFFSET_INDEX_PREFIX;
+use crate::error::Result;
+use crate::error::StorageError;
+use crate::state_store::StateStore;
+
+/// Offset-index entries applied but not yet in sled: base offset → index value.
+pub(super) type RecentIndex = Arc<parking_lot::RwLock<BTreeMap<u64, [u8; 16]>>>;
+
+/// Where a batch of records lives in the log.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BatchLocation {
+    /// Offset of the batch's first record.
+    pub base_offset: u64,
+    /// Number of records in the batch.
+    pub record_count: u32,
+    /// Index of the log entry holding the batch.
+    pub log_index: u64,
+    /// Position of the batch among the entry's batches (0 for single-batch entries).
+    pub batch_position: u32,
+}
+
+/// A read-only view of a partition's applied state, usable while the state machine itself is
+/// owned by openraft: the offset index and a high watermark that readers can wait on.
+#[derive(Clone)]
+pub struct PartitionView {
+    pub(super) group: GroupId,
+    pub(super) store: StateStore,
+    pub(super) tree: sled::Tree,
+    pub(super) high_watermark: tokio::sync::watch::Receiver<u64>,
+    pub(super) recent_index: RecentIndex,
+}
+
+pub(super) fn offset_key(offset: u64) -> [u8; 9] {
+    let mut key = [0u8; 9];
+    key[0] = OFFSET_INDEX_PREFIX;
+    key[1..].copy_from_slice(&offset.to_be_bytes());
+    key
+}
+
+pub(super) fn offset_value(log_index: u64, record_count: u32, batch_position: u32) -> [u8; 16] {
+    let mut value = [0u8; 16];
+    value[..8].copy_from_slice(&log_index.to_be_bytes());
+    value[8..12].copy_from_slice(&record_count.to_be_bytes());
+    value[12..].copy_from_slice(&batch_position.to_be_bytes());
+    value
+}
+
+impl PartitionView {
+    /// Offset the next record will receive: every offset below it is committed and applied.
+    pub fn high_watermark(&self) -> u64 {
+        *self.high_watermark.borrow()
+    }
+
+    /// A receiver that changes whenever the high watermark moves.
+    pub fn watch_high_watermark(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.high_watermark.clone()
+    }
+
+    /// First offset still indexed (0 until retention deletes records).
+    pub fn log_start_offset(&self) -> Result<u64> {
+        // Read before either index: with neither holding an entry, every offset below it was
+        // deleted or there was none. Read after them, it could count a record applied in
+        // between as deleted, and an empty partition would refuse offset 0 as out of range
+        // ("valid offsets are 1 ..= 1") while its first record is applied.
+        let high_watermark = self.high_watermark();
+        // Read before sled: an entry leaves the recent index only once it is in sled.
+        let first_recent = self.recent_index.read().keys().next().copied();
+        let first = self
+            .tree
+            .scan_prefix([OFFSET_INDEX_PREFIX])
+            .keys()
+            .next()
+            .transpose()
+            .map_err(|e| self.store.error(e))?;
+        Ok(match (first, first_recent) {
+            (Some(key), _) => <[u8; 8]>::try_from(&key[1..])
+                .map(u64::from_be_bytes)
+                .unwrap_or(0),
+            (None, Some(first_recent)) => first_recent,
+            (None, None) => high_watermark,
+        })
+    }
+
+    /// The batch containing `offset`, if it is below the high watermark and still indexed.
+    pub fn locate(&self, offset: u64) -> Result<Option<BatchLocation>> {
+        if offset >= self.high_watermark() {
+            return Ok(None);
+        }
+        // The recent index holds every entry applied since the last write to sled, so an offset
+        // at or above its first entry is found there; one below it, in sled.
+        let recent = self
+            .recent_index
+            .read()
+            .range(..=offset)
+            .next_back()
+            .map(|(base, value)| (*base, *value));
+        if let Some((base, value)) = recent {
+            return self.decode_location(offset, base, &value);
+        }
+        let found = self
+            .tree
+            .range(offset_key(0)..=offset_key(offset))
+            .next_back()
+            .transpose()
+            .map_err(|e| self.store.error(e))?;
+        let Some((key, value)) = found else {
+            return Ok(None);
+        };
+        let base = <[u8; 8]>::try_from(&key[1..])
+            .map(u64::from_be_bytes)
+            .map_err(|_| self.bad_index_entry())?;
+        self.decode_location(offset, base, &value)
+    }
+
+    fn bad_index_entry(&self) -> StorageError {
+        StorageError::StateDecode {
+            group: self.group,
+            key: "offset index".into(),
+            reason: "wrong key or value length".into(),
+        }
+    }
+
+    /// The batch at `base` (index entry `value`), if it holds `offset`.
+    fn decode_location(
+        &self,
+        offset: u64,
+        base: u64,
+        value: &[u8],
+    ) -> Result<Option<BatchLocation>> {
+        let bad = || self.bad_index_entry();
+        let index = value
+            .get(..8)
+            .and_then(|b| <[u8; 8]>::try_from(b).ok())
+            .ok_or_else(bad)?;
+        let count = value
+            .get(8..12)
+            .and_then(|b| <[u8; 4]>::try_from(b).ok())
+            .ok_or_else(bad)?;
+        // Entries indexed before batches had positions hold one batch.
+        let position = value
+            .get(12..16)
+            .and_then(|b| <[u8; 4]>::try_from(b).ok())
+            .map_or(0, u32::from_be_bytes);
+        let location = BatchLocation {
+            base_offset: base,
+            log_index: u64::from_be_bytes(index),
+            record_count: u32::from_be_bytes(count),
+            batch_position: position,
+        };
+        Ok((offset < location.base_offset + u64::from(location.record_count)).then_some(location))
+    }
+}
