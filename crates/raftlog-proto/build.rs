@@ -1,4 +1,8 @@
 //! Generates the gRPC code from `proto/` with the vendored protoc, so no system protoc is needed.
+//!
+//! Each package is compiled on its own, so that the descriptor set served by server reflection
+//! on the client port holds the public `raftlog.v1` package only: the internal transport is
+//! served on the peer port, and reflection must not list what the client port does not serve.
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let protoc = protoc_bin_vendored::protoc_bin_path()?;
@@ -12,11 +16,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let out_dir = std::path::PathBuf::from(std::env::var("OUT_DIR")?);
     tonic_prost_build::configure()
         .bytes(".")
-        .file_descriptor_set_path(out_dir.join("raftlog_descriptor.bin"))
-        .compile_protos(
-            &[public.clone(), internal.clone()],
-            std::slice::from_ref(&root),
-        )?;
+        .file_descriptor_set_path(out_dir.join("raftlog_v1_descriptor.bin"))
+        .compile_protos(std::slice::from_ref(&public), std::slice::from_ref(&root))?;
+    tonic_prost_build::configure()
+        .bytes(".")
+        .compile_protos(std::slice::from_ref(&internal), std::slice::from_ref(&root))?;
     println!("cargo:rerun-if-changed={}", public.display());
     println!("cargo:rerun-if-changed={}", internal.display());
     Ok(())

@@ -20,5 +20,7 @@ pub mod pb_impl;
 
 pub use pb_impl::RetryClass;
 
-/// Encoded `FileDescriptorSet` of both packages, for gRPC server reflection.
-pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("raftlog_descriptor");
+/// Encoded `FileDescriptorSet` of the public `raftlog.v1` package only (what the client port
+/// serves), for gRPC server reflection.
+pub const V1_FILE_DESCRIPTOR_SET: &[u8] =
+    tonic::include_file_descriptor_set!("raftlog_v1_descriptor");

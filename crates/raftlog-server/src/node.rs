@@ -437,10 +437,22 @@ pub async fn run(
     health_reporter
         .set_serving::<GroupsServer<GroupsService>>()
         .await;
-    let reflection = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(raftlog_proto::FILE_DESCRIPTOR_SET)
-        .build_v1()
-        .map_err(|e| NodeError::Controller(format!("reflection service: {e}")))?;
+    // Reflection lists exactly what the client port serves: the public raftlog.v1 services,
+    // health, and reflection itself, in v1 and in v1alpha (what Python's grpcio-reflection,
+    // older grpcurl and Postman speak). The internal transport is served on the peer port only.
+    let reflection = || {
+        tonic_reflection::server::Builder::configure()
+            .include_reflection_service(false)
+            .register_encoded_file_descriptor_set(raftlog_proto::V1_FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_reflection::pb::v1::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(
+                tonic_reflection::pb::v1alpha::FILE_DESCRIPTOR_SET,
+            )
+    };
+    let reflection_error = |e| NodeError::Controller(format!("reflection service: {e}"));
+    let reflection_v1 = reflection().build_v1().map_err(reflection_error)?;
+    let reflection_v1alpha = reflection().build_v1alpha().map_err(reflection_error)?;
     let client_listener = listen(client_socket, &entry.client_addr, "client_addr")?;
     let client_server = {
         let cancel = cancel.clone();
@@ -449,7 +461,8 @@ pub async fn run(
                 .tcp_nodelay(true)
                 .max_frame_size(HTTP2_FRAME_BYTES_MAX)
                 .add_service(health_service)
-                .add_service(reflection)
+                .add_service(reflection_v1)
+                .add_service(reflection_v1alpha)
                 .add_service(
                     AdminServer::new(AdminService::new(Arc::clone(&context)))
                         .max_decoding_message_size(GRPC_MESSAGE_BYTES_MAX),

@@ -12,3 +12,4 @@ mod jepsen;
 mod kit;
 mod many_partitions;
 mod reading;
+mod reflection;
