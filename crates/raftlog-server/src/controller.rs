@@ -289,12 +289,10 @@ impl RaftStateMachine<TypeConfig> for ControllerStateMachine {
                     CommandResponse::None
                 }
                 EntryPayload::Normal(Command::Controller(command)) => next.state.apply(command),
-                EntryPayload::Normal(Command::AppendBatch(_) | Command::AppendBatches(_)) => {
-                    CommandResponse::Rejected {
-                        reason: ErrorReason::Internal.as_str_name().into(),
-                        message: "the controller group holds no records".into(),
-                    }
-                }
+                EntryPayload::Normal(Command::AppendBatches(_)) => CommandResponse::Rejected {
+                    reason: ErrorReason::Internal.as_str_name().into(),
+                    message: "the controller group holds no records".into(),
+                },
             });
         }
         self.store(&next)?;

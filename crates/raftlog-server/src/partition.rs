@@ -178,7 +178,6 @@ impl Partition {
                 })?);
             }
             let batch: &[Record] = match entry.as_ref().map(|e| &e.payload) {
-                Some(EntryPayload::Normal(Command::AppendBatch(batch))) => &batch.records,
                 Some(EntryPayload::Normal(Command::AppendBatches(batches))) => batches
                     .get(location.batch_position as usize)
                     .map_or(&[], |b| &b.records[..]),

@@ -34,8 +34,8 @@ use raftlog_types::type_config::Entry;
 use raftlog_types::type_config::LogId;
 use raftlog_types::Command;
 use raftlog_types::GroupId;
+use raftlog_types::ProducerBatch;
 use raftlog_types::Record;
-use raftlog_types::RecordBatch;
 
 const RECORD_BYTES: usize = 1024;
 const BATCH_SIZES: [usize; 4] = [1, 16, 256, 4096];
@@ -118,9 +118,10 @@ fn batch_entry(index: u64, batch: usize) -> Entry {
     };
     Entry {
         log_id: LogId::new(CommittedLeaderId::new(1, 1), index),
-        payload: EntryPayload::Normal(Command::AppendBatch(RecordBatch {
+        payload: EntryPayload::Normal(Command::AppendBatches(vec![ProducerBatch {
+            producer: None,
             records: vec![record; batch],
-        })),
+        }])),
     }
 }
 

@@ -6,14 +6,11 @@ use serde::Deserialize;
 use serde::Serialize;
 
 use crate::ids::NodeId;
-use crate::record::RecordBatch;
 
 /// A command in a group's Raft log. Variants are only ever added at the end: their position is
 /// their encoding in existing log files.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Command {
-    /// Append a batch of records to a partition; it receives the next offsets in apply order.
-    AppendBatch(RecordBatch),
     /// Change cluster metadata; only the controller group (group 0) carries these.
     Controller(ControllerCommand),
     /// Append several producers' batches; each is accepted or refused on its own (producer
@@ -118,13 +115,6 @@ impl Command {
                     })
                     .sum::<usize>()
             }
-            Command::AppendBatch(batch) => {
-                16 + batch
-                    .records
-                    .iter()
-                    .map(|r| r.encoded_bytes_estimate() as usize)
-                    .sum::<usize>()
-            }
         }
     }
 }
@@ -132,7 +122,6 @@ impl Command {
 impl fmt::Display for Command {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Command::AppendBatch(batch) => write!(f, "AppendBatch({} records)", batch.len()),
             Command::Controller(command) => write!(f, "Controller({command:?})"),
             Command::AppendBatches(batches) => {
                 write!(f, "AppendBatches({} batches)", batches.len())
@@ -147,13 +136,6 @@ pub enum CommandResponse {
     /// The entry carried no command (blank or membership entry).
     #[default]
     None,
-    /// A batch was appended: its records hold offsets `base_offset .. base_offset + record_count`.
-    Appended {
-        /// Offset of the batch's first record.
-        base_offset: u64,
-        /// Number of records, and so of offsets, in the batch.
-        record_count: u32,
-    },
     /// A topic was created; its partitions got groups `first_group_id ..`.
     TopicCreated {
         /// Group id of partition 0; partition `i` has `first_group_id + i`.

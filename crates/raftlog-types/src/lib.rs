@@ -24,5 +24,4 @@ pub use ids::Offset;
 pub use node::NodeInfo;
 pub use record::Header;
 pub use record::Record;
-pub use record::RecordBatch;
 pub use type_config::TypeConfig;

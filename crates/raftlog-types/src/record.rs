@@ -1,4 +1,4 @@
-//! Records and batches: what producers send and consumers read.
+//! Records: what producers send and consumers read.
 
 use bytes::Bytes;
 use serde::Deserialize;
@@ -50,24 +50,5 @@ impl Record {
         self.payload_bytes()
             + RECORD_OVERHEAD_BYTES
             + HEADER_OVERHEAD_BYTES * self.headers.len() as u64
-    }
-}
-
-/// Records appended together: one batch becomes one Raft entry and receives consecutive offsets.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct RecordBatch {
-    /// The records, in the order they receive offsets.
-    pub records: Vec<Record>,
-}
-
-impl RecordBatch {
-    /// Number of records, i.e. how many offsets the batch consumes.
-    pub fn len(&self) -> usize {
-        self.records.len()
-    }
-
-    /// True when the batch holds no record.
-    pub fn is_empty(&self) -> bool {
-        self.records.is_empty()
     }
 }

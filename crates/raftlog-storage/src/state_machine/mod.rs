@@ -225,19 +225,6 @@ impl PartitionStateMachine {
                     reason: "NOT_A_CONTROLLER".into(),
                     message: format!("group {} is a partition, not the controller", self.group),
                 },
-                EntryPayload::Normal(Command::AppendBatch(records)) => {
-                    let (base_offset, record_count) = self.assign_offsets(
-                        &mut index,
-                        &mut next,
-                        entry.log_id.index,
-                        0,
-                        records.len(),
-                    )?;
-                    CommandResponse::Appended {
-                        base_offset,
-                        record_count,
-                    }
-                }
                 EntryPayload::Normal(Command::AppendBatches(batches)) => {
                     let mut results = Vec::with_capacity(batches.len());
                     for (position, producer_batch) in batches.iter().enumerate() {

@@ -59,6 +59,18 @@ pub(super) fn offset_value(log_index: u64, record_count: u32, batch_position: u3
     value
 }
 
+/// What `offset_value` encoded: log index, record count and batch position; `None` for a value
+/// of any other length.
+fn decode_offset_value(value: &[u8]) -> Option<(u64, u32, u32)> {
+    if value.len() != 16 {
+        return None;
+    }
+    let log_index = u64::from_be_bytes(value[..8].try_into().ok()?);
+    let record_count = u32::from_be_bytes(value[8..12].try_into().ok()?);
+    let batch_position = u32::from_be_bytes(value[12..].try_into().ok()?);
+    Some((log_index, record_count, batch_position))
+}
+
 impl PartitionView {
     /// Offset the next record will receive: every offset below it is committed and applied.
     pub fn high_watermark(&self) -> u64 {
@@ -141,26 +153,30 @@ impl PartitionView {
         base: u64,
         value: &[u8],
     ) -> Result<Option<BatchLocation>> {
-        let bad = || self.bad_index_entry();
-        let index = value
-            .get(..8)
-            .and_then(|b| <[u8; 8]>::try_from(b).ok())
-            .ok_or_else(bad)?;
-        let count = value
-            .get(8..12)
-            .and_then(|b| <[u8; 4]>::try_from(b).ok())
-            .ok_or_else(bad)?;
-        // Entries indexed before batches had positions hold one batch.
-        let position = value
-            .get(12..16)
-            .and_then(|b| <[u8; 4]>::try_from(b).ok())
-            .map_or(0, u32::from_be_bytes);
+        let (log_index, record_count, batch_position) =
+            decode_offset_value(value).ok_or_else(|| self.bad_index_entry())?;
         let location = BatchLocation {
             base_offset: base,
-            log_index: u64::from_be_bytes(index),
-            record_count: u32::from_be_bytes(count),
-            batch_position: position,
+            log_index,
+            record_count,
+            batch_position,
         };
         Ok((offset < location.base_offset + u64::from(location.record_count)).then_some(location))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn index_values_decode_to_what_was_encoded_and_no_other_length_does() {
+        let value = offset_value(7, 3, 2);
+        assert_eq!(decode_offset_value(&value), Some((7, 3, 2)));
+        assert_eq!(decode_offset_value(&value[..12]), None);
+        assert_eq!(
+            decode_offset_value(&[value.as_slice(), &[0]].concat()),
+            None
+        );
     }
 }

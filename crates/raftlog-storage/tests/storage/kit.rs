@@ -15,8 +15,8 @@ use raftlog_types::type_config::Entry;
 use raftlog_types::type_config::LogId;
 use raftlog_types::Command;
 use raftlog_types::GroupId;
+use raftlog_types::ProducerBatch;
 use raftlog_types::Record;
-use raftlog_types::RecordBatch;
 
 /// The group every single-log test uses.
 pub const GROUP: GroupId = GroupId(7);
@@ -52,19 +52,21 @@ pub fn entry(term: u64, index: u64) -> Entry {
     };
     Entry {
         log_id: log_id(term, index),
-        payload: EntryPayload::Normal(Command::AppendBatch(RecordBatch {
+        payload: EntryPayload::Normal(Command::AppendBatches(vec![ProducerBatch {
+            producer: None,
             records: vec![record],
-        })),
+        }])),
     }
 }
 
 /// Whether `entry` is exactly what `entry(_, index)` wrote.
 pub fn entry_is_intact(entry: &Entry, index: u64) -> bool {
     match &entry.payload {
-        EntryPayload::Normal(Command::AppendBatch(batch)) => {
+        EntryPayload::Normal(Command::AppendBatches(batches)) => {
             entry.log_id.index == index
-                && batch.records.len() == 1
-                && batch.records[0].value == payload_for(index)
+                && batches.len() == 1
+                && batches[0].records.len() == 1
+                && batches[0].records[0].value == payload_for(index)
         }
         _ => false,
     }
