@@ -2,8 +2,9 @@
 //! consumers under the nemesis, final reads from every node, and the full anomaly checker.
 //! Longer randomized runs: `raftlog-jepsen test --time-limit 300`.
 //!
-//! Partition runs need root and iptables, clock runs need libfaketime (`.ci/run` installs
-//! both); without them these tests fail and say so rather than pass without testing.
+//! Partition runs need root and iptables (module `needs_root`), clock runs need libfaketime
+//! (`scripts/test.sh` installs both); without them these tests fail and say so rather than
+//! pass without testing.
 
 use std::time::Duration;
 
@@ -67,115 +68,8 @@ async fn paused_nodes_no_anomalies() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn isolated_node_no_anomalies() {
-    run_clean(vec![Fault::Partition(PartitionShape::IsolateOne)], 4).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn isolated_leader_no_anomalies() {
-    run_clean(vec![Fault::Partition(PartitionShape::IsolateLeader)], 5).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn minority_majority_split_no_anomalies() {
-    run_clean(vec![Fault::Partition(PartitionShape::Halves)], 6).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn majorities_ring_no_anomalies() {
-    run_clean(vec![Fault::Partition(PartitionShape::Ring)], 7).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn clock_skew_no_anomalies() {
     run_clean(vec![Fault::Clock], 8).await;
-}
-
-/// A leader cut off from the others keeps calling itself leader of its term (openraft 0.9 has
-/// no step-down on lost quorum) while the others elect a new one and commit more. Its own high
-/// watermark is then behind: it must answer an offset the new leader wrote with the retryable
-/// OFFSET_NOT_AVAILABLE (its quorum lease has run out), not OFFSET_OUT_OF_RANGE, and serve it
-/// once the partition heals.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_isolated_leader_answers_offset_not_available_for_what_the_new_leader_wrote() {
-    Network::check_available().expect("partitions need root and iptables");
-    let dir = tempfile::TempDir::new().expect("temp dir");
-    let cluster =
-        Cluster::start(std::path::Path::new(RAFTLOG), dir.path(), 3, None).expect("start");
-    let mut network = Network::new(
-        format!("raftlog-test-isolated-leader-{}", std::process::id()),
-        cluster.ips(),
-    );
-    let client_at = |ids: &[u64]| {
-        let addresses: Vec<String> = ids
-            .iter()
-            .map(|id| cluster.nodes[*id as usize - 1].client_addr.clone())
-            .collect();
-        connect_retrying(addresses)
-    };
-
-    let client = client_at(&[1, 2, 3]).await;
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while let Err(error) = client.create_topic("isolated", 1, 3).await {
-        assert!(Instant::now() < deadline, "create: {error}");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    produce_numbers(&client, "isolated", 0..10).await;
-    // Asked after the writes: the preferred replica may take over right after the creation.
-    let old_leader = leader_among(&client, "isolated", &[1, 2, 3]).await;
-
-    let others: Vec<u64> = (1..=3).filter(|id| *id != old_leader).collect();
-    for other in &others {
-        network.cut(old_leader, *other).expect("cut");
-    }
-    let survivors = client_at(&others).await;
-    leader_among(&survivors, "isolated", &others).await;
-    produce_numbers(&survivors, "isolated", 10..20).await;
-
-    let old_address = cluster.nodes[old_leader as usize - 1].client_addr.clone();
-    // For a while: its metrics are reported only when its Raft core does something, and the
-    // lease must not depend on when that was.
-    assert_not_available_for(
-        &survivors,
-        &old_address,
-        "isolated",
-        15,
-        Duration::from_secs(3),
-    )
-    .await;
-    // A write it is asked for is refused up front, with nothing written, rather than left to
-    // time out with an unknown outcome.
-    let only_old = Client::connect_with(
-        std::slice::from_ref(&old_address),
-        ClientOptions {
-            request_timeout: Duration::from_secs(10),
-            retry_deadline: Duration::from_millis(1),
-        },
-    )
-    .await
-    .expect("connect to the isolated leader");
-    let error = only_old
-        .produce("isolated", 0, vec![record(None, b"refused".to_vec())])
-        .await
-        .expect_err("the isolated leader cannot commit");
-    assert_eq!(error.reason(), Some(ErrorReason::NoQuorum), "{error}");
-
-    network.heal().expect("heal");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let response = loop {
-        match survivors
-            .fetch_from(&old_address, "isolated", 0, 15, 0, 5_000)
-            .await
-        {
-            Ok(response) => break response,
-            Err(error) if error.is_retryable() && Instant::now() < deadline => {
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-            Err(error) => panic!("offset 15 from the old leader after healing: {error}"),
-        }
-    };
-    assert_eq!(response.records[0].offset, 15, "{response:?}");
-    assert_eq!(response.records[0].value.as_ref(), b"15");
 }
 
 async fn connect_retrying(addresses: Vec<String>) -> Client {
@@ -206,5 +100,118 @@ async fn leader_among(client: &Client, topic: &str, ids: &[u64]) -> u64 {
             "no leader of {topic} among {ids:?}"
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// The runs that cut links with iptables: they need root, so they form nextest's `needs-root`
+/// group, which a plain `cargo nextest run` leaves out and `scripts/test.sh` (and CI) runs.
+mod needs_root {
+    use super::*;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn isolated_node_no_anomalies() {
+        run_clean(vec![Fault::Partition(PartitionShape::IsolateOne)], 4).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn isolated_leader_no_anomalies() {
+        run_clean(vec![Fault::Partition(PartitionShape::IsolateLeader)], 5).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn minority_majority_split_no_anomalies() {
+        run_clean(vec![Fault::Partition(PartitionShape::Halves)], 6).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn majorities_ring_no_anomalies() {
+        run_clean(vec![Fault::Partition(PartitionShape::Ring)], 7).await;
+    }
+
+    /// A leader cut off from the others keeps calling itself leader of its term (openraft 0.9 has
+    /// no step-down on lost quorum) while the others elect a new one and commit more. Its own high
+    /// watermark is then behind: it must answer an offset the new leader wrote with the retryable
+    /// OFFSET_NOT_AVAILABLE (its quorum lease has run out), not OFFSET_OUT_OF_RANGE, and serve it
+    /// once the partition heals.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_isolated_leader_answers_offset_not_available_for_what_the_new_leader_wrote() {
+        Network::check_available().expect("partitions need root and iptables");
+        let dir = tempfile::TempDir::new().expect("temp dir");
+        let cluster =
+            Cluster::start(std::path::Path::new(RAFTLOG), dir.path(), 3, None).expect("start");
+        let mut network = Network::new(
+            format!("raftlog-test-isolated-leader-{}", std::process::id()),
+            cluster.ips(),
+        );
+        let client_at = |ids: &[u64]| {
+            let addresses: Vec<String> = ids
+                .iter()
+                .map(|id| cluster.nodes[*id as usize - 1].client_addr.clone())
+                .collect();
+            connect_retrying(addresses)
+        };
+
+        let client = client_at(&[1, 2, 3]).await;
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while let Err(error) = client.create_topic("isolated", 1, 3).await {
+            assert!(Instant::now() < deadline, "create: {error}");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        produce_numbers(&client, "isolated", 0..10).await;
+        // Asked after the writes: the preferred replica may take over right after the creation.
+        let old_leader = leader_among(&client, "isolated", &[1, 2, 3]).await;
+
+        let others: Vec<u64> = (1..=3).filter(|id| *id != old_leader).collect();
+        for other in &others {
+            network.cut(old_leader, *other).expect("cut");
+        }
+        let survivors = client_at(&others).await;
+        leader_among(&survivors, "isolated", &others).await;
+        produce_numbers(&survivors, "isolated", 10..20).await;
+
+        let old_address = cluster.nodes[old_leader as usize - 1].client_addr.clone();
+        // For a while: its metrics are reported only when its Raft core does something, and the
+        // lease must not depend on when that was.
+        assert_not_available_for(
+            &survivors,
+            &old_address,
+            "isolated",
+            15,
+            Duration::from_secs(3),
+        )
+        .await;
+        // A write it is asked for is refused up front, with nothing written, rather than left to
+        // time out with an unknown outcome.
+        let only_old = Client::connect_with(
+            std::slice::from_ref(&old_address),
+            ClientOptions {
+                request_timeout: Duration::from_secs(10),
+                retry_deadline: Duration::from_millis(1),
+            },
+        )
+        .await
+        .expect("connect to the isolated leader");
+        let error = only_old
+            .produce("isolated", 0, vec![record(None, b"refused".to_vec())])
+            .await
+            .expect_err("the isolated leader cannot commit");
+        assert_eq!(error.reason(), Some(ErrorReason::NoQuorum), "{error}");
+
+        network.heal().expect("heal");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let response = loop {
+            match survivors
+                .fetch_from(&old_address, "isolated", 0, 15, 0, 5_000)
+                .await
+            {
+                Ok(response) => break response,
+                Err(error) if error.is_retryable() && Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                Err(error) => panic!("offset 15 from the old leader after healing: {error}"),
+            }
+        };
+        assert_eq!(response.records[0].offset, 15, "{response:?}");
+        assert_eq!(response.records[0].value.as_ref(), b"15");
     }
 }

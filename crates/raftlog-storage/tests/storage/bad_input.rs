@@ -89,66 +89,6 @@ fn is_root() -> bool {
     unsafe { libc::geteuid() == 0 }
 }
 
-#[test]
-fn full_disk_fails_appends_with_the_path_and_keeps_durable_entries() -> anyhow::Result<()> {
-    if !is_root() {
-        eprintln!("SKIPPED: mounting a tiny tmpfs needs root");
-        return Ok(());
-    }
-    let dir = TempDir::new()?;
-    let mount_point = dir.path().join("tiny");
-    std::fs::create_dir(&mount_point)?;
-    let status = Command::new("mount")
-        .args(["-t", "tmpfs", "-o", "size=8m", "tmpfs"])
-        .arg(&mount_point)
-        .status()?;
-    anyhow::ensure!(
-        status.success(),
-        "running as root but could not mount a tmpfs"
-    );
-    let _mount = Mount(mount_point.clone());
-
-    let data = mount_point.join("data");
-    // Preallocation is off so the disk fills during appends, not at segment creation.
-    let config = LogConfig {
-        segment_bytes: 256 * 1024,
-        preallocate: false,
-        ..LogConfig::default()
-    };
-    let (storage, log, _) = open_log(&data, config.clone())?;
-    let mut durable_last = None;
-    let mut failure = None;
-    for first in (0..1_000_000u64).step_by(20) {
-        match append_durably(&log, (first..first + 20).map(|i| entry(1, i)).collect()) {
-            Ok(()) => durable_last = Some(first + 19),
-            Err(err) => {
-                failure = Some(format!("{err:#}"));
-                break;
-            }
-        }
-    }
-    let message = failure.expect("8 MiB tmpfs never filled up");
-    eprintln!("append on the full disk failed as expected: {message}");
-    assert!(
-        message.contains("No space left on device")
-            && message.contains(&data.display().to_string()),
-        "{message}"
-    );
-    drop((storage, log));
-
-    let durable_last = durable_last.expect("nothing fit on the disk");
-    // The operator makes room (here: grows the tmpfs) and restarts the node.
-    let status = Command::new("mount")
-        .args(["-o", "remount,size=64m"])
-        .arg(&mount_point)
-        .status()?;
-    anyhow::ensure!(status.success(), "could not grow the tmpfs");
-    let (_storage, log, _) = open_log(&data, config)?;
-    assert!(log.last_log_id().map(|id| id.index) >= Some(durable_last));
-    assert_log_holds(&log, 0, durable_last)?;
-    Ok(())
-}
-
 const UNREADABLE_CHILD_ENV: &str = "RAFTLOG_UNREADABLE_CHILD_DIR";
 
 #[test]
@@ -237,4 +177,70 @@ fn walk(root: &Path) -> anyhow::Result<Vec<std::path::PathBuf>> {
         i += 1;
     }
     Ok(found)
+}
+
+/// Tests that mount a file system: they need root, so they form nextest's `needs-root` group,
+/// which a plain `cargo nextest run` leaves out and `scripts/test.sh` (and CI) runs.
+mod needs_root {
+    use super::*;
+
+    #[test]
+    fn full_disk_fails_appends_with_the_path_and_keeps_durable_entries() -> anyhow::Result<()> {
+        anyhow::ensure!(
+            is_root(),
+            "mounting a tiny tmpfs needs root: run this group as root (scripts/test.sh does)"
+        );
+        let dir = TempDir::new()?;
+        let mount_point = dir.path().join("tiny");
+        std::fs::create_dir(&mount_point)?;
+        let status = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", "size=8m", "tmpfs"])
+            .arg(&mount_point)
+            .status()?;
+        anyhow::ensure!(
+            status.success(),
+            "running as root but could not mount a tmpfs"
+        );
+        let _mount = Mount(mount_point.clone());
+
+        let data = mount_point.join("data");
+        // Preallocation is off so the disk fills during appends, not at segment creation.
+        let config = LogConfig {
+            segment_bytes: 256 * 1024,
+            preallocate: false,
+            ..LogConfig::default()
+        };
+        let (storage, log, _) = open_log(&data, config.clone())?;
+        let mut durable_last = None;
+        let mut failure = None;
+        for first in (0..1_000_000u64).step_by(20) {
+            match append_durably(&log, (first..first + 20).map(|i| entry(1, i)).collect()) {
+                Ok(()) => durable_last = Some(first + 19),
+                Err(err) => {
+                    failure = Some(format!("{err:#}"));
+                    break;
+                }
+            }
+        }
+        let message = failure.expect("8 MiB tmpfs never filled up");
+        eprintln!("append on the full disk failed as expected: {message}");
+        assert!(
+            message.contains("No space left on device")
+                && message.contains(&data.display().to_string()),
+            "{message}"
+        );
+        drop((storage, log));
+
+        let durable_last = durable_last.expect("nothing fit on the disk");
+        // The operator makes room (here: grows the tmpfs) and restarts the node.
+        let status = Command::new("mount")
+            .args(["-o", "remount,size=64m"])
+            .arg(&mount_point)
+            .status()?;
+        anyhow::ensure!(status.success(), "could not grow the tmpfs");
+        let (_storage, log, _) = open_log(&data, config)?;
+        assert!(log.last_log_id().map(|id| id.index) >= Some(durable_last));
+        assert_log_holds(&log, 0, durable_last)?;
+        Ok(())
+    }
 }
