@@ -5,7 +5,7 @@
 mod bench;
 mod cluster;
 mod consume;
-mod group;
+mod consumer_group;
 mod node;
 mod produce;
 mod topic;
@@ -44,9 +44,9 @@ enum Command {
     Produce(produce::ProduceArgs),
     /// Print records of a topic.
     Consume(consume::ConsumeArgs),
-    /// Inspect consumer groups and reset their positions.
-    #[command(subcommand)]
-    Group(group::GroupCommand),
+    /// Inspect consumer groups and reset their positions (alias: `group`).
+    #[command(subcommand, name = "consumer-group", visible_alias = "group")]
+    ConsumerGroup(consumer_group::ConsumerGroupCommand),
     /// Measure throughput and latency.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
@@ -97,7 +97,7 @@ fn main() -> ExitCode {
             Command::Topic(command) => topic::run(command, &bootstrap).await,
             Command::Produce(args) => produce::run(args, &bootstrap).await,
             Command::Consume(args) => consume::run(args, &bootstrap).await,
-            Command::Group(command) => group::run(command, &bootstrap).await,
+            Command::ConsumerGroup(command) => consumer_group::run(command, &bootstrap).await,
             Command::Bench(command) => bench::run(command, &bootstrap).await,
         }
     });

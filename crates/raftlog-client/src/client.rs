@@ -11,14 +11,13 @@ use raftlog_proto::v1::admin_client::AdminClient;
 use raftlog_proto::v1::fetch_client::FetchClient;
 use raftlog_proto::v1::groups_client::GroupsClient;
 use raftlog_proto::v1::produce_client::ProduceClient;
+use raftlog_types::limits::CLIENT_CONNECT_TIMEOUT_MS;
+use raftlog_types::limits::GRPC_MESSAGE_BYTES_MAX;
 use raftlog_types::limits::HTTP2_FRAME_BYTES_MAX;
 use tonic::transport::Channel;
 use tonic::transport::Endpoint;
 
 use crate::error::ClientError;
-
-/// gRPC message size limit, matching the server's.
-const MESSAGE_BYTES_MAX: usize = 80 * 1024 * 1024;
 
 /// Tunables of a client.
 #[derive(Clone, Debug)]
@@ -96,7 +95,7 @@ impl Client {
         }
         let endpoint = Endpoint::from_shared(format!("http://{address}"))
             .map_err(|e| ClientError::InvalidArgument(format!("invalid address {address:?}: {e}")))?
-            .connect_timeout(Duration::from_secs(2))
+            .connect_timeout(Duration::from_millis(CLIENT_CONNECT_TIMEOUT_MS))
             .timeout(self.options.request_timeout)
             .tcp_nodelay(true)
             .max_frame_size(HTTP2_FRAME_BYTES_MAX);
@@ -106,11 +105,13 @@ impl Client {
     }
 
     fn admin_client(&self, address: &str) -> Result<AdminClient<Channel>, ClientError> {
-        Ok(AdminClient::new(self.channel(address)?).max_decoding_message_size(MESSAGE_BYTES_MAX))
+        Ok(AdminClient::new(self.channel(address)?)
+            .max_decoding_message_size(GRPC_MESSAGE_BYTES_MAX))
     }
 
     fn fetch_client(&self, address: &str) -> Result<FetchClient<Channel>, ClientError> {
-        Ok(FetchClient::new(self.channel(address)?).max_decoding_message_size(MESSAGE_BYTES_MAX))
+        Ok(FetchClient::new(self.channel(address)?)
+            .max_decoding_message_size(GRPC_MESSAGE_BYTES_MAX))
     }
 
     /// Runs an admin call against the bootstrap nodes in turn until one answers, retrying
@@ -321,7 +322,7 @@ impl Client {
                 }
             };
             let mut client = ProduceClient::new(self.channel(&address)?)
-                .max_encoding_message_size(MESSAGE_BYTES_MAX);
+                .max_encoding_message_size(GRPC_MESSAGE_BYTES_MAX);
             let error = match client.produce(request.clone()).await {
                 Ok(response) => return Ok(response.into_inner()),
                 Err(status) => transport_aware(&address, &status),

@@ -76,8 +76,8 @@ pub enum DiskRead {
 }
 
 /// Reads up to `len` bytes at `offset` into a new buffer, fewer only at the end of the file.
-/// The buffer is not zeroed first: at the sizes segments are read in, that memset was 3–4 % of
-/// a consumer-bound node's CPU. With `DiskRead::CachedOnly` the read is `RWF_NOWAIT`, and
+/// The buffer is not zeroed first: at the sizes segments are read in, that memset showed up in
+/// the profile of a consumer-bound node (benchmarks/HISTORY.md, 2026-11-29). With `DiskRead::CachedOnly` the read is `RWF_NOWAIT`, and
 /// `Ok(None)` says some of the bytes would have to come from the disk (kernels and file systems
 /// that cannot tell answer the same, so the caller then waits for them on a thread of its own).
 pub fn read_at(

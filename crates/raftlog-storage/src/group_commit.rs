@@ -107,8 +107,8 @@ type SyncOutcome = Option<(io::ErrorKind, String)>;
 /// Takes rounds of requests and syncs each distinct file once per round, in the order in which
 /// the files first appear in the queue. Completions run in queue order, each as soon as its
 /// own file and every earlier request's file are synced: a request for the round's first file
-/// does not wait for the syncs of files queued after it (3 pipelined producers' partitions on
-/// the local cluster: b3 +6 % records/s in five alternating pairs), and a group's later
+/// does not wait for the syncs of files queued after it (measured with scenario b3 in
+/// benchmarks/HISTORY.md), and a group's later
 /// entries, even in a new segment, are still never reported durable before its earlier ones.
 fn run_rounds(
     receiver: mpsc::Receiver<SyncRequest>,

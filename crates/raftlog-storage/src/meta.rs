@@ -7,12 +7,12 @@
 //! a restart reads.
 //!
 //! Why not write a temporary file, fsync it, rename it and fsync the directory: that costs four
-//! syncs' worth of journal work (~0.4 ms here) against ~0.08 ms for an in-place overwrite, and
-//! votes are saved on the Raft cores' threads. When a node dies, each survivor saves hundreds of
-//! votes within a second (candidacy, grant, then the committed vote, for every group that lost
-//! its leader); at ~0.8 ms each under that load they kept both runtime workers blocked and
-//! vote requests waited ~200 ms for a thread, long enough for the other survivor's election
-//! timeout to fire too and split the vote.
+//! syncs' worth of journal work against one for an in-place overwrite, and votes are saved on
+//! the Raft cores' threads. When a node dies, each survivor saves hundreds of votes within a
+//! second (candidacy, grant, then the committed vote, for every group that lost its leader);
+//! with the slower write they kept both runtime workers blocked, and vote requests waited long
+//! enough for the other survivor's election timeout to fire too and split the vote
+//! (benchmarks/HISTORY.md, failover of 1,000 partitions).
 //!
 //! Data directories written before this format have `meta.json`; it is read once, rewritten as
 //! `meta.slots` and removed.

@@ -4,10 +4,9 @@
 //! there while free memory lasts, so a busy node takes fresh memory for every new write. On a
 //! virtual machine whose host takes free memory back (Firecracker and QEMU free page reporting,
 //! ballooning) fresh memory is the expensive kind: each page costs a fault on the host the first
-//! time the guest touches it. Measured on the 2-core benchmark host, writing into fresh pages
-//! costs ~8.7 µs per 4 KiB page against ~1.4 µs for pages freed a moment before, which made
-//! every 1 KiB record ~6 µs of CPU dearer across three replicas: a third of the cluster's CPU
-//! in the pipelined produce benchmark.
+//! time the guest touches it, several times what writing into pages freed a moment before
+//! costs; in the pipelined produce benchmark that was a large share of the cluster's CPU
+//! (benchmarks/HISTORY.md, 2026-11-29).
 //!
 //! So each node counts the segment bytes it brought into the page cache, in the order it did,
 //! and once they exceed its limit advises the kernel to drop the oldest ones

@@ -69,9 +69,8 @@ pub const GRPC_MESSAGE_BYTES_MAX: usize = 80 * 1024 * 1024;
 
 /// Largest HTTP/2 frame a raftlog server or client accepts (SETTINGS_MAX_FRAME_SIZE). h2's
 /// default, 16 KiB, cuts a 256-record produce request into 17 frames and each AppendEntries and
-/// fetch response likewise, and every frame is a pass through h2 and tonic. With 1 MiB frames,
-/// 6 pipelined producers (batch 256) went from 64–80k to 84–88k records/s and one consumer from
-/// 540–568 to 683–727 MB/s on the development VM (3 alternating runs each).
+/// fetch response likewise, and every frame is a pass through h2 and tonic; 1 MiB frames raised
+/// both pipelined produce and consume throughput (benchmarks/HISTORY.md, 2026-11-28).
 pub const HTTP2_FRAME_BYTES_MAX: u32 = 1024 * 1024;
 
 /// AppendEntries messages up to this size travel on the peer's replication stream; larger ones
@@ -116,6 +115,9 @@ pub const REQUEST_TIMEOUT_MS_MIN: u64 = 100;
 
 /// Longest `limits.request_timeout_ms` the configuration accepts.
 pub const REQUEST_TIMEOUT_MS_MAX: u64 = 120_000;
+
+/// How long a client's connection attempt to a node may take before it tries the next one.
+pub const CLIENT_CONNECT_TIMEOUT_MS: u64 = 2_000;
 
 /// How long a connection attempt to a peer may take before the RPC fails as unreachable.
 pub const PEER_CONNECT_TIMEOUT_MS: u64 = 500;

@@ -2,8 +2,8 @@
 //!
 //! A follower decodes every replicated entry out of one request buffer, and a fetch decodes
 //! entries out of one read of a segment. With serde's plain `Bytes` support each key and value
-//! became a fresh allocation and a copy; a profile of the pipelined produce benchmark put those
-//! copies, their allocations and frees at ~5 % of all CPU. Inside [`decode_sharing`], a payload
+//! became a fresh allocation and a copy, which a profile of the pipelined produce benchmark
+//! found among its larger costs. Inside [`decode_sharing`], a payload
 //! that the decoder lends straight out of the buffer (postcard does) becomes a reference-counted
 //! slice of it. The encoding does not change; anywhere else, and for any other deserializer, the
 //! fields decode as before.

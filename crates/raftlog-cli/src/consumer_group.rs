@@ -1,10 +1,10 @@
-//! `raftlog group`: list, describe, reset-offsets.
+//! `raftlog consumer-group` (alias `group`): list, describe, reset-offsets of consumer groups.
 
 use raftlog_client::v1;
 
 /// Consumer group commands.
 #[derive(clap::Subcommand)]
-pub enum GroupCommand {
+pub enum ConsumerGroupCommand {
     /// List groups with members or committed offsets.
     List {
         /// Output format.
@@ -36,10 +36,10 @@ pub enum GroupCommand {
 }
 
 /// Runs a group command.
-pub async fn run(command: GroupCommand, bootstrap: &[String]) -> anyhow::Result<()> {
+pub async fn run(command: ConsumerGroupCommand, bootstrap: &[String]) -> anyhow::Result<()> {
     let client = crate::connect(bootstrap).await?;
     match command {
-        GroupCommand::List { format } => {
+        ConsumerGroupCommand::List { format } => {
             let groups = client.list_groups().await?;
             match format {
                 crate::Format::Json => {
@@ -58,7 +58,7 @@ pub async fn run(command: GroupCommand, bootstrap: &[String]) -> anyhow::Result<
                 }
             }
         }
-        GroupCommand::Describe { group, format } => {
+        ConsumerGroupCommand::Describe { group, format } => {
             let description = client.describe_group(&group).await?;
             match format {
                 crate::Format::Json => {
@@ -122,7 +122,7 @@ pub async fn run(command: GroupCommand, bootstrap: &[String]) -> anyhow::Result<
                 }
             }
         }
-        GroupCommand::ResetOffsets {
+        ConsumerGroupCommand::ResetOffsets {
             group,
             topic,
             partition,
