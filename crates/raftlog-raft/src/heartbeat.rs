@@ -21,12 +21,8 @@ use raftlog_types::GroupId;
 use raftlog_types::NodeId;
 use tokio_util::sync::CancellationToken;
 
-use crate::election::VoterRank;
+use crate::election_clock::VoterRank;
 use crate::registry::RaftHost;
-
-/// Per follower of a group led here: term and send time of its last acknowledged light
-/// heartbeat. Keyed by the group's members, so as bounded as its membership.
-pub(crate) type LightAcks = HashMap<NodeId, (u64, Instant)>;
 
 /// The heartbeat task: ends when `stop` is cancelled or the host is gone.
 pub(crate) async fn run(host: Weak<RaftHost>, stop: CancellationToken) {

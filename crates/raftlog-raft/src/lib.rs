@@ -3,21 +3,24 @@
 //! (`RaftTransport`) and one pooled connection per peer. Requests carry their group id.
 //!
 //! # Layout
-//! - `registry`: [`RaftHost`], one `HostedGroup` per running group in one map, and the
-//!   start, stop and join of the node-wide timers;
-//! - `heartbeat`: light heartbeats of the idle groups led here, and their acknowledgements;
-//! - `election`: the election timer and its ranked timeouts;
+//! - `registry`: [`RaftHost`], one `HostedGroup` per running group in one map, and the stop
+//!   and join of the node-wide timers;
+//! - `election_clock`: each replica's election deadline and its ranked timeouts;
+//! - `timers`: starts the node-wide timers, `heartbeat` (light heartbeats of the idle groups
+//!   led here, and their acknowledgements) and `election` (the election timer);
 //! - `timing`: [`RaftTiming`], the timers' configuration, and openraft's config from it;
 //! - `peer`: the connection pool, the `Replicate` stream per peer, and retry backoff;
 //! - `openraft_network`: openraft's network traits over the pool (the client side);
 //! - `transport`: the `RaftTransport` service (the server side).
 
 mod election;
+mod election_clock;
 pub mod error;
 mod heartbeat;
 pub mod openraft_network;
 pub mod peer;
 mod registry;
+mod timers;
 pub mod timing;
 pub mod transport;
 

@@ -2,10 +2,13 @@
 //! map, so a group's Raft instance, its durability, its election deadline and its followers'
 //! light-heartbeat acknowledgements are added and removed together. The node-wide timers that
 //! read the registry (heartbeats in `heartbeat.rs`, elections in `election.rs`) are started by
-//! [`RaftHost::start_timers`] and cancelled and joined by [`RaftHost::shutdown`].
+//! `RaftHost::start_timers` (`timers.rs`) and cancelled and joined by [`RaftHost::shutdown`].
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::sync::Arc;
+use std::sync::Weak;
+use std::time::Instant;
 
 use openraft::storage::RaftStateMachine;
 use parking_lot::Mutex;
@@ -18,12 +21,9 @@ use raftlog_types::TypeConfig;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::election;
-use crate::election::ElectionClock;
-use crate::election::VoterRank;
+use crate::election_clock::ElectionClock;
+use crate::election_clock::VoterRank;
 use crate::error::RaftHostError;
-use crate::heartbeat;
-use crate::heartbeat::LightAcks;
 use crate::openraft_network::GroupNetworkFactory;
 use crate::peer::PeerPool;
 use crate::timing::RaftTiming;
@@ -40,6 +40,10 @@ pub struct RaftHost {
     /// Cancelled by [`RaftHost::shutdown`]: the timers end at their next tick.
     stop_timers: CancellationToken,
 }
+
+/// Per follower of a group led here: term and send time of its last acknowledged light
+/// heartbeat (`heartbeat.rs`). Keyed by the group's members, so as bounded as its membership.
+pub(crate) type LightAcks = HashMap<NodeId, (u64, Instant)>;
 
 /// One Raft group as this node hosts it.
 pub(crate) struct HostedGroup {
@@ -76,18 +80,16 @@ impl RaftHost {
         &self.peers
     }
 
-    /// Starts the node-wide timers: the light heartbeats of the groups led here
-    /// (`heartbeat.rs`) and the election timer of the others (`election.rs`). They run until
-    /// [`RaftHost::shutdown`], which waits for them.
-    pub fn start_timers(self: &Arc<Self>) {
-        self.timers.spawn(heartbeat::run(
-            Arc::downgrade(self),
-            self.stop_timers.clone(),
-        ));
-        self.timers.spawn(election::run(
-            Arc::downgrade(self),
-            self.stop_timers.clone(),
-        ));
+    /// Spawns one of the node-wide timers (`timers.rs`): it gets the host weakly and the
+    /// token that [`RaftHost::shutdown`] cancels before it waits for it.
+    pub(crate) fn spawn_timer<F>(
+        self: &Arc<Self>,
+        timer: impl FnOnce(Weak<RaftHost>, CancellationToken) -> F,
+    ) where
+        F: Future<Output = ()> + Send + 'static,
+    {
+        self.timers
+            .spawn(timer(Arc::downgrade(self), self.stop_timers.clone()));
     }
 
     /// Starts a group's Raft instance over its log and state machine.

@@ -1,4 +1,5 @@
-//! Request errors of a node, and their one mapping to `tonic::Status`.
+//! Errors of a node: `ServerError` for requests, with their one mapping to `tonic::Status`,
+//! and `NodeError` for a node that cannot start or stops abnormally.
 //!
 //! Every status carries a `google.rpc.ErrorInfo` whose `reason` is the name of a
 //! `v1::ErrorReason` (the registry of reasons, documented in the proto) and whose metadata says
@@ -6,6 +7,7 @@
 //! `google.rpc.RetryInfo`, invalid input carries `BadRequest`. No status is built elsewhere.
 
 use std::collections::HashMap;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use raftlog_proto::v1::ErrorReason;
@@ -14,6 +16,8 @@ use tonic::Code;
 use tonic::Status;
 use tonic_types::ErrorDetails;
 use tonic_types::StatusExt;
+
+pub use crate::node::identity::IdentityError;
 
 /// The `domain` of every ErrorInfo raftlog sends.
 pub const ERROR_DOMAIN: &str = "raftlog.v1";
@@ -124,7 +128,13 @@ pub enum ServerError {
         /// Queue length.
         queued: usize,
     },
-    /// The node is starting or stopping.
+    /// The node stopped while a write it had accepted was in flight; it may still commit.
+    #[error("{what}: the node stopped while the write was in flight; the records may or may not be committed")]
+    Interrupted {
+        /// The partition.
+        what: String,
+    },
+    /// The node is starting or stopping (and refused the request on arrival).
     #[error("node is {state}")]
     NotReady {
         /// "starting" or "shutting down".
@@ -207,6 +217,7 @@ impl ServerError {
             ServerError::OffsetNotAvailable { .. } => ErrorReason::OffsetNotAvailable,
             ServerError::NoQuorum { .. } => ErrorReason::NoQuorum,
             ServerError::Timeout { .. } => ErrorReason::Timeout,
+            ServerError::Interrupted { .. } => ErrorReason::Interrupted,
             ServerError::NotAReplica { .. } => ErrorReason::NotAReplica,
             ServerError::Overloaded { .. } => ErrorReason::Overloaded,
             ServerError::NotReady { .. } => ErrorReason::NotReady,
@@ -256,7 +267,7 @@ impl ServerError {
             // UNAVAILABLE, but its reason's class is OutcomeUnknown, so it carries no RetryInfo
             // and `retryable` false: the records may be committed, and only an idempotent
             // producer may send them again.
-            ServerError::Timeout { .. } => Code::Unavailable,
+            ServerError::Timeout { .. } | ServerError::Interrupted { .. } => Code::Unavailable,
             ServerError::NotAReplica {
                 replica_address, ..
             } => {
@@ -320,6 +331,54 @@ impl From<ServerError> for Status {
     fn from(error: ServerError) -> Self {
         error.to_status()
     }
+}
+
+/// Why a node could not start or stopped abnormally.
+#[derive(Debug, thiserror::Error)]
+pub enum NodeError {
+    /// The node id is not in the roster.
+    #[error("node id {node} is not in the config's [[nodes]] (ids: {ids:?})")]
+    UnknownNode {
+        /// The id given.
+        node: NodeId,
+        /// The ids in the roster.
+        ids: Vec<NodeId>,
+    },
+    /// The data dir cannot be used.
+    #[error("data dir {}: {message}", path.display())]
+    DataDir {
+        /// The data dir.
+        path: PathBuf,
+        /// What is wrong.
+        message: String,
+    },
+    /// The identity check refused the data dir.
+    #[error(transparent)]
+    Identity(#[from] IdentityError),
+    /// Storage could not be opened.
+    #[error("storage: {0}")]
+    Storage(String),
+    /// A listen address could not be bound.
+    #[error("cannot listen on {addr} ({what})")]
+    Bind {
+        /// The address.
+        addr: String,
+        /// Which listener.
+        what: &'static str,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The controller group could not start.
+    #[error("controller group: {0}")]
+    Controller(String),
+    /// A gRPC server failed.
+    #[error("gRPC server ({what}): {source}")]
+    Serve {
+        /// Which server.
+        what: &'static str,
+        /// Why.
+        source: tonic::transport::Error,
+    },
 }
 
 #[cfg(test)]
@@ -401,6 +460,7 @@ mod tests {
             ServerError::NotReady {
                 state: "shutting down",
             },
+            ServerError::Interrupted { what: what() },
             conflict(ErrorReason::OutOfOrderSequence),
             conflict(ErrorReason::UnknownProducer),
             conflict(ErrorReason::UnknownMember),
@@ -436,9 +496,10 @@ mod tests {
             ServerError::Deleted { .. } => 13,
             ServerError::GroupNotFound { .. } => 14,
             ServerError::Internal { .. } => 15,
+            ServerError::Interrupted { .. } => 16,
         }
     }
-    const VARIANTS: usize = 16;
+    const VARIANTS: usize = 17;
 
     #[test]
     fn every_error_names_a_reason_of_the_proto_and_says_whether_to_retry_as_it_classifies() {

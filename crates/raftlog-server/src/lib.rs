@@ -1,24 +1,33 @@
-//! A raftlog node: the controller group (cluster metadata), the partition manager that runs the
-//! partition groups the controller assigns here, the per-partition produce batcher, and the
-//! gRPC services (public `raftlog.v1`, internal Raft transport, health, reflection).
+//! A raftlog node: the controller group (cluster metadata), the partition replicas the
+//! controller assigns here with their produce batchers, the consumer-group coordinator, and
+//! the gRPC services (public `raftlog.v1`, internal Raft transport, health, reflection).
 //!
 //! The binary only parses arguments and calls [`run`], which ends when its shutdown future
-//! completes.
+//! completes and every task the node started has stopped.
+//!
+//! # Layout
+//! From the bottom floor up; each module imports only from the ones before it:
+//! - `config`, `error`: the cluster configuration and the node's errors (public);
+//! - `controller`: the metadata group's state, state machine, placement and proposals;
+//! - `partition`: a partition replica, its batcher and its quorum lease;
+//! - `consumer_group`: the consumer-group coordinator and its sessions;
+//! - `context`: `NodeContext`, what the services and background tasks share;
+//! - `api`: one thin adapter per public gRPC service;
+//! - `node`: [`run`], the start order, the task set and the partition replicas' manager.
+//!
+//! The life of a produce and of a fetch, hop by hop: `docs/ARCHITECTURE.md`.
 
-pub mod batcher;
+mod api;
 pub mod config;
-pub mod controller;
+mod consumer_group;
+mod context;
+mod controller;
 pub mod error;
-pub mod groups;
-pub mod identity;
-pub mod lease;
-pub mod manager;
-pub mod node;
-pub mod partition;
-pub mod service;
+mod node;
+mod partition;
 
 pub use config::ClusterConfig;
 pub use config::ConfigError;
+pub use error::NodeError;
 pub use error::ServerError;
 pub use node::run;
-pub use node::NodeError;

@@ -27,7 +27,7 @@ impl ErrorReason {
             | ErrorReason::Overloaded
             | ErrorReason::NotReady
             | ErrorReason::OffsetNotAvailable => RetryClass::Retryable,
-            ErrorReason::Timeout => RetryClass::OutcomeUnknown,
+            ErrorReason::Timeout | ErrorReason::Interrupted => RetryClass::OutcomeUnknown,
             ErrorReason::Unspecified
             | ErrorReason::Internal
             | ErrorReason::TopicNotFound
@@ -95,6 +95,11 @@ mod tests {
             RetryClass::OutcomeUnknown
         );
         assert!(!ErrorReason::Timeout.is_retryable());
+        assert_eq!(
+            ErrorReason::Interrupted.retry_class(),
+            RetryClass::OutcomeUnknown
+        );
+        assert!(ErrorReason::NotReady.is_retryable());
         assert!(!ErrorReason::Unspecified.is_retryable());
         assert!(!ErrorReason::TopicNotFound.is_retryable());
     }

@@ -88,4 +88,3 @@ impl Iterator for TargetBackoff {
         })
     }
 }
-

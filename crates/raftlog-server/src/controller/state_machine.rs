@@ -1,11 +1,7 @@
-//! The controller: Raft group 0, replicated on the first nodes of the roster, holding the
-//! cluster metadata (topics and the replica assignment of every partition).
-//!
-//! Its state machine keeps the whole metadata as one JSON value in the group's sled tree,
-//! written atomically with the applied log id on every apply (metadata is small), and
-//! publishes each new version on a watch channel that the partition manager follows.
+//! The controller's state machine: it keeps the whole metadata as one JSON value in the group's
+//! sled tree, written atomically with the applied log id on every apply (metadata is small),
+//! and publishes each new version on a watch channel that the partition replicas follow.
 
-use std::collections::BTreeMap;
 use std::io::Cursor;
 use std::sync::Arc;
 
@@ -23,7 +19,6 @@ use raftlog_types::type_config::Entry;
 use raftlog_types::type_config::LogId;
 use raftlog_types::Command;
 use raftlog_types::CommandResponse;
-use raftlog_types::ControllerCommand;
 use raftlog_types::GroupId;
 use raftlog_types::NodeId;
 use raftlog_types::NodeInfo;
@@ -32,125 +27,12 @@ use serde::Deserialize;
 use serde::Serialize;
 use tokio::sync::watch;
 
+use super::state::ControllerState;
+
 type RaftStorageError = openraft::StorageError<u64>;
 
 const STATE_KEY: &[u8] = b"controller_state";
 const SNAPSHOT_KEY: &[u8] = b"snapshot";
-
-/// One partition's placement.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct PartitionMeta {
-    /// The Raft group replicating it.
-    pub group_id: GroupId,
-    /// Nodes holding replicas; the first is the preferred leader.
-    pub replicas: Vec<NodeId>,
-}
-
-/// One topic.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct TopicMeta {
-    /// Topic name.
-    pub name: String,
-    /// Partitions in order.
-    pub partitions: Vec<PartitionMeta>,
-    /// Replicas per partition.
-    pub replicas: u32,
-    /// Creation time, milliseconds since the Unix epoch.
-    pub created_at_ms: i64,
-}
-
-/// The cluster metadata.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ControllerState {
-    /// Topics by name.
-    pub topics: BTreeMap<String, TopicMeta>,
-    /// The next group id to allocate; group ids are never reused.
-    pub next_group_id: u64,
-    /// The last producer id issued; ids are never reused.
-    #[serde(default)]
-    pub last_producer_id: u64,
-    /// Committed positions: group → topic → partition → next offset to read.
-    #[serde(default)]
-    pub group_offsets: BTreeMap<String, BTreeMap<String, BTreeMap<u32, u64>>>,
-}
-
-impl ControllerState {
-    /// The partition of `topic` replicated by `group`, with its index.
-    pub fn partition_of_group(&self, group: GroupId) -> Option<(&TopicMeta, u32)> {
-        self.topics.values().find_map(|topic| {
-            topic
-                .partitions
-                .iter()
-                .position(|p| p.group_id == group)
-                .map(|i| (topic, i as u32))
-        })
-    }
-
-    fn apply(&mut self, command: ControllerCommand) -> CommandResponse {
-        match command {
-            ControllerCommand::CreateTopic {
-                name,
-                assignments,
-                created_at_ms,
-            } => {
-                if self.topics.contains_key(&name) {
-                    return CommandResponse::Rejected {
-                        reason: ErrorReason::TopicExists.as_str_name().into(),
-                        message: format!("topic {name:?} already exists"),
-                    };
-                }
-                let first_group_id = self.next_group_id.max(1);
-                let replicas = assignments.first().map_or(0, |r| r.len() as u32);
-                let partitions = assignments
-                    .into_iter()
-                    .enumerate()
-                    .map(|(i, replicas)| PartitionMeta {
-                        group_id: GroupId(first_group_id + i as u64),
-                        replicas,
-                    })
-                    .collect::<Vec<_>>();
-                self.next_group_id = first_group_id + partitions.len() as u64;
-                self.topics.insert(
-                    name.clone(),
-                    TopicMeta {
-                        name,
-                        partitions,
-                        replicas,
-                        created_at_ms,
-                    },
-                );
-                CommandResponse::TopicCreated { first_group_id }
-            }
-            ControllerCommand::AllocateProducerId => {
-                self.last_producer_id += 1;
-                CommandResponse::ProducerIdAllocated {
-                    producer_id: self.last_producer_id,
-                }
-            }
-            ControllerCommand::CommitOffsets { group, offsets } => {
-                let topics = self.group_offsets.entry(group).or_default();
-                for (topic, partition, offset) in offsets {
-                    topics.entry(topic).or_default().insert(partition, offset);
-                }
-                CommandResponse::OffsetsCommitted
-            }
-            ControllerCommand::DeleteTopic { name } => match self.topics.remove(&name) {
-                Some(_) => {
-                    // A re-created topic starts empty: positions in the old one mean nothing.
-                    for topics in self.group_offsets.values_mut() {
-                        topics.remove(&name);
-                    }
-                    self.group_offsets.retain(|_, topics| !topics.is_empty());
-                    CommandResponse::TopicDeleted
-                }
-                None => CommandResponse::Rejected {
-                    reason: ErrorReason::TopicNotFound.as_str_name().into(),
-                    message: format!("topic {name:?} does not exist"),
-                },
-            },
-        }
-    }
-}
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 struct PersistedState {
@@ -355,68 +237,5 @@ impl RaftStateMachine<TypeConfig> for ControllerStateMachine {
             meta: stored.meta,
             snapshot: Box::new(Cursor::new(stored.data)),
         }))
-    }
-}
-
-/// Spreads `partitions` × `replicas` over `nodes`: partition `p` starts at node `p + offset`
-/// and takes the following nodes in roster order, so replicas and preferred leaders rotate.
-pub fn assign_replicas(
-    nodes: &[NodeId],
-    partitions: u32,
-    replicas: u32,
-    offset: usize,
-) -> Vec<Vec<NodeId>> {
-    (0..partitions as usize)
-        .map(|p| {
-            (0..replicas as usize)
-                .map(|r| nodes[(offset + p + r) % nodes.len()])
-                .collect()
-        })
-        .collect()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn assignment_rotates_leaders_and_never_repeats_a_node() {
-        let assignment = assign_replicas(&[1, 2, 3], 3, 3, 0);
-        assert_eq!(
-            assignment,
-            vec![vec![1, 2, 3], vec![2, 3, 1], vec![3, 1, 2]]
-        );
-        for replicas in assign_replicas(&[1, 2, 3, 4, 5], 10, 3, 7) {
-            let mut unique = replicas.clone();
-            unique.sort_unstable();
-            unique.dedup();
-            assert_eq!(unique.len(), 3);
-        }
-    }
-
-    #[test]
-    fn create_and_delete_allocate_fresh_group_ids() {
-        let mut state = ControllerState::default();
-        let create = |name: &str| ControllerCommand::CreateTopic {
-            name: name.into(),
-            assignments: vec![vec![1], vec![1]],
-            created_at_ms: 0,
-        };
-        assert_eq!(
-            state.apply(create("a")),
-            CommandResponse::TopicCreated { first_group_id: 1 }
-        );
-        assert!(matches!(
-            state.apply(create("a")),
-            CommandResponse::Rejected { .. }
-        ));
-        assert_eq!(
-            state.apply(ControllerCommand::DeleteTopic { name: "a".into() }),
-            CommandResponse::TopicDeleted
-        );
-        assert_eq!(
-            state.apply(create("a")),
-            CommandResponse::TopicCreated { first_group_id: 3 }
-        );
     }
 }

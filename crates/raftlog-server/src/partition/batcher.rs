@@ -25,9 +25,11 @@ use raftlog_types::Record;
 use tokio::sync::mpsc;
 use tokio::sync::oneshot;
 use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use crate::error::ServerError;
-use crate::lease::QuorumLease;
+use crate::partition::lease::QuorumLease;
 
 /// What an acknowledged produce request learns.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -73,6 +75,11 @@ pub struct BatcherContext {
     pub lease: QuorumLease,
     /// Client addresses of the roster, to name the leader in NotLeader errors.
     pub client_addresses: Arc<std::collections::HashMap<NodeId, String>>,
+    /// The node's task set: each entry's wait for its commit runs on it.
+    pub tasks: TaskTracker,
+    /// Cancelled when the node stops: the batcher stops taking requests, and requests waiting
+    /// for their entry are answered that the node is shutting down.
+    pub shutdown: CancellationToken,
 }
 
 impl BatcherContext {
@@ -138,7 +145,7 @@ impl BatcherContext {
     }
 }
 
-/// Runs until the queue's senders are gone.
+/// Runs until the queue's senders are gone or the node stops.
 pub async fn run_batcher(context: BatcherContext, mut queue: mpsc::Receiver<ProduceJob>) {
     let in_flight = Arc::new(Semaphore::new(PRODUCE_IN_FLIGHT_MAX));
     // A job that would have made the previous entry too large starts the next one.
@@ -146,7 +153,10 @@ pub async fn run_batcher(context: BatcherContext, mut queue: mpsc::Receiver<Prod
     loop {
         let first = match carried.take() {
             Some(job) => job,
-            None => match queue.recv().await {
+            None => match tokio::select! {
+                job = queue.recv() => job,
+                () = context.shutdown.cancelled() => None,
+            } {
                 Some(job) => job,
                 None => break,
             },
@@ -195,21 +205,29 @@ pub async fn run_batcher(context: BatcherContext, mut queue: mpsc::Receiver<Prod
             }
         };
         let context = context.clone();
-        tokio::spawn(async move {
+        let tasks = context.tasks.clone();
+        tasks.spawn(async move {
             let _permit = permit;
-            let outcome = match tokio::time::timeout(context.timeout, receiver).await {
-                Err(_elapsed) => Err(ServerError::Timeout {
+            // `None`: the node stops, which answers as a stopping group does (it drops the
+            // receiver), so no request outlives the node. Either way the entry was proposed
+            // and may still commit: the outcome is unknown, not a refusal.
+            let committed = tokio::select! {
+                committed = tokio::time::timeout(context.timeout, receiver) => Some(committed),
+                () = context.shutdown.cancelled() => None,
+            };
+            let outcome = match committed {
+                Some(Err(_elapsed)) => Err(ServerError::Timeout {
                     what: context.what.clone(),
                     timeout_ms: context.timeout.as_millis() as u64,
                 }),
-                Ok(Err(_closed)) => Err(ServerError::NotReady {
-                    state: "shutting down",
+                None | Some(Ok(Err(_))) => Err(ServerError::Interrupted {
+                    what: context.what.clone(),
                 }),
-                Ok(Ok(Err(ClientWriteError::ForwardToLeader(forward)))) => {
+                Some(Ok(Ok(Err(ClientWriteError::ForwardToLeader(forward))))) => {
                     Err(context.not_leader(forward.leader_id))
                 }
-                Ok(Ok(Err(error))) => Err(ServerError::internal(&error)),
-                Ok(Ok(Ok(response))) => match response.data {
+                Some(Ok(Ok(Err(error)))) => Err(ServerError::internal(&error)),
+                Some(Ok(Ok(Ok(response)))) => match response.data {
                     CommandResponse::Batches(results) if results.len() == replies.len() => {
                         Ok((results, response.log_id))
                     }
@@ -257,6 +275,7 @@ fn clone_error(error: &ServerError) -> ServerError {
             timeout_ms: *timeout_ms,
         },
         ServerError::NotReady { state } => ServerError::NotReady { state },
+        ServerError::Interrupted { what } => ServerError::Interrupted { what: what.clone() },
         other => ServerError::Internal {
             message: other.to_string(),
         },

@@ -1,5 +1,14 @@
 //! A partition replica running on this node: its Raft group, log, applied-state view and
 //! produce queue, and the read path that serves committed records from the segment log.
+//!
+//! - `batcher`: merges queued produce requests into Raft entries (batch before Raft);
+//! - `lease`: the quorum lease under which a leader acts as the partition's leader.
+//!
+//! Which replicas run here is decided by `node::partition_replicas`, from the controller's
+//! metadata.
+
+pub(crate) mod batcher;
+pub(crate) mod lease;
 
 use std::sync::Arc;
 
@@ -13,13 +22,12 @@ use raftlog_storage::StorageError;
 use raftlog_types::type_config::Entry;
 use raftlog_types::Command;
 use raftlog_types::GroupId;
-use raftlog_types::NodeId;
 use raftlog_types::Record;
 use tokio::sync::mpsc;
 
-use crate::batcher::ProduceJob;
 use crate::error::ServerError;
-use crate::lease::QuorumLease;
+use crate::partition::batcher::ProduceJob;
+use crate::partition::lease::QuorumLease;
 
 /// A partition replica hosted here.
 pub struct Partition {
@@ -29,8 +37,6 @@ pub struct Partition {
     pub index: u32,
     /// Its Raft group.
     pub group: GroupId,
-    /// Nodes with replicas.
-    pub replicas: Vec<NodeId>,
     /// The Raft instance.
     pub raft: RaftGroup,
     /// The log (read side).

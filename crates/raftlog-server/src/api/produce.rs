@@ -17,11 +17,11 @@ use tonic::Request;
 use tonic::Response;
 use tonic::Status;
 
-use crate::batcher::ProduceJob;
+use crate::api::resolve;
+use crate::context::NodeContext;
+use crate::controller::ControllerOutcome;
 use crate::error::ServerError;
-use crate::node::ControllerOutcome;
-use crate::node::NodeContext;
-use crate::service::resolve;
+use crate::partition::batcher::ProduceJob;
 
 /// The Produce service.
 pub struct ProduceService {
@@ -108,8 +108,10 @@ impl ProduceService {
                 })
             }
         }
-        let outcome = outcome.await.map_err(|_| ServerError::NotReady {
-            state: "shutting down",
+        // The batcher took the job; if it is gone before answering, the job may have been
+        // proposed, so the outcome is unknown.
+        let outcome = outcome.await.map_err(|_| ServerError::Interrupted {
+            what: resolved.what.clone(),
         })??;
         Ok(v1::ProduceResponse {
             duplicate: outcome.duplicate,

@@ -110,7 +110,7 @@ pub struct Join {
 
 /// Every group coordinated by this node.
 #[derive(Default)]
-pub struct GroupCoordinator {
+pub struct ConsumerGroupCoordinator {
     groups: Mutex<HashMap<String, GroupRuntime>>,
 }
 
@@ -240,7 +240,7 @@ fn assign(
     assignment
 }
 
-impl GroupCoordinator {
+impl ConsumerGroupCoordinator {
     /// Adds a member (or refreshes a known one) and returns its view.
     pub fn join(&self, group: &str, join: Join, metadata: &ControllerState) -> MemberView {
         let Join {
@@ -476,7 +476,7 @@ mod tests {
 
     #[test]
     fn partitions_change_hands_only_after_every_member_acknowledged() {
-        let coordinator = GroupCoordinator::default();
+        let coordinator = ConsumerGroupCoordinator::default();
         let mut metadata = ControllerState::default();
         metadata.topics.insert(
             "t".into(),

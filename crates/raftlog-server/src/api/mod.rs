@@ -1,10 +1,10 @@
 //! The public gRPC services. Each handler validates its input, calls into the node, and maps
 //! errors to statuses once, through `ServerError::to_status`.
 
-pub mod admin;
-pub mod fetch;
-pub mod groups;
-pub mod produce;
+pub(crate) mod admin;
+pub(crate) mod consumer_groups;
+pub(crate) mod fetch;
+pub(crate) mod produce;
 
 use std::sync::Arc;
 
@@ -20,10 +20,10 @@ use raftlog_proto::v1;
 use raftlog_types::NodeId;
 use tonic::Request;
 
+use crate::context::NodeContext;
 use crate::controller::PartitionMeta;
 use crate::controller::TopicMeta;
 use crate::error::ServerError;
-use crate::node::NodeContext;
 
 /// A topic partition resolved from the metadata.
 pub struct ResolvedPartition {

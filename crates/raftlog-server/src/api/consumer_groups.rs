@@ -16,12 +16,12 @@ use tonic::Request;
 use tonic::Response;
 use tonic::Status;
 
+use crate::consumer_group::Join;
+use crate::consumer_group::Strategy;
+use crate::consumer_group::TopicPartition;
+use crate::context::NodeContext;
+use crate::controller::ControllerOutcome;
 use crate::error::ServerError;
-use crate::groups::Join;
-use crate::groups::Strategy;
-use crate::groups::TopicPartition;
-use crate::node::ControllerOutcome;
-use crate::node::NodeContext;
 
 /// Session timeouts a member may ask for.
 const SESSION_TIMEOUT_MS_MIN: u32 = 1000;
@@ -151,7 +151,7 @@ impl Groups for GroupsService {
             return Err(ServerError::invalid("topics", "at least one topic is required").into());
         }
         for topic in &request.topics {
-            if !crate::service::wait_for_topic(&self.context, topic).await {
+            if !crate::api::wait_for_topic(&self.context, topic).await {
                 return Err(ServerError::TopicNotFound {
                     topic: topic.clone(),
                 }
@@ -196,7 +196,10 @@ impl Groups for GroupsService {
             session_timeout: Duration::from_millis(u64::from(session_timeout_ms)),
             client_id,
         };
-        let view = self.context.groups.join(&request.group, join, &metadata);
+        let view = self
+            .context
+            .consumer_groups
+            .join(&request.group, join, &metadata);
         Ok(Response::new(v1::JoinGroupResponse {
             member_id: view.member_id,
             generation: view.generation,
@@ -212,10 +215,11 @@ impl Groups for GroupsService {
         self.require_coordinator()?;
         let request = request.into_inner();
         let metadata = self.context.controller_state.borrow().clone();
-        let view = self
-            .context
-            .groups
-            .heartbeat(&request.group, &request.member_id, &metadata)?;
+        let view = self.context.consumer_groups.heartbeat(
+            &request.group,
+            &request.member_id,
+            &metadata,
+        )?;
         Ok(Response::new(v1::HeartbeatResponse {
             generation: view.generation,
             assignment: to_pb(view.assignment),
@@ -230,7 +234,7 @@ impl Groups for GroupsService {
         let request = request.into_inner();
         let metadata = self.context.controller_state.borrow().clone();
         self.context
-            .groups
+            .consumer_groups
             .leave(&request.group, &request.member_id, &metadata);
         Ok(Response::new(v1::LeaveGroupResponse {}))
     }
@@ -243,9 +247,11 @@ impl Groups for GroupsService {
         self.require_coordinator()?;
         let request = request.into_inner();
         check_group_name(&request.group)?;
-        self.context
-            .groups
-            .check_commit(&request.group, &request.member_id, request.generation)?;
+        self.context.consumer_groups.check_commit(
+            &request.group,
+            &request.member_id,
+            request.generation,
+        )?;
         let offsets: Vec<(String, u32, u64)> = request
             .offsets
             .into_iter()
@@ -296,7 +302,7 @@ impl Groups for GroupsService {
                 },
             );
         }
-        for (name, members, generation) in self.context.groups.summaries() {
+        for (name, members, generation) in self.context.consumer_groups.summaries() {
             groups.insert(
                 name.clone(),
                 v1::GroupSummary {
@@ -317,7 +323,7 @@ impl Groups for GroupsService {
     ) -> Result<Response<v1::DescribeGroupResponse>, Status> {
         self.require_coordinator()?;
         let group = request.into_inner().group;
-        let info = self.context.groups.describe(&group);
+        let info = self.context.consumer_groups.describe(&group);
         let committed = self.committed(&group);
         if info.is_none() && committed.is_empty() {
             return Err(ServerError::GroupNotFound { group }.into());
@@ -344,7 +350,7 @@ impl Groups for GroupsService {
             else {
                 continue;
             };
-            let description = crate::service::describe_topic(&self.context, &meta).await;
+            let description = crate::api::describe_topic(&self.context, &meta).await;
             for p in description.partitions {
                 let key = (topic.clone(), p.partition);
                 let committed_offset = committed.get(&key).copied();
@@ -392,7 +398,7 @@ impl Groups for GroupsService {
         self.require_coordinator()?;
         let request = request.into_inner();
         check_group_name(&request.group)?;
-        if self.context.groups.is_active(&request.group) {
+        if self.context.consumer_groups.is_active(&request.group) {
             return Err(ServerError::Precondition {
                 reason: ErrorReason::GroupActive,
                 message: format!(
@@ -429,7 +435,7 @@ impl Groups for GroupsService {
         if to == v1::ResetTo::Unspecified {
             return Err(ServerError::invalid("to", "must be EARLIEST, LATEST or OFFSET").into());
         }
-        let description = crate::service::describe_topic(&self.context, &meta).await;
+        let description = crate::api::describe_topic(&self.context, &meta).await;
         let mut offsets = Vec::new();
         for p in description
             .partitions

@@ -14,19 +14,24 @@ use raftlog_types::limits::FETCH_BYTES_MAX;
 use raftlog_types::limits::FETCH_WAIT_MS_MAX;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
+use tokio_util::sync::CancellationToken;
 use tonic::Request;
 use tonic::Response;
 use tonic::Status;
 
+use crate::api::local_replica;
+use crate::api::resolve;
+use crate::context::NodeContext;
 use crate::error::ServerError;
-use crate::node::NodeContext;
 use crate::partition::Partition;
-use crate::service::local_replica;
-use crate::service::resolve;
 
 /// Messages a subscription may have built ahead of the client: with HTTP/2 flow control this is
 /// all the memory a slow consumer can cost.
 const SUBSCRIBE_BUFFER_MESSAGES: usize = 4;
+
+/// How long a subscription waits for new records before it looks again whether its partition
+/// still exists.
+const SUBSCRIBE_POLL: Duration = Duration::from_secs(1);
 
 /// The Fetch service.
 pub struct FetchService {
@@ -52,9 +57,18 @@ fn to_records(records: Vec<(u64, raftlog_types::Record)>) -> Vec<v1::StoredRecor
 }
 
 /// Waits until the high watermark passes `offset`, or `wait` elapses.
-async fn wait_for_records(partition: &Partition, offset: u64, wait: Duration) {
+/// Waits up to `wait` for records at `offset`, or until the node stops.
+async fn wait_for_records(
+    partition: &Partition,
+    offset: u64,
+    wait: Duration,
+    stop: &CancellationToken,
+) {
     let mut watermark = partition.view.watch_high_watermark();
-    let _ = tokio::time::timeout(wait, watermark.wait_for(|hwm| *hwm > offset)).await;
+    tokio::select! {
+        _ = tokio::time::timeout(wait, watermark.wait_for(|hwm| *hwm > offset)) => {}
+        () = stop.cancelled() => {}
+    }
 }
 
 impl FetchService {
@@ -81,7 +95,13 @@ impl FetchService {
             // A replica that is behind is waited for like a long poll waits for records.
             Err(ServerError::OffsetNotAvailable { .. }) if request.max_wait_ms > 0 => {
                 let remaining = wait_until.saturating_duration_since(Instant::now());
-                wait_for_records(&partition, request.offset, remaining).await;
+                wait_for_records(
+                    &partition,
+                    request.offset,
+                    remaining,
+                    &self.context.shutdown,
+                )
+                .await;
                 partition.check_offset(request.offset)?;
             }
             checked => checked?,
@@ -89,7 +109,13 @@ impl FetchService {
         let mut records = partition.read_records(request.offset, max_bytes).await?;
         let remaining = wait_until.saturating_duration_since(Instant::now());
         if records.is_empty() && !remaining.is_zero() {
-            wait_for_records(&partition, request.offset, remaining).await;
+            wait_for_records(
+                &partition,
+                request.offset,
+                remaining,
+                &self.context.shutdown,
+            )
+            .await;
             records = partition.read_records(request.offset, max_bytes).await?;
         }
         Ok(v1::FetchResponse {
@@ -133,7 +159,7 @@ impl Fetch for FetchService {
         }
         let (sender, receiver) = mpsc::channel(SUBSCRIBE_BUFFER_MESSAGES);
         let context = Arc::clone(&self.context);
-        tokio::spawn(async move {
+        let feed = async move {
             let mut offset = request.offset;
             loop {
                 if context.partition(partition.group).is_none() {
@@ -154,7 +180,7 @@ impl Fetch for FetchService {
                 };
                 let Some((last, _)) = records.last() else {
                     tokio::select! {
-                        _ = wait_for_records(&partition, offset, Duration::from_secs(1)) => continue,
+                        _ = wait_for_records(&partition, offset, SUBSCRIBE_POLL, &context.shutdown) => continue,
                         _ = sender.closed() => return,
                     }
                 };
@@ -166,6 +192,16 @@ impl Fetch for FetchService {
                 if sender.send(Ok(message)).await.is_err() {
                     return;
                 }
+            }
+        };
+        // The subscription is one of the node's tasks: when the node stops it ends, wherever
+        // it waits (for records or for a slow reader), which ends the stream, and the node
+        // waits for it.
+        let stop = self.context.shutdown.clone();
+        self.context.tasks.spawn(async move {
+            tokio::select! {
+                () = feed => {}
+                () = stop.cancelled() => {}
             }
         });
         Ok(Response::new(Box::pin(ReceiverStream::new(receiver))))

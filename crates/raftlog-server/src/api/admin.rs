@@ -18,11 +18,11 @@ use tonic::Request;
 use tonic::Response;
 use tonic::Status;
 
+use crate::context::NodeContext;
 use crate::controller::assign_replicas;
+use crate::controller::ControllerOutcome;
 use crate::error::answered_by_a_node;
 use crate::error::ServerError;
-use crate::node::ControllerOutcome;
-use crate::node::NodeContext;
 
 /// Metadata key marking a call already forwarded to the controller leader.
 const FORWARDED_HEADER: &str = "raftlog-forwarded";
@@ -170,7 +170,7 @@ impl AdminService {
                     message: "created topic is missing from the metadata".into(),
                 })?;
                 Ok(v1::CreateTopicResponse {
-                    topic: Some(crate::service::describe_topic(&self.context, &topic).await),
+                    topic: Some(crate::api::describe_topic(&self.context, &topic).await),
                 })
             }
             ControllerOutcome::Applied(CommandResponse::Rejected { reason, .. })
@@ -253,7 +253,7 @@ impl Admin for AdminService {
     ) -> Result<Response<v1::DeleteTopicResponse>, Status> {
         let forwarded = is_forwarded(&request);
         let name = request.get_ref().name.clone();
-        if !crate::service::wait_for_topic(&self.context, &name).await {
+        if !crate::api::wait_for_topic(&self.context, &name).await {
             return Err(ServerError::TopicNotFound { topic: name }.into());
         }
         AdminService::delete_topic(self, request.into_inner(), forwarded)
@@ -284,7 +284,7 @@ impl Admin for AdminService {
         request: Request<v1::DescribeTopicRequest>,
     ) -> Result<Response<v1::DescribeTopicResponse>, Status> {
         let name = request.into_inner().name;
-        crate::service::wait_for_topic(&self.context, &name).await;
+        crate::api::wait_for_topic(&self.context, &name).await;
         let topic = self
             .context
             .controller_state
@@ -296,7 +296,7 @@ impl Admin for AdminService {
             return Err(ServerError::TopicNotFound { topic: name }.into());
         };
         Ok(Response::new(v1::DescribeTopicResponse {
-            topic: Some(crate::service::describe_topic(&self.context, &topic).await),
+            topic: Some(crate::api::describe_topic(&self.context, &topic).await),
         }))
     }
 

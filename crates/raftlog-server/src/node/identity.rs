@@ -21,6 +21,8 @@ use raftlog_raft::PeerPool;
 use raftlog_types::NodeId;
 use serde::Deserialize;
 use serde::Serialize;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 use tonic::Status;
 
 use crate::config::ClusterConfig;
@@ -318,5 +320,47 @@ impl PeerRegistry {
             node_id: self.node_id,
             known_uuid_of_asker: known_uuid,
         })
+    }
+}
+
+/// How often, and how far apart, a node tells a peer that does not answer its identity.
+const IDENTITY_ANNOUNCE_ATTEMPTS: usize = 60;
+const IDENTITY_ANNOUNCE_RETRY: Duration = Duration::from_secs(1);
+
+/// Tells every peer this node's uuid, so that they can recognise a wiped disk later.
+/// The announcements run on the node's `tasks` and end on `stop`.
+pub(crate) fn announce(
+    config: &ClusterConfig,
+    identity: &NodeIdentity,
+    pool: &PeerPool,
+    tasks: &TaskTracker,
+    stop: &CancellationToken,
+) {
+    for peer in config.nodes.iter().filter(|n| n.id != identity.node_id) {
+        let Ok(mut client) = pool.client(&peer.peer_addr) else {
+            continue;
+        };
+        let request = IdentifyRequest {
+            cluster_id: identity.cluster_id.clone(),
+            node_id: identity.node_id,
+            node_uuid: identity.node_uuid.clone(),
+        };
+        let peer_id = peer.id;
+        let stop = stop.clone();
+        tasks.spawn(async move {
+            for _ in 0..IDENTITY_ANNOUNCE_ATTEMPTS {
+                if client.identify(request.clone()).await.is_ok() {
+                    return;
+                }
+                tokio::select! {
+                    () = stop.cancelled() => return,
+                    () = tokio::time::sleep(IDENTITY_ANNOUNCE_RETRY) => {}
+                }
+            }
+            tracing::debug!(
+                peer = peer_id,
+                "peer never answered the identity announcement"
+            );
+        });
     }
 }

@@ -1,6 +1,6 @@
-//! The partition manager: follows the controller's metadata and keeps the partition replicas
-//! running here in line with it, starting groups assigned to this node and stopping (and
-//! deleting) groups of deleted topics. Also keeps every roster node in the controller group.
+//! The partition replicas of this node: follows the controller's metadata and keeps the
+//! replicas running here in line with it, starting the groups assigned to this node (each with
+//! its produce batcher) and stopping (and deleting) the groups of deleted topics.
 
 use std::collections::BTreeMap;
 use std::collections::HashMap;
@@ -15,14 +15,14 @@ use raftlog_types::NodeId;
 use raftlog_types::NodeInfo;
 use tokio::sync::mpsc;
 use tokio::sync::watch;
-use tokio_util::sync::CancellationToken;
 
-use crate::batcher::run_batcher;
-use crate::batcher::BatcherContext;
+use super::node_info;
+use crate::context::NodeContext;
 use crate::controller::ControllerState;
 use crate::controller::PartitionMeta;
-use crate::lease::QuorumLease;
-use crate::node::NodeContext;
+use crate::partition::batcher::run_batcher;
+use crate::partition::batcher::BatcherContext;
+use crate::partition::lease::QuorumLease;
 use crate::partition::Partition;
 
 /// How often the manager re-checks even without a metadata change (to retry failed starts).
@@ -32,12 +32,12 @@ const RECONCILE_INTERVAL: Duration = Duration::from_secs(3);
 /// (openraft issue #1959).
 const GROUP_START_STAGGER: Duration = Duration::from_millis(7);
 
-/// Runs until `shutdown` is cancelled.
-pub async fn run_partition_manager(
+/// Runs until the node stops.
+pub(super) async fn run(
     context: Arc<NodeContext>,
     mut state: watch::Receiver<Arc<ControllerState>>,
-    shutdown: CancellationToken,
 ) {
+    let shutdown = context.shutdown.clone();
     loop {
         let current = state.borrow_and_update().clone();
         reconcile(&context, &current).await;
@@ -84,17 +84,7 @@ async fn reconcile(context: &Arc<NodeContext>, state: &ControllerState) {
 fn members(context: &NodeContext, replicas: &[NodeId]) -> BTreeMap<NodeId, NodeInfo> {
     replicas
         .iter()
-        .filter_map(|id| {
-            context.config.node(*id).map(|n| {
-                (
-                    *id,
-                    NodeInfo {
-                        peer_addr: n.peer_addr.clone(),
-                        client_addr: n.client_addr.clone(),
-                    },
-                )
-            })
-        })
+        .filter_map(|id| context.config.node(*id).map(|n| (*id, node_info(n))))
         .collect()
 }
 
@@ -137,7 +127,6 @@ async fn start_partition(
         topic: topic.to_owned(),
         index,
         group,
-        replicas: meta.replicas.clone(),
         raft: raft.clone(),
         log,
         view,
@@ -151,8 +140,10 @@ async fn start_partition(
         timeout: context.request_timeout(),
         lease,
         client_addresses: Arc::clone(&context.client_addresses),
+        tasks: context.tasks.clone(),
+        shutdown: context.shutdown.clone(),
     };
-    tokio::spawn(run_batcher(batcher, queue));
+    context.tasks.spawn(run_batcher(batcher, queue));
     context.partitions.write().insert(group, partition);
     tracing::info!(
         group = group.0,
@@ -183,57 +174,4 @@ async fn stop_and_delete(context: &NodeContext, group: GroupId) {
         node = context.node_id,
         "deleted partition replica"
     );
-}
-
-/// On the controller leader, adds roster nodes that are not controller voters as learners, so
-/// that every node follows the metadata.
-pub async fn run_controller_learners(context: Arc<NodeContext>, shutdown: CancellationToken) {
-    loop {
-        let is_leader =
-            context.controller.metrics().borrow().current_leader == Some(context.node_id);
-        if is_leader {
-            let membership = context
-                .controller
-                .metrics()
-                .borrow()
-                .membership_config
-                .clone();
-            for node in &context.config.nodes {
-                if membership.membership().get_node(&node.id).is_none() {
-                    let info = NodeInfo {
-                        peer_addr: node.peer_addr.clone(),
-                        client_addr: node.client_addr.clone(),
-                    };
-                    if let Err(error) = context.controller.add_learner(node.id, info, false).await {
-                        tracing::warn!(group = 0, node = node.id, %error, "could not add controller learner");
-                    }
-                }
-            }
-        }
-        tokio::select! {
-            _ = shutdown.cancelled() => break,
-            _ = tokio::time::sleep(Duration::from_secs(2)) => {}
-        }
-    }
-}
-
-/// Expires consumer group members that stopped heartbeating, while this node leads the
-/// controller; forgets every member when it stops leading (members then re-join the new leader).
-pub async fn run_group_sessions(context: Arc<NodeContext>, shutdown: CancellationToken) {
-    let mut was_leader = false;
-    loop {
-        let is_leader =
-            context.controller.metrics().borrow().current_leader == Some(context.node_id);
-        if is_leader {
-            let metadata = context.controller_state.borrow().clone();
-            context.groups.expire(&metadata);
-        } else if was_leader {
-            context.groups.clear();
-        }
-        was_leader = is_leader;
-        tokio::select! {
-            _ = shutdown.cancelled() => break,
-            _ = tokio::time::sleep(Duration::from_millis(250)) => {}
-        }
-    }
 }

@@ -1,0 +1,81 @@
+//! `NodeContext`: what every service and background task of a node shares. It is the bottom
+//! floor of the node: it reads the controller's metadata, the partition replicas and the
+//! consumer-group coordinator, and nothing here imports the API or the assembly above it.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use parking_lot::RwLock;
+use raftlog_raft::RaftGroup;
+use raftlog_raft::RaftHost;
+use raftlog_storage::NodeStorage;
+use raftlog_types::ControllerCommand;
+use raftlog_types::GroupId;
+use raftlog_types::NodeId;
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::config::ClusterConfig;
+use crate::consumer_group::ConsumerGroupCoordinator;
+use crate::controller;
+use crate::controller::ControllerOutcome;
+use crate::controller::ControllerState;
+use crate::error::ServerError;
+use crate::partition::Partition;
+
+/// The partition replicas running here, by Raft group.
+pub(crate) type PartitionMap = Arc<RwLock<HashMap<GroupId, Arc<Partition>>>>;
+
+/// Everything the services and background tasks of a node share.
+pub(crate) struct NodeContext {
+    /// The cluster configuration.
+    pub config: ClusterConfig,
+    /// This node.
+    pub node_id: NodeId,
+    /// The node's storage.
+    pub storage: NodeStorage,
+    /// The Raft groups running here.
+    pub host: Arc<RaftHost>,
+    /// The controller group.
+    pub controller: RaftGroup,
+    /// The latest metadata applied here.
+    pub controller_state: watch::Receiver<Arc<ControllerState>>,
+    /// Partition replicas running here.
+    pub partitions: PartitionMap,
+    /// Client address of every roster node.
+    pub client_addresses: Arc<HashMap<NodeId, String>>,
+    /// Consumer groups, while this node leads the controller.
+    pub consumer_groups: Arc<ConsumerGroupCoordinator>,
+    /// Every task the node spawns after start-up (batchers, subscriptions, background loops):
+    /// the node waits for all of them before it returns.
+    pub tasks: TaskTracker,
+    /// Cancelled when the node shuts down: every tracked task ends on it.
+    pub shutdown: CancellationToken,
+}
+
+impl NodeContext {
+    /// Proposes a metadata change to the controller group and waits for it to be applied.
+    pub async fn propose_controller(
+        &self,
+        command: ControllerCommand,
+    ) -> Result<ControllerOutcome, ServerError> {
+        controller::propose(&self.controller, command, self.request_timeout()).await
+    }
+
+    /// How long a produce waits for a majority.
+    pub fn request_timeout(&self) -> Duration {
+        Duration::from_millis(self.config.limits.request_timeout_ms)
+    }
+
+    /// The replica of `group` running here.
+    pub fn partition(&self, group: GroupId) -> Option<Arc<Partition>> {
+        self.partitions.read().get(&group).cloned()
+    }
+
+    /// The roster's peer address of `node`.
+    pub fn peer_addr(&self, node: NodeId) -> Option<&str> {
+        self.config.node(node).map(|n| n.peer_addr.as_str())
+    }
+}

@@ -1,0 +1,148 @@
+//! The cluster metadata the controller group replicates: topics, the replica assignment of
+//! every partition, producer ids and consumer groups' committed offsets, and how each
+//! controller command changes it.
+
+use std::collections::BTreeMap;
+
+use raftlog_proto::v1::ErrorReason;
+use raftlog_types::CommandResponse;
+use raftlog_types::ControllerCommand;
+use raftlog_types::GroupId;
+use raftlog_types::NodeId;
+use serde::Deserialize;
+use serde::Serialize;
+
+/// One partition's placement.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PartitionMeta {
+    /// The Raft group replicating it.
+    pub group_id: GroupId,
+    /// Nodes holding replicas; the first is the preferred leader.
+    pub replicas: Vec<NodeId>,
+}
+
+/// One topic.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TopicMeta {
+    /// Topic name.
+    pub name: String,
+    /// Partitions in order.
+    pub partitions: Vec<PartitionMeta>,
+    /// Replicas per partition.
+    pub replicas: u32,
+    /// Creation time, milliseconds since the Unix epoch.
+    pub created_at_ms: i64,
+}
+
+/// The cluster metadata.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ControllerState {
+    /// Topics by name.
+    pub topics: BTreeMap<String, TopicMeta>,
+    /// The next group id to allocate; group ids are never reused.
+    pub next_group_id: u64,
+    /// The last producer id issued; ids are never reused.
+    #[serde(default)]
+    pub last_producer_id: u64,
+    /// Committed positions: group → topic → partition → next offset to read.
+    #[serde(default)]
+    pub group_offsets: BTreeMap<String, BTreeMap<String, BTreeMap<u32, u64>>>,
+}
+
+impl ControllerState {
+    pub(super) fn apply(&mut self, command: ControllerCommand) -> CommandResponse {
+        match command {
+            ControllerCommand::CreateTopic {
+                name,
+                assignments,
+                created_at_ms,
+            } => {
+                if self.topics.contains_key(&name) {
+                    return CommandResponse::Rejected {
+                        reason: ErrorReason::TopicExists.as_str_name().into(),
+                        message: format!("topic {name:?} already exists"),
+                    };
+                }
+                let first_group_id = self.next_group_id.max(1);
+                let replicas = assignments.first().map_or(0, |r| r.len() as u32);
+                let partitions = assignments
+                    .into_iter()
+                    .enumerate()
+                    .map(|(i, replicas)| PartitionMeta {
+                        group_id: GroupId(first_group_id + i as u64),
+                        replicas,
+                    })
+                    .collect::<Vec<_>>();
+                self.next_group_id = first_group_id + partitions.len() as u64;
+                self.topics.insert(
+                    name.clone(),
+                    TopicMeta {
+                        name,
+                        partitions,
+                        replicas,
+                        created_at_ms,
+                    },
+                );
+                CommandResponse::TopicCreated { first_group_id }
+            }
+            ControllerCommand::AllocateProducerId => {
+                self.last_producer_id += 1;
+                CommandResponse::ProducerIdAllocated {
+                    producer_id: self.last_producer_id,
+                }
+            }
+            ControllerCommand::CommitOffsets { group, offsets } => {
+                let topics = self.group_offsets.entry(group).or_default();
+                for (topic, partition, offset) in offsets {
+                    topics.entry(topic).or_default().insert(partition, offset);
+                }
+                CommandResponse::OffsetsCommitted
+            }
+            ControllerCommand::DeleteTopic { name } => match self.topics.remove(&name) {
+                Some(_) => {
+                    // A re-created topic starts empty: positions in the old one mean nothing.
+                    for topics in self.group_offsets.values_mut() {
+                        topics.remove(&name);
+                    }
+                    self.group_offsets.retain(|_, topics| !topics.is_empty());
+                    CommandResponse::TopicDeleted
+                }
+                None => CommandResponse::Rejected {
+                    reason: ErrorReason::TopicNotFound.as_str_name().into(),
+                    message: format!("topic {name:?} does not exist"),
+                },
+            },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn create_and_delete_allocate_fresh_group_ids() {
+        let mut state = ControllerState::default();
+        let create = |name: &str| ControllerCommand::CreateTopic {
+            name: name.into(),
+            assignments: vec![vec![1], vec![1]],
+            created_at_ms: 0,
+        };
+        assert_eq!(
+            state.apply(create("a")),
+            CommandResponse::TopicCreated { first_group_id: 1 }
+        );
+        assert!(matches!(
+            state.apply(create("a")),
+            CommandResponse::Rejected { .. }
+        ));
+        assert_eq!(
+            state.apply(ControllerCommand::DeleteTopic { name: "a".into() }),
+            CommandResponse::TopicDeleted
+        );
+        assert_eq!(
+            state.apply(create("a")),
+            CommandResponse::TopicCreated { first_group_id: 3 }
+        );
+    }
+}
