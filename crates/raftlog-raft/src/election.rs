@@ -16,6 +16,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::election_clock::VoterRank;
 use crate::registry::RaftHost;
+use crate::ticks::Ticks;
 use crate::RaftGroup;
 
 impl RaftHost {
@@ -62,16 +63,8 @@ impl RaftHost {
 
 /// The election timer task: ends when `stop` is cancelled or the host is gone.
 pub(crate) async fn run(host: Weak<RaftHost>, stop: CancellationToken) {
-    let mut ticks = tokio::time::interval(Duration::from_millis(ELECTION_CHECK_PERIOD_MS));
-    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            _ = stop.cancelled() => return,
-            _ = ticks.tick() => {}
-        }
-        let Some(host) = host.upgrade() else {
-            return;
-        };
+    let mut ticks = Ticks::new(Duration::from_millis(ELECTION_CHECK_PERIOD_MS), stop);
+    while let Some(host) = ticks.next(&host).await {
         let due = host.groups_due_for_election();
         drop(host);
         for (group, raft) in due {

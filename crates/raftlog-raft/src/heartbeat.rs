@@ -23,6 +23,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::election_clock::VoterRank;
 use crate::registry::RaftHost;
+use crate::ticks::Ticks;
 
 /// The heartbeat task: ends when `stop` is cancelled or the host is gone.
 pub(crate) async fn run(host: Weak<RaftHost>, stop: CancellationToken) {
@@ -32,16 +33,8 @@ pub(crate) async fn run(host: Weak<RaftHost>, stop: CancellationToken) {
     else {
         return;
     };
-    let mut ticks = tokio::time::interval(period);
-    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            _ = stop.cancelled() => return,
-            _ = ticks.tick() => {}
-        }
-        let Some(host) = host.upgrade() else {
-            return;
-        };
+    let mut ticks = Ticks::new(period, stop);
+    while let Some(host) = ticks.next(&host).await {
         // A round waits at most one period for its answers (each call's timeout).
         host.send_heartbeats(period).await;
     }

@@ -20,6 +20,7 @@ mod heartbeat;
 pub mod openraft_network;
 pub mod peer;
 mod registry;
+mod ticks;
 mod timers;
 pub mod timing;
 pub mod transport;
