@@ -18,10 +18,10 @@ use tonic::Request;
 use tonic::Response;
 use tonic::Status;
 
+use crate::api::status::answered_by_a_node;
 use crate::context::NodeContext;
 use crate::controller::assign_replicas;
 use crate::controller::ControllerOutcome;
-use crate::error::answered_by_a_node;
 use crate::error::ServerError;
 
 /// Metadata key marking a call already forwarded to the controller leader.

@@ -1,10 +1,11 @@
 //! The public gRPC services. Each handler validates its input, calls into the node, and maps
-//! errors to statuses once, through `ServerError::to_status`.
+//! errors to statuses once, through `ServerError::to_status` (`status.rs`).
 
 pub(crate) mod admin;
 pub(crate) mod consumer_groups;
 pub(crate) mod fetch;
 pub(crate) mod produce;
+pub(crate) mod status;
 
 use std::sync::Arc;
 
