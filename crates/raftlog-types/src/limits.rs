@@ -61,6 +61,10 @@ pub const FETCH_BYTES_DEFAULT: u32 = 1024 * 1024;
 /// Largest `max_bytes` of a fetch.
 pub const FETCH_BYTES_MAX: u32 = 64 * 1024 * 1024;
 
+/// Messages a subscription may have built ahead of the client: with HTTP/2 flow control this is
+/// all the memory a slow consumer can cost.
+pub const SUBSCRIBE_BUFFERED_MESSAGES_MAX: usize = 4;
+
 /// Longest long-poll of a fetch.
 pub const FETCH_WAIT_MS_MAX: u32 = 30_000;
 
@@ -115,6 +119,18 @@ pub const REQUEST_TIMEOUT_MS_MIN: u64 = 100;
 
 /// Longest `limits.request_timeout_ms` the configuration accepts.
 pub const REQUEST_TIMEOUT_MS_MAX: u64 = 120_000;
+
+/// Pending connections each listener of a node queues; the default of `TcpListener::bind`.
+pub const LISTEN_BACKLOG_CONNECTIONS_MAX: u32 = 1024;
+
+/// How many requests a peer may cancel before the peer server has taken them up, before h2
+/// closes the connection. h2's default of 20 guards public servers against "rapid reset"
+/// floods. Between peers a cancelled request is ordinary: a vote or append times out on its
+/// sender while this node is busy. When a node died, the survivors' hundreds of elections
+/// tripped that limit, h2 dropped the connection with every request on it, and a second round
+/// of elections pushed failover past its goal. Peers are members of the cluster, so the bound is only
+/// there to stay finite: several RPCs for each of many thousands of groups.
+pub const PEER_PENDING_RESET_STREAMS_MAX: usize = 65_536;
 
 /// How long a client's connection attempt to a node may take before it tries the next one.
 pub const CLIENT_CONNECT_TIMEOUT_MS: u64 = 2_000;

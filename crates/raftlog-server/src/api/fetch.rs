@@ -12,6 +12,7 @@ use raftlog_proto::v1::fetch_server::Fetch;
 use raftlog_types::limits::FETCH_BYTES_DEFAULT;
 use raftlog_types::limits::FETCH_BYTES_MAX;
 use raftlog_types::limits::FETCH_WAIT_MS_MAX;
+use raftlog_types::limits::SUBSCRIBE_BUFFERED_MESSAGES_MAX;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
@@ -24,10 +25,6 @@ use crate::api::resolve;
 use crate::context::NodeContext;
 use crate::error::ServerError;
 use crate::partition::Partition;
-
-/// Messages a subscription may have built ahead of the client: with HTTP/2 flow control this is
-/// all the memory a slow consumer can cost.
-const SUBSCRIBE_BUFFER_MESSAGES: usize = 4;
 
 /// How long a subscription waits for new records before it looks again whether its partition
 /// still exists.
@@ -157,7 +154,7 @@ impl Fetch for FetchService {
             Err(ServerError::OffsetNotAvailable { .. }) => {}
             checked => checked?,
         }
-        let (sender, receiver) = mpsc::channel(SUBSCRIBE_BUFFER_MESSAGES);
+        let (sender, receiver) = mpsc::channel(SUBSCRIBE_BUFFERED_MESSAGES_MAX);
         let context = Arc::clone(&self.context);
         let feed = async move {
             let mut offset = request.offset;

@@ -3,16 +3,9 @@
 
 use std::net::SocketAddr;
 
-use crate::error::NodeError;
+use raftlog_types::limits::LISTEN_BACKLOG_CONNECTIONS_MAX;
 
-/// How many requests a peer may cancel before the peer server has taken them up, before h2
-/// closes the connection. h2's default of 20 guards public servers against "rapid reset"
-/// floods. Between peers a cancelled request is ordinary: a vote or append times out on its
-/// sender while this node is busy. When a node died, the survivors' hundreds of elections
-/// tripped that limit, h2 dropped the connection with every request on it, and a second round
-/// of elections pushed failover past 3 s. Peers are members of the cluster, so the bound is only
-/// there to stay finite: several RPCs for each of many thousands of groups.
-pub(super) const PEER_PENDING_RESET_STREAMS_MAX: usize = 65_536;
+use crate::error::NodeError;
 
 /// Accepted connections with TCP_NODELAY. tonic sets it only on listeners it binds itself;
 /// without it, small responses wait for the peer's delayed ACK (40 ms on Linux).
@@ -56,13 +49,10 @@ pub(super) fn listen(
     what: &'static str,
 ) -> Result<tokio::net::TcpListener, NodeError> {
     socket
-        .listen(LISTEN_BACKLOG)
+        .listen(LISTEN_BACKLOG_CONNECTIONS_MAX)
         .map_err(|source| NodeError::Bind {
             addr: addr.to_owned(),
             what,
             source,
         })
 }
-
-/// Pending connections each listener queues; the default of `TcpListener::bind`.
-const LISTEN_BACKLOG: u32 = 1024;

@@ -35,6 +35,7 @@ use raftlog_raft::TransportService;
 use raftlog_storage::NodeStorage;
 use raftlog_types::limits::GRPC_MESSAGE_BYTES_MAX;
 use raftlog_types::limits::HTTP2_FRAME_BYTES_MAX;
+use raftlog_types::limits::PEER_PENDING_RESET_STREAMS_MAX;
 use raftlog_types::GroupId;
 use raftlog_types::NodeId;
 use raftlog_types::NodeInfo;
@@ -60,7 +61,6 @@ use listeners::listen;
 use listeners::no_delay;
 use listeners::outgoing_peer_address;
 use listeners::reserve;
-use listeners::PEER_PENDING_RESET_STREAMS_MAX;
 
 /// What a gRPC server task ends with.
 type ServerTask = JoinHandle<Result<(), tonic::transport::Error>>;
