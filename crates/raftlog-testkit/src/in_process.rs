@@ -75,6 +75,7 @@ impl InProcessCluster {
 
     /// Starts the nodes of `spec` and waits until the controller has a leader.
     pub async fn start_spec(spec: ClusterSpec) -> InProcessCluster {
+        crate::init_logs();
         let dir = crate::temp_dir();
         let generated = write_config(dir.path(), &spec).expect("write config");
         let config = ClusterConfig::parse(&generated.text, &generated.path).expect("parse config");

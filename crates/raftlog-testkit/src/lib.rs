@@ -31,6 +31,17 @@ pub use in_process::InProcessCluster;
 pub use process::ProcessCluster;
 pub use process::ProcessOptions;
 
+/// Sends the logs of in-process nodes to the test's output (which the test runner shows when the
+/// test fails), filtered by `RAFTLOG_LOG` (default `info,openraft=warn`). Called by every
+/// in-process cluster; later calls do nothing.
+pub fn init_logs() {
+    let filter = std::env::var("RAFTLOG_LOG").unwrap_or_else(|_| "info,openraft=warn".into());
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+        .with_test_writer()
+        .try_init();
+}
+
 /// A temporary directory for a cluster, kept (and named on stderr) when `KEEP_TEST_DIRS` is set.
 pub fn temp_dir() -> tempfile::TempDir {
     let mut dir = tempfile::TempDir::new().expect("temp dir");

@@ -59,25 +59,28 @@ pub async fn describe_topic(addresses: &[String], topic: &str) -> Option<v1::Top
     None
 }
 
-/// Waits until one of `addresses` reports a controller leader; panics after
-/// [`CONTROLLER_WAIT`], or if a node answers with another cluster id than `cluster_id`.
+/// Waits until every one of `addresses` serves its client port and reports a controller
+/// leader (a node listens there only once it can serve); panics after [`CONTROLLER_WAIT`], or
+/// if a node answers with another cluster id than `cluster_id`.
 pub async fn for_controller(addresses: &[String], cluster_id: &str) {
     let deadline = Instant::now() + CONTROLLER_WAIT;
-    loop {
-        if let Some(status) = describe_cluster(addresses).await {
-            assert_eq!(
-                status.cluster_id, cluster_id,
-                "a node of another cluster answered on this cluster's address"
-            );
-            if status.controller_leader_id.is_some() {
-                return;
+    for address in addresses {
+        loop {
+            if let Some(status) = describe_cluster(std::slice::from_ref(address)).await {
+                assert_eq!(
+                    status.cluster_id, cluster_id,
+                    "a node of another cluster answered on this cluster's address {address}"
+                );
+                if status.controller_leader_id.is_some() {
+                    break;
+                }
             }
+            assert!(
+                Instant::now() < deadline,
+                "{address} reports no controller leader within {CONTROLLER_WAIT:?}"
+            );
+            tokio::time::sleep(POLL_PERIOD).await;
         }
-        assert!(
-            Instant::now() < deadline,
-            "no controller leader within {CONTROLLER_WAIT:?}"
-        );
-        tokio::time::sleep(POLL_PERIOD).await;
     }
 }
 
