@@ -18,7 +18,7 @@ use rand::Rng;
 use rand::SeedableRng;
 
 use crate::clock::Clocks;
-use crate::cluster::Cluster;
+use crate::cluster::ProcessCluster;
 use crate::history::Action;
 use crate::history::History;
 use crate::history::Kind;
@@ -235,14 +235,14 @@ async fn consumer(
 
 /// Ends every fault: processes running, links restored, clocks reset.
 fn heal(
-    cluster: &mut Cluster,
+    cluster: &mut ProcessCluster,
     network: &mut Network,
     clocks: Option<&Clocks>,
 ) -> anyhow::Result<()> {
     network.heal()?;
     if let Some(clocks) = clocks {
-        for node in &cluster.nodes {
-            clocks.set_offset(node.id, 0)?;
+        for id in cluster.ids() {
+            clocks.set_offset(id, 0)?;
         }
     }
     cluster.heal()?;
@@ -260,7 +260,7 @@ pub async fn run(config: &RunConfig, raftlog: &Path, results: &Path) -> anyhow::
     if config.faults.iter().any(|f| f.is_partition()) {
         Network::check_available()?;
     }
-    let mut cluster = Cluster::start(raftlog, results, config.nodes, clocks.clone())?;
+    let mut cluster = crate::cluster::start(raftlog, results, config.nodes, clocks.clone())?;
     let mut network = Network::new(
         format!("raftlog-jepsen-{}", std::process::id()),
         cluster.ips(),
@@ -324,7 +324,7 @@ pub async fn run(config: &RunConfig, raftlog: &Path, results: &Path) -> anyhow::
     // connected between faults.
     let mut rng = rand::rngs::StdRng::seed_from_u64(config.seed);
     let mut nemesis_log = String::new();
-    let node_ids: Vec<u64> = cluster.nodes.iter().map(|n| n.id).collect();
+    let node_ids: Vec<u64> = cluster.ids();
     let deadline = Instant::now() + config.time_limit;
     while Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(rng.random_range(1000..3000))).await;
@@ -404,7 +404,7 @@ pub async fn run(config: &RunConfig, raftlog: &Path, results: &Path) -> anyhow::
     for partition in &description.partitions {
         // Every replica of the partition; with more nodes than replicas the others hold none.
         let replicas: Vec<(u64, String)> = cluster
-            .nodes
+            .nodes()
             .iter()
             .filter(|n| partition.replicas.contains(&n.id))
             .map(|n| (n.id, n.client_addr.clone()))

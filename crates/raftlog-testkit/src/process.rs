@@ -13,6 +13,8 @@ use std::process::Child;
 use std::process::Command;
 use std::process::ExitStatus;
 use std::process::Stdio;
+use std::sync::atomic::AtomicBool;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 use std::time::Instant;
@@ -65,7 +67,7 @@ enum ClusterDir {
 /// One node process.
 struct NodeProcess {
     child: Option<Child>,
-    paused: bool,
+    paused: AtomicBool,
 }
 
 /// A cluster of `raftlog node` processes.
@@ -131,7 +133,7 @@ impl ProcessCluster {
                 .iter()
                 .map(|_| NodeProcess {
                     child: None,
-                    paused: false,
+                    paused: AtomicBool::new(false),
                 })
                 .collect(),
             generated,
@@ -186,7 +188,7 @@ impl ProcessCluster {
             })?;
         let process = self.process_mut(id);
         process.child = Some(child);
-        process.paused = false;
+        process.paused.store(false, Ordering::Relaxed);
         Ok(())
     }
 
@@ -216,7 +218,7 @@ impl ProcessCluster {
             let _ = child.kill();
             let _ = child.wait();
         }
-        process.paused = false;
+        process.paused.store(false, Ordering::Relaxed);
     }
 
     /// SIGTERMs node `id` and waits up to `within` for it to exit: its exit status, or `None`
@@ -224,7 +226,7 @@ impl ProcessCluster {
     pub fn terminate(&mut self, id: u64, within: Duration) -> Option<ExitStatus> {
         let process = self.process_mut(id);
         let mut child = process.child.take().expect("node is running");
-        process.paused = false;
+        process.paused.store(false, Ordering::Relaxed);
         signal(&child, libc::SIGTERM);
         let deadline = Instant::now() + within;
         while Instant::now() < deadline {
@@ -240,21 +242,21 @@ impl ProcessCluster {
 
     /// SIGSTOPs node `id`: it keeps its sockets and its memory but does nothing, like a
     /// process stalled in a long pause. Does nothing to a node that is not running.
-    pub fn pause(&mut self, id: u64) {
-        let process = self.process_mut(id);
+    pub fn pause(&self, id: u64) {
+        let process = &self.processes[self.slot(id)];
         if let Some(child) = &process.child {
             assert!(signal(child, libc::SIGSTOP), "SIGSTOP node {id}");
-            process.paused = true;
+            process.paused.store(true, Ordering::Relaxed);
         }
     }
 
     /// SIGCONTs node `id` after [`ProcessCluster::pause`].
-    pub fn resume(&mut self, id: u64) {
-        let process = self.process_mut(id);
+    pub fn resume(&self, id: u64) {
+        let process = &self.processes[self.slot(id)];
         if let Some(child) = &process.child {
             assert!(signal(child, libc::SIGCONT), "SIGCONT node {id}");
         }
-        process.paused = false;
+        process.paused.store(false, Ordering::Relaxed);
     }
 
     /// Ends every process fault: resumes paused nodes and restarts killed ones.
@@ -285,7 +287,7 @@ impl ProcessCluster {
 
     /// Whether node `id` is paused.
     pub fn is_paused(&self, id: u64) -> bool {
-        self.processes[self.slot(id)].paused
+        self.processes[self.slot(id)].paused.load(Ordering::Relaxed)
     }
 
     /// Every node id.

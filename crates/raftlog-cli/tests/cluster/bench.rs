@@ -5,7 +5,6 @@ use std::process::Output;
 
 use serde_json::Value;
 
-use crate::kit::TestCluster;
 use crate::kit::RAFTLOG;
 
 fn raftlog_bench(bootstrap: &str, args: &[&str]) -> Output {
@@ -72,7 +71,7 @@ fn assert_report_shape(report: &Value) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bench_consume_reads_everything_bench_produce_wrote() {
-    let cluster = TestCluster::start(3).await;
+    let cluster = crate::kit::start(3).await;
     let bootstrap = cluster.running_addrs().join(",");
 
     let missing = raftlog_bench(&bootstrap, &["consume", "--topic", "absent"]);
@@ -163,7 +162,7 @@ async fn bench_consume_reads_everything_bench_produce_wrote() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bench_produce_with_a_count_sends_exactly_that_many_idempotent_records() {
-    let cluster = TestCluster::start(3).await;
+    let cluster = crate::kit::start(3).await;
     let bootstrap = cluster.running_addrs().join(",");
 
     // 1,000 records in requests of 64 from 2 producers with 2 slots each: the last requests

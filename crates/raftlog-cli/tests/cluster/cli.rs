@@ -8,8 +8,9 @@ use std::time::Duration;
 
 use tempfile::TempDir;
 
-use crate::kit::write_config;
-use crate::kit::RaftTimers;
+use raftlog_testkit::config::write_config;
+use raftlog_testkit::ClusterSpec;
+
 use crate::kit::RAFTLOG;
 
 fn run_node_with_config(text: &str) -> (i32, String) {
@@ -55,7 +56,7 @@ fn malformed_config_files_name_the_key_and_exit_nonzero() {
 #[test]
 fn a_node_whose_port_is_taken_says_which_in_one_line() {
     for (what, taken) in [("client_addr", 0), ("peer_addr", 1)] {
-        let ip = crate::kit::cluster_ip();
+        let ip = raftlog_testkit::config::cluster_ip();
         let holders: Vec<std::net::TcpListener> = (0..2)
             .map(|_| std::net::TcpListener::bind((ip, 0)).expect("bind"))
             .collect();
@@ -93,7 +94,8 @@ fn a_node_whose_port_is_taken_says_which_in_one_line() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cluster_up_starts_a_working_cluster_and_stops_it_on_sigterm() {
     let dir = TempDir::new().expect("temp dir");
-    let (config, nodes) = write_config(dir.path(), 3, RaftTimers::SHORT);
+    let generated = write_config(dir.path(), &ClusterSpec::new(3)).expect("write config");
+    let config = generated.path;
     let data_dir = dir.path().join("up-data");
     let mut up = StopClusterOnDrop {
         pids_file: data_dir.join("cluster.pids"),
@@ -116,7 +118,11 @@ async fn cluster_up_starts_a_working_cluster_and_stops_it_on_sigterm() {
     }
     assert!(line.contains("is up"), "cluster up printed: {banner}");
 
-    let bootstrap: Vec<String> = nodes.iter().map(|(_, addr)| addr.clone()).collect();
+    let bootstrap: Vec<String> = generated
+        .nodes
+        .iter()
+        .map(|n| n.client_addr.clone())
+        .collect();
     let run = |args: &[&str], input: Option<&str>| {
         let mut child = Command::new(RAFTLOG)
             .arg("--bootstrap")
@@ -186,7 +192,7 @@ async fn cluster_up_starts_a_working_cluster_and_stops_it_on_sigterm() {
     unsafe { libc_kill(up.up.id() as i32, libc::SIGTERM) };
     let exit = up.up.wait().expect("wait for cluster up");
     assert!(exit.success(), "cluster up exited with {exit}");
-    for (_, addr) in &nodes {
+    for addr in generated.nodes.iter().map(|n| &n.client_addr) {
         assert!(
             std::net::TcpStream::connect(addr).is_err(),
             "a node still listens on {addr}"

@@ -22,18 +22,17 @@ use raftlog_client::Producer;
 use raftlog_client::ProducerConfig;
 
 use crate::kit::produce_numbers;
-use crate::kit::TestCluster;
 use crate::kit::RAFTLOG;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn idempotent_retries_after_a_leader_kill_write_every_record_once() {
-    let mut cluster = TestCluster::start(3).await;
-    let client = Arc::new(cluster.client().await);
+    let mut cluster = crate::kit::start(3).await;
+    let client = Arc::new(crate::kit::client(&cluster).await);
     client
         .create_topic("idem", 1, 3)
         .await
         .expect("create topic");
-    cluster.wait_for_leaders(&client, "idem").await;
+    cluster.wait_for_leaders("idem").await;
     let producer_id = client.init_producer().await.expect("producer id");
     let mut expected: Vec<Vec<u8>> = Vec::new();
     let mut sequence = 0u64;
@@ -55,7 +54,7 @@ async fn idempotent_retries_after_a_leader_kill_write_every_record_once() {
         };
         if batch % 10 == 5 {
             // Kill the leader while the batch is in flight; whatever happened to it, send it again.
-            let leader = cluster.wait_for_leaders(&client, "idem").await.partitions[0]
+            let leader = cluster.wait_for_leaders("idem").await.partitions[0]
                 .leader_id
                 .expect("leader");
             let in_flight = {
@@ -91,7 +90,7 @@ async fn idempotent_retries_after_a_leader_kill_write_every_record_once() {
         sequence += 20;
         expected.extend(values);
         if let Some(id) = killed.take() {
-            cluster.restart(id);
+            cluster.restart(id).expect("restart node");
         }
     }
     // A batch that skips ahead is refused, and nothing of it is written.
@@ -116,11 +115,10 @@ async fn idempotent_retries_after_a_leader_kill_write_every_record_once() {
         "{error}"
     );
 
-    let leader = cluster.wait_for_leaders(&client, "idem").await.partitions[0]
+    let leader = cluster.wait_for_leaders("idem").await.partitions[0]
         .leader_id
         .expect("leader");
-    let stored: Vec<Vec<u8>> = cluster
-        .read_all_from(&client, leader, "idem", 0)
+    let stored: Vec<Vec<u8>> = crate::kit::read_all_from(&cluster, &client, leader, "idem", 0)
         .await
         .into_iter()
         .map(|(_, v)| v)
@@ -212,13 +210,13 @@ async fn wait_for_members(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_group_member_s_partitions_move_and_nothing_is_lost() {
-    let cluster = TestCluster::start(3).await;
-    let client = Arc::new(cluster.client().await);
+    let cluster = crate::kit::start(3).await;
+    let client = Arc::new(crate::kit::client(&cluster).await);
     client
         .create_topic("work", 6, 3)
         .await
         .expect("create topic");
-    cluster.wait_for_leaders(&client, "work").await;
+    cluster.wait_for_leaders("work").await;
     let bootstrap = cluster.running_addrs().join(",");
     let mut consumers: Vec<ConsumerProcess> = (0..3)
         .map(|_| ConsumerProcess::start(&bootstrap, "work", "workers"))
@@ -315,13 +313,13 @@ async fn a_killed_group_member_s_partitions_move_and_nothing_is_lost() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_producer_faster_than_the_cluster_stays_within_its_buffer() {
-    let cluster = TestCluster::start(1).await;
-    let client = Arc::new(cluster.client().await);
+    let cluster = crate::kit::start(1).await;
+    let client = Arc::new(crate::kit::client(&cluster).await);
     client
         .create_topic("flood", 1, 1)
         .await
         .expect("create topic");
-    cluster.wait_for_leaders(&client, "flood").await;
+    cluster.wait_for_leaders("flood").await;
     const BUFFER: usize = 256 * 1024;
     let producer = Producer::new(
         Arc::clone(&client),
@@ -392,11 +390,10 @@ async fn a_producer_faster_than_the_cluster_stays_within_its_buffer() {
 /// to it for as long as it runs, so the node has to end those streams itself.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_follower_stops_promptly_on_sigterm_while_its_leader_replicates() {
-    let mut cluster = TestCluster::start(3).await;
-    let client = cluster.client().await;
-    let leader = cluster
-        .create_one_partition_topic(&client, "stopping", 3, b"0")
-        .await;
+    let mut cluster = crate::kit::start(3).await;
+    let client = crate::kit::client(&cluster).await;
+    let leader =
+        crate::kit::create_one_partition_topic(&cluster, &client, "stopping", 3, b"0").await;
     produce_numbers(&client, "stopping", 1..20).await;
     let follower = (1..=3).find(|id| *id != leader).expect("a follower");
     let exit = cluster
@@ -413,13 +410,13 @@ async fn a_follower_stops_promptly_on_sigterm_while_its_leader_replicates() {
 /// Kafka client moves on to its next bootstrap server and coordinator.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_moves_past_a_node_that_does_not_answer() {
-    let cluster = TestCluster::start(3).await;
-    let client = cluster.client().await;
+    let cluster = crate::kit::start(3).await;
+    let client = crate::kit::client(&cluster).await;
     client
         .create_topic("past-a-hung-node", 1, 3)
         .await
         .expect("create topic");
-    cluster.wait_for_leaders(&client, "past-a-hung-node").await;
+    cluster.wait_for_leaders("past-a-hung-node").await;
     let controller = client
         .describe_cluster()
         .await

@@ -18,13 +18,13 @@ const BATCH: usize = 50;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn acknowledged_records_survive_leader_kills_and_replicas_converge() {
-    let mut cluster = TestCluster::start(3).await;
-    let client = cluster.client().await;
+    let mut cluster = crate::kit::start(3).await;
+    let client = crate::kit::client(&cluster).await;
     client
         .create_topic(TOPIC, PARTITIONS, 3)
         .await
         .expect("create topic");
-    cluster.wait_for_leaders(&client, TOPIC).await;
+    cluster.wait_for_leaders(TOPIC).await;
     tracing_phase("producing 10,000 records while killing each partition's leader in turn");
 
     // (partition, offset) → value of every acknowledged record.
@@ -38,9 +38,9 @@ async fn acknowledged_records_survive_leader_kills_and_replicas_converge() {
     for batch in 0..batches {
         if let Some(victim_partition) = kill_at.iter().position(|at| *at == batch) {
             if let Some(id) = killed.take() {
-                cluster.restart(id);
+                cluster.restart(id).expect("restart node");
             }
-            let description = cluster.wait_for_leaders(&client, TOPIC).await;
+            let description = cluster.wait_for_leaders(TOPIC).await;
             let leader = description.partitions[victim_partition]
                 .leader_id
                 .expect("leader");
@@ -86,18 +86,18 @@ async fn acknowledged_records_survive_leader_kills_and_replicas_converge() {
 
     tracing_phase("restarting the last killed node; every replica must catch up and agree");
     if let Some(id) = killed.take() {
-        cluster.restart(id);
+        cluster.restart(id).expect("restart node");
     }
-    let description = cluster.wait_for_leaders(&client, TOPIC).await;
+    let description = cluster.wait_for_leaders(TOPIC).await;
     for partition in &description.partitions {
         let expected_end = partition.high_watermark;
         let mut replicas = Vec::new();
         for id in 1..=3u64 {
             let deadline = Instant::now() + Duration::from_secs(30);
             let records = loop {
-                let records = cluster
-                    .read_all_from(&client, id, TOPIC, partition.partition)
-                    .await;
+                let records =
+                    crate::kit::read_all_from(&cluster, &client, id, TOPIC, partition.partition)
+                        .await;
                 if records.len() as u64 >= expected_end || Instant::now() > deadline {
                     break records;
                 }
@@ -140,11 +140,10 @@ async fn acknowledged_records_survive_leader_kills_and_replicas_converge() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn minority_down_keeps_serving_and_majority_down_fails_fast_without_partial_writes() {
-    let mut cluster = TestCluster::start(3).await;
-    let client = cluster.client().await;
-    let leader = cluster
-        .create_one_partition_topic(&client, "avail", 3, b"before")
-        .await;
+    let mut cluster = crate::kit::start(3).await;
+    let client = crate::kit::client(&cluster).await;
+    let leader =
+        crate::kit::create_one_partition_topic(&cluster, &client, "avail", 3, b"before").await;
     let followers: Vec<u64> = (1..=3).filter(|id| *id != leader).collect();
 
     tracing_phase("one of three nodes down: produce and fetch keep working");
@@ -167,12 +166,14 @@ async fn minority_down_keeps_serving_and_majority_down_fails_fast_without_partia
     cluster.kill(followers[1]);
     // Longer than the quorum lease (the election timeout), so the leader knows it is alone.
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let impatient = cluster
-        .client_with(ClientOptions {
+    let impatient = crate::kit::client_with(
+        &cluster,
+        ClientOptions {
             request_timeout: Duration::from_secs(10),
             retry_deadline: Duration::from_millis(1),
-        })
-        .await;
+        },
+    )
+    .await;
     for attempt in 0..3 {
         let started = Instant::now();
         let error = impatient
@@ -200,9 +201,9 @@ async fn minority_down_keeps_serving_and_majority_down_fails_fast_without_partia
     }
 
     tracing_phase("after recovery the refused records never appear");
-    cluster.restart(followers[0]);
-    cluster.restart(followers[1]);
-    cluster.wait_for_leaders(&client, "avail").await;
+    cluster.restart(followers[0]).expect("restart node");
+    cluster.restart(followers[1]).expect("restart node");
+    cluster.wait_for_leaders("avail").await;
     client
         .produce("avail", 0, vec![record(None, b"after".to_vec())])
         .await
@@ -231,8 +232,7 @@ async fn wait_for_values(
 ) -> Vec<Vec<u8>> {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
-        let values: Vec<Vec<u8>> = cluster
-            .read_all_from(client, id, topic, 0)
+        let values: Vec<Vec<u8>> = crate::kit::read_all_from(cluster, client, id, topic, 0)
             .await
             .into_iter()
             .map(|(_, v)| v)
@@ -246,13 +246,13 @@ async fn wait_for_values(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn node_with_a_wiped_disk_is_refused() {
-    let mut cluster = TestCluster::start(3).await;
-    let client = cluster.client().await;
+    let mut cluster = crate::kit::start(3).await;
+    let client = crate::kit::client(&cluster).await;
     client
         .create_topic("wiped", 1, 3)
         .await
         .expect("create topic");
-    cluster.wait_for_leaders(&client, "wiped").await;
+    cluster.wait_for_leaders("wiped").await;
     client
         .produce("wiped", 0, vec![record(None, b"kept".to_vec())])
         .await

@@ -14,7 +14,6 @@ use raftlog_client::record;
 use raftlog_client::Client;
 use raftlog_client::ClientOptions;
 use raftlog_client::ErrorReason;
-use raftlog_jepsen::cluster::Cluster;
 use raftlog_jepsen::nemesis::PartitionShape;
 use raftlog_jepsen::network::Network;
 use raftlog_jepsen::run::Fault;
@@ -138,16 +137,14 @@ mod needs_root {
         Network::check_available().expect("partitions need root and iptables");
         let dir = tempfile::TempDir::new().expect("temp dir");
         let cluster =
-            Cluster::start(std::path::Path::new(RAFTLOG), dir.path(), 3, None).expect("start");
+            raftlog_jepsen::cluster::start(std::path::Path::new(RAFTLOG), dir.path(), 3, None)
+                .expect("start");
         let mut network = Network::new(
             format!("raftlog-test-isolated-leader-{}", std::process::id()),
             cluster.ips(),
         );
         let client_at = |ids: &[u64]| {
-            let addresses: Vec<String> = ids
-                .iter()
-                .map(|id| cluster.nodes[*id as usize - 1].client_addr.clone())
-                .collect();
+            let addresses: Vec<String> = ids.iter().map(|id| cluster.addr(*id)).collect();
             connect_retrying(addresses)
         };
 
@@ -169,7 +166,7 @@ mod needs_root {
         leader_among(&survivors, "isolated", &others).await;
         produce_numbers(&survivors, "isolated", 10..20).await;
 
-        let old_address = cluster.nodes[old_leader as usize - 1].client_addr.clone();
+        let old_address = cluster.addr(old_leader);
         // For a while: its metrics are reported only when its Raft core does something, and the
         // lease must not depend on when that was.
         assert_not_available_for(

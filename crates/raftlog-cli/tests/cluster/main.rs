@@ -3,7 +3,6 @@
 // Tests may panic on broken expectations: that is how they fail.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod bad_input;
 mod bench;
 mod cli;
 mod clients;

@@ -10,8 +10,6 @@ use raftlog_client::record;
 use raftlog_client::v1;
 use raftlog_client::ClientOptions;
 
-use crate::kit::TestCluster;
-
 const PARTITIONS: u32 = 60;
 
 fn one_record(partition: u32, value: &str) -> v1::ProduceRequest {
@@ -27,13 +25,13 @@ fn one_record(partition: u32, value: &str) -> v1::ProduceRequest {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn idle_partitions_keep_their_leaders_and_fail_over_together() {
-    let mut cluster = TestCluster::start(3).await;
-    let client = cluster.client().await;
+    let mut cluster = crate::kit::start(3).await;
+    let client = crate::kit::client(&cluster).await;
     client
         .create_topic("many", PARTITIONS, 3)
         .await
         .expect("create topic");
-    let before = cluster.wait_for_settled_leaders(&client, "many").await;
+    let before = cluster.wait_for_settled_leaders("many").await;
 
     // Idle for several election timeouts (500–1000 ms in the kit's config): only heartbeats
     // keep the followers from standing for election, which would change the term.
@@ -50,12 +48,14 @@ async fn idle_partitions_keep_their_leaders_and_fail_over_together() {
 
     // No retries: an idle leader must know it still has a quorum (from the light heartbeats'
     // acknowledgements) and take the write at the first attempt, not refuse it as NO_QUORUM.
-    let no_retries = cluster
-        .client_with(ClientOptions {
+    let no_retries = crate::kit::client_with(
+        &cluster,
+        ClientOptions {
             request_timeout: Duration::from_secs(5),
             retry_deadline: Duration::from_millis(1),
-        })
-        .await;
+        },
+    )
+    .await;
     no_retries.describe_topic("many").await.expect("describe");
     for partition in 0..PARTITIONS {
         no_retries
@@ -75,7 +75,7 @@ async fn idle_partitions_keep_their_leaders_and_fail_over_together() {
         .expect("some leader");
     eprintln!("killing node {victim}, leader of {count} partitions");
     cluster.kill(victim);
-    let failed_over = cluster.wait_for_leaders(&client, "many").await;
+    let failed_over = cluster.wait_for_leaders("many").await;
     assert!(failed_over
         .partitions
         .iter()

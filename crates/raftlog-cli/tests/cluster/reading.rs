@@ -24,16 +24,16 @@ use crate::kit::TestCluster;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn long_poll_subscribe_delete_and_health() {
-    let mut cluster = TestCluster::start(1).await;
-    let client = cluster.client().await;
+    let mut cluster = crate::kit::start(1).await;
+    let client = crate::kit::client(&cluster).await;
     client.create_topic("stream", 1, 1).await.expect("create");
-    cluster.wait_for_leaders(&client, "stream").await;
+    cluster.wait_for_leaders("stream").await;
     let address = cluster.addr(1);
 
     // A long poll at the end returns as soon as a record is committed.
     let poll = {
         let address = address.clone();
-        let client = cluster.client().await;
+        let client = crate::kit::client(&cluster).await;
         tokio::spawn(async move { client.fetch_from(&address, "stream", 0, 0, 0, 10_000).await })
     };
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -81,7 +81,7 @@ async fn long_poll_subscribe_delete_and_health() {
 
     // The consumer's streaming subscription yields the same records, one by one.
     let consumer = raftlog_client::Consumer::new(
-        Arc::new(cluster.client().await),
+        Arc::new(crate::kit::client(&cluster).await),
         raftlog_client::ConsumerConfig::default(),
     );
     let streamed: Vec<u64> = consumer
@@ -129,18 +129,18 @@ async fn long_poll_subscribe_delete_and_health() {
         .create_topic("stream", 1, 1)
         .await
         .expect("re-create");
-    cluster.wait_for_leaders(&client, "stream").await;
+    cluster.wait_for_leaders("stream").await;
     let fetched = client.fetch("stream", 0, 0, 0, 0).await.expect("fetch");
     assert_eq!(fetched.high_watermark, 0);
 
     // A data dir belongs to one cluster and node id: a node told otherwise refuses it.
     cluster.kill(1);
-    let config = cluster.dir.path().join("cluster.toml");
+    let config = cluster.dir().join("cluster.toml");
     let text = std::fs::read_to_string(&config).expect("config");
     std::fs::write(
         &config,
         text.replace(
-            &format!("cluster_id = \"{}\"", cluster.cluster_id),
+            &format!("cluster_id = \"{}\"", cluster.cluster_id()),
             "cluster_id = \"other\"",
         ),
     )
@@ -150,7 +150,7 @@ async fn long_poll_subscribe_delete_and_health() {
         .expect("node accepted another cluster's data dir");
     assert!(!status.success());
     let log = std::fs::read_to_string(cluster.log_path(1)).expect("log");
-    let id = &cluster.cluster_id;
+    let id = &cluster.cluster_id();
     assert!(
         log.contains(&format!("belongs to cluster \\\"{id}\\\" node 1"))
             || log.contains(&format!("belongs to cluster \"{id}\" node 1")),
@@ -171,10 +171,10 @@ async fn followers_learn_a_commit_without_waiting_for_a_heartbeat() {
         election_min_ms: 2_000,
         election_max_ms: 3_000,
     };
-    let cluster = TestCluster::start_with(3, timers).await;
-    let client = cluster.client().await;
+    let cluster = crate::kit::start_with(3, timers).await;
+    let client = crate::kit::client(&cluster).await;
     client.create_topic("lag", 1, 3).await.expect("create");
-    let description = cluster.wait_for_leaders(&client, "lag").await;
+    let description = cluster.wait_for_leaders("lag").await;
     let leader = description.partitions[0].leader_id.expect("leader");
     let followers: Vec<String> = (1..=3)
         .filter(|id| *id != leader)
@@ -236,19 +236,20 @@ async fn followers_learn_a_commit_without_waiting_for_a_heartbeat() {
 /// non-retryable OFFSET_OUT_OF_RANGE, and its `poll` failed.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_replica_behind_the_leader_answers_offset_not_available_and_catches_up() {
-    let cluster = TestCluster::start(3).await;
-    let producer = cluster.client().await;
-    let leader = cluster
-        .create_one_partition_topic(&producer, "behind", 3, b"0")
-        .await;
+    let cluster = crate::kit::start(3).await;
+    let producer = crate::kit::client(&cluster).await;
+    let leader =
+        crate::kit::create_one_partition_topic(&cluster, &producer, "behind", 3, b"0").await;
     // Fetches are asked once each, so the test sees every answer.
     let client = Arc::new(
-        cluster
-            .client_with(raftlog_client::ClientOptions {
+        crate::kit::client_with(
+            &cluster,
+            raftlog_client::ClientOptions {
                 request_timeout: Duration::from_secs(30),
                 retry_deadline: Duration::from_millis(1),
-            })
-            .await,
+            },
+        )
+        .await,
     );
     let behind = (1..=3).find(|id| *id != leader).expect("a follower");
     let other = (1..=3)
@@ -270,12 +271,14 @@ async fn a_replica_behind_the_leader_answers_offset_not_available_and_catches_up
     // stopped node only times out: the producer is idempotent, so it retries those on the
     // new leader without writing a record twice.
     let retrying = Arc::new(
-        cluster
-            .client_with(ClientOptions {
+        crate::kit::client_with(
+            &cluster,
+            ClientOptions {
                 request_timeout: Duration::from_secs(2),
                 retry_deadline: Duration::from_secs(30),
-            })
-            .await,
+            },
+        )
+        .await,
     );
     let idempotent = Producer::new(retrying, ProducerConfig::default());
     cluster.pause(behind);
@@ -338,7 +341,7 @@ async fn a_replica_behind_the_leader_answers_offset_not_available_and_catches_up
     // Where nothing is, a leader that has committed in its term still says OFFSET_OUT_OF_RANGE.
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        let description = cluster.wait_for_leaders(&client, "behind").await;
+        let description = cluster.wait_for_leaders("behind").await;
         let leader = description.partitions[0].leader_id.expect("leader");
         match client
             .fetch_from(&cluster.addr(leader), "behind", 0, 25, 0, 0)
@@ -363,11 +366,10 @@ async fn a_replica_behind_the_leader_answers_offset_not_available_and_catches_up
 /// serves that offset once it has caught up.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_replaced_leader_that_has_not_noticed_answers_offset_not_available() {
-    let mut cluster = TestCluster::start(3).await;
-    let client = cluster.client().await;
-    let old_leader = cluster
-        .create_one_partition_topic(&client, "deposed", 3, b"0")
-        .await;
+    let mut cluster = crate::kit::start(3).await;
+    let client = crate::kit::client(&cluster).await;
+    let old_leader =
+        crate::kit::create_one_partition_topic(&cluster, &client, "deposed", 3, b"0").await;
     produce_numbers(&client, "deposed", 1..10).await;
     let others: Vec<u64> = (1..=3).filter(|id| *id != old_leader).collect();
 
@@ -399,7 +401,7 @@ async fn a_replaced_leader_that_has_not_noticed_answers_offset_not_available() {
     for id in &others {
         cluster.pause(*id);
     }
-    cluster.restart(old_leader);
+    cluster.restart(old_leader).expect("restart node");
     let old_address = cluster.addr(old_leader);
     let deadline = Instant::now() + Duration::from_secs(30);
     let direct = loop {
@@ -543,10 +545,10 @@ fn drop_partition_pages(cluster: &TestCluster, id: u64) {
 async fn records_dropped_from_the_page_cache_are_read_from_disk_intact() {
     const REQUESTS: u64 = 64;
     const PER_REQUEST: u64 = 64;
-    let cluster = TestCluster::start_on_disk(1, RaftTimers::SHORT).await;
-    let client = cluster.client().await;
+    let cluster = crate::kit::start_on_disk(1, RaftTimers::SHORT).await;
+    let client = crate::kit::client(&cluster).await;
     client.create_topic("cold", 1, 1).await.expect("create");
-    cluster.wait_for_leaders(&client, "cold").await;
+    cluster.wait_for_leaders("cold").await;
     // 4 MiB: more than the newest ~1 MiB a log keeps decoded in memory, so the oldest records
     // can only come from the segment file.
     let value = |n: u64| format!("{n:08}").repeat(128).into_bytes();
@@ -560,7 +562,7 @@ async fn records_dropped_from_the_page_cache_are_read_from_disk_intact() {
         (0..REQUESTS * PER_REQUEST).map(|n| (n, value(n))).collect();
 
     drop_partition_pages(&cluster, 1);
-    let fetched = cluster.read_all_from(&client, 1, "cold", 0).await;
+    let fetched = crate::kit::read_all_from(&cluster, &client, 1, "cold", 0).await;
     assert!(
         fetched == expected,
         "fetched {} records, not the {} produced",

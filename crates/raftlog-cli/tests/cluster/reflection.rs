@@ -11,8 +11,6 @@ use tonic_reflection::pb::v1::server_reflection_request::MessageRequest;
 use tonic_reflection::pb::v1::server_reflection_response::MessageResponse;
 use tonic_reflection::pb::v1::ServerReflectionRequest;
 
-use crate::kit::TestCluster;
-
 const SCRIPT: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
     "/tests/reflection/reflection_lists_public_services.py"
@@ -65,7 +63,7 @@ async fn python_grpcio_reflection_lists_the_public_services_and_health_only() {
         );
         return;
     }
-    let cluster = TestCluster::start(1).await;
+    let cluster = crate::kit::start(1).await;
     let output = tokio::process::Command::new(&python)
         .arg(SCRIPT)
         .arg(cluster.addr(1))
@@ -85,7 +83,7 @@ async fn python_grpcio_reflection_lists_the_public_services_and_health_only() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reflection_v1_lists_the_same_services() {
-    let cluster = TestCluster::start(1).await;
+    let cluster = crate::kit::start(1).await;
     let channel = tonic::transport::Endpoint::from_shared(format!("http://{}", cluster.addr(1)))
         .expect("endpoint")
         .connect()
