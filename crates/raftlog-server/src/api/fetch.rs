@@ -177,9 +177,16 @@ impl Fetch for FetchService {
                 };
                 let Some((last, _)) = records.last() else {
                     tokio::select! {
-                        _ = wait_for_records(&partition, offset, SUBSCRIBE_POLL, &context.shutdown) => continue,
+                        _ = wait_for_records(&partition, offset, SUBSCRIBE_POLL, &context.shutdown) => {}
                         _ = sender.closed() => return,
                     }
+                    // Once the node stops, the wait above returns at once and the read before
+                    // it may complete without yielding: looping again would spin inside one
+                    // poll and never let the task see the stop.
+                    if context.shutdown.is_cancelled() {
+                        return;
+                    }
+                    continue;
                 };
                 offset = last + 1;
                 let message = v1::SubscribeResponse {
