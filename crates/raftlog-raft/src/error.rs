@@ -23,6 +23,15 @@ pub enum RaftHostError {
         #[source]
         source: Box<openraft::error::Fatal<u64>>,
     },
+    /// The group's stored vote could not be rewritten before it started.
+    #[error("could not store the vote of Raft group {group}")]
+    Storage {
+        /// The group.
+        group: GroupId,
+        /// What the storage said.
+        #[source]
+        source: Box<raftlog_storage::StorageError>,
+    },
     /// The group is already running on this node.
     #[error("Raft group {group} is already running")]
     AlreadyRunning {

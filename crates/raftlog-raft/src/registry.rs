@@ -15,6 +15,7 @@ use parking_lot::Mutex;
 use parking_lot::RwLock;
 use raftlog_storage::Durability;
 use raftlog_storage::SegmentLog;
+use raftlog_types::type_config::Vote;
 use raftlog_types::GroupId;
 use raftlog_types::NodeId;
 use raftlog_types::TypeConfig;
@@ -105,6 +106,7 @@ impl RaftHost {
         if self.groups.read().contains_key(&group) {
             return Err(RaftHostError::AlreadyRunning { group });
         }
+        self.restart_as_follower(group, &log)?;
         let config = self.timing.openraft_config(group)?;
         let network = GroupNetworkFactory::new(group, self.node_id, self.peers.clone());
         let durability = log.durability();
@@ -124,6 +126,37 @@ impl RaftHost {
         self.groups.write().insert(group, Arc::new(hosted));
         tracing::info!(group = group.0, node = self.node_id, "started Raft group");
         Ok(raft)
+    }
+
+    /// Makes a replica that led its group before this start a follower of its stored term.
+    ///
+    /// openraft 0.9 restores a stored committed vote for itself as leadership of that term at
+    /// once. But the leader replicates while it flushes (vendored change 1), so after a power
+    /// loss its log may end before entries its followers hold: leading the same term again, it
+    /// would write new entries under (term, index) ids they already hold with other records,
+    /// and they would keep theirs. As etcd and Redpanda do, it starts as a follower instead: the
+    /// vote stays (it voted for itself in that term and for no one else), but uncommitted, so
+    /// the group elects a leader of a new term, whose entries never reuse an id.
+    fn restart_as_follower(&self, group: GroupId, log: &SegmentLog) -> Result<(), RaftHostError> {
+        let Some(vote) = log.vote() else {
+            return Ok(());
+        };
+        if !vote.is_committed() || vote.leader_id().voted_for() != Some(self.node_id) {
+            return Ok(());
+        }
+        let term = vote.leader_id().get_term();
+        log.store_vote(&Vote::new(term, self.node_id))
+            .map_err(|source| RaftHostError::Storage {
+                group,
+                source: Box::new(source),
+            })?;
+        tracing::info!(
+            group = group.0,
+            term,
+            node = self.node_id,
+            "led the group before this start: starting as a follower, not as leader of its old term"
+        );
+        Ok(())
     }
 
     /// The running group, if any.

@@ -360,10 +360,10 @@ async fn a_replica_behind_the_leader_answers_offset_not_available_and_catches_up
     }
 }
 
-/// A leader that was replaced while it was down restarts believing it still leads its old term
-/// (openraft restores a committed vote for itself) until it hears from the others. Without a
-/// recent majority it must not declare an offset the new leader wrote out of range, and it
-/// serves that offset once it has caught up.
+/// A leader that was replaced while it was down restarts alone, behind the new leader. It does
+/// not resume leading its old term (openraft would restore its committed vote for itself;
+/// `RaftHost::start_group` starts it as a follower), it must not declare an offset the new
+/// leader wrote out of range, and it serves that offset once it has caught up.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_replaced_leader_that_has_not_noticed_answers_offset_not_available() {
     let mut cluster = crate::kit::start(3).await;
@@ -397,7 +397,7 @@ async fn a_replaced_leader_that_has_not_noticed_answers_offset_not_available() {
     }
     produce_numbers(&survivors, "deposed", 10..20).await;
 
-    // The old leader restarts alone: it believes it leads, with a high watermark of 10.
+    // The old leader restarts alone, with a high watermark of 10.
     for id in &others {
         cluster.pause(*id);
     }
@@ -452,10 +452,10 @@ async fn a_replaced_leader_that_has_not_noticed_answers_offset_not_available() {
         .describe_topic("deposed")
         .await
         .expect("the old leader describes the topic");
-    assert_eq!(
+    assert_ne!(
         state.partitions[0].leader_id,
         Some(old_leader),
-        "the restarted node should believe it still leads (else this test shows nothing): {state:?}"
+        "a restarted leader must not resume leading its old term: {state:?}"
     );
 
     // Once the others are back it learns of the new term, catches up and serves offset 15.

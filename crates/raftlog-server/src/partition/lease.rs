@@ -1,6 +1,6 @@
 //! The quorum lease: a leader acts as the partition's leader (takes writes, declares offsets
-//! absent) only while a majority has acknowledged it recently. A leader cut off from the others,
-//! or restarted into its old term, still calls itself leader until it hears of a newer term.
+//! absent) only while a majority has acknowledged it recently. A leader cut off from the others
+//! still calls itself leader until it hears of a newer term.
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -93,8 +93,8 @@ impl Partition {
         Ok(())
     }
 
-    /// This replica leads, a majority acknowledged it within the lease (a leader cut off, or
-    /// restarted into its old term, may have been replaced), and it has applied an entry of its
+    /// This replica leads, a majority acknowledged it within the lease (a leader cut off from
+    /// the others may have been replaced), and it has applied an entry of its
     /// current term: so its high watermark is at least every offset any leader acknowledged.
     fn is_leader_caught_up_with_its_term(&self) -> bool {
         let metrics = self.raft.metrics();
