@@ -156,7 +156,10 @@ impl SegmentLog {
         for (file, rest) in sealed_rests {
             shared.page_cache.note_cached(&file, rest);
         }
-        let durable = Arc::clone(&self.shared);
+        // The completion holds what it updates, not the log: a log dropped while its sync is
+        // in flight frees its memory at once.
+        let durability = Arc::clone(&shared.durability);
+        let page_cache = Arc::clone(&shared.page_cache);
         let synced_file = Arc::clone(&file);
         shared.flusher.request_sync(
             file,
@@ -164,12 +167,12 @@ impl SegmentLog {
             Box::new(move |result| {
                 let synced = result.is_ok();
                 if synced {
-                    durable.durability.synced(epoch, last.index);
+                    durability.synced(epoch, last.index);
                 }
                 on_durable(result);
                 // After the acknowledgement: the page-cache advice must not delay it.
                 if let (true, Some(run)) = (synced, written_run) {
-                    durable.page_cache.note_cached(&synced_file, run);
+                    page_cache.note_cached(&synced_file, run);
                 }
             }),
         )

@@ -67,7 +67,9 @@ struct Shared {
     flusher: GroupCommit,
     state: RwLock<LogFiles>,
     meta: Mutex<MetaState>,
-    durability: DurabilityMark,
+    /// Shared with the completions of syncs in flight, which must not keep the whole log (and
+    /// its recent entries) alive after its last handle is gone.
+    durability: Arc<DurabilityMark>,
     /// The node's logs, which share one budget for recent entries.
     recent_pool: Arc<RecentPool>,
     /// When this log last appended, on `recent_pool`'s clock; `HOLDS_NO_RECENT` once its

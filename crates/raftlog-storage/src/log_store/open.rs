@@ -118,7 +118,9 @@ impl SegmentLog {
                 committed_written_at: None,
             }),
             config,
-            durability: DurabilityMark::new(last_log_id.map_or(0, |id| id.index + 1)),
+            durability: Arc::new(DurabilityMark::new(
+                last_log_id.map_or(0, |id| id.index + 1),
+            )),
             recent_pool: Arc::clone(&recent_pool),
             last_append: AtomicU64::new(HOLDS_NO_RECENT),
             page_cache,
