@@ -129,11 +129,29 @@ pub fn cluster_ip() -> Ipv4Addr {
     )
 }
 
-/// A free TCP port on `ip` (bound and released).
-pub fn free_port(ip: Ipv4Addr) -> std::io::Result<u16> {
-    TcpListener::bind((ip, 0))
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
+/// Ports picked for one config, each still bound until the config is written.
+///
+/// A port that is bound and released at once can be handed out again by the kernel: with
+/// `IpPerNode` addressing every node has its own IP, but with `SharedIp` six ports come from one
+/// address, and one config in about a thousand named a port twice, so its nodes refused it
+/// ("address ... is used twice"; CI failed on one). Keeping every listener open until the whole
+/// config is written makes each port distinct; the nodes bind them only after we drop them.
+struct PortReservations {
+    held: Vec<TcpListener>,
+}
+
+impl PortReservations {
+    fn new() -> Self {
+        Self { held: Vec::new() }
+    }
+
+    /// A free port on `ip`, held until `self` is dropped.
+    fn take(&mut self, ip: Ipv4Addr) -> std::io::Result<u16> {
+        let listener = TcpListener::bind((ip, 0))?;
+        let port = listener.local_addr()?.port();
+        self.held.push(listener);
+        Ok(port)
+    }
 }
 
 /// Writes `dir/cluster.toml` for `spec`, with data under `dir/data`, on fresh ports.
@@ -160,14 +178,15 @@ pub fn write_config(dir: &Path, spec: &ClusterSpec) -> std::io::Result<Generated
         dir.join("data").display().to_string(),
         spec.request_timeout_ms,
     );
+    let mut ports = PortReservations::new();
     let mut nodes = Vec::new();
     for id in 1..=spec.nodes {
         let ip = ip_of(id);
         let node = NodeAddr {
             id,
             ip,
-            client_addr: format!("{ip}:{}", free_port(ip)?),
-            peer_addr: format!("{ip}:{}", free_port(ip)?),
+            client_addr: format!("{ip}:{}", ports.take(ip)?),
+            peer_addr: format!("{ip}:{}", ports.take(ip)?),
         };
         text.push_str(&format!(
             "[[nodes]]\nid = {id}\nclient_addr = \"{}\"\npeer_addr = \"{}\"\n",
@@ -177,6 +196,7 @@ pub fn write_config(dir: &Path, spec: &ClusterSpec) -> std::io::Result<Generated
     }
     let path = dir.join("cluster.toml");
     std::fs::write(&path, &text)?;
+    drop(ports);
     Ok(GeneratedConfig {
         path,
         text,
@@ -188,6 +208,17 @@ pub fn write_config(dir: &Path, spec: &ClusterSpec) -> std::io::Result<Generated
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn no_generated_config_names_one_address_twice() {
+        let dir = tempfile::TempDir::new().unwrap();
+        for _ in 0..2_000 {
+            let generated = write_config(dir.path(), &ClusterSpec::new(3)).unwrap();
+            let config =
+                raftlog_server::ClusterConfig::parse(&generated.text, &generated.path).unwrap();
+            config.validate().unwrap();
+        }
+    }
 
     #[test]
     fn a_generated_config_parses_and_names_every_node() {
