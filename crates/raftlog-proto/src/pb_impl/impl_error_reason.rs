@@ -47,7 +47,9 @@ impl ErrorReason {
             | ErrorReason::UnknownMember
             | ErrorReason::IllegalGeneration
             | ErrorReason::GroupActive
-            | ErrorReason::ClusterMismatch => RetryClass::NotRetryable,
+            | ErrorReason::ClusterMismatch
+            | ErrorReason::InvalidTimestamp
+            | ErrorReason::PartitionNotOwned => RetryClass::NotRetryable,
         }
     }
 

@@ -202,6 +202,7 @@ mod tests {
             invalid(ErrorReason::NotEnoughNodes),
             invalid(ErrorReason::RecordTooLarge),
             invalid(ErrorReason::BatchTooLarge),
+            invalid(ErrorReason::InvalidTimestamp),
             ServerError::OffsetOutOfRange {
                 offset: 9,
                 log_start_offset: 0,
@@ -240,6 +241,7 @@ mod tests {
             conflict(ErrorReason::IllegalGeneration),
             conflict(ErrorReason::GroupActive),
             conflict(ErrorReason::ClusterMismatch),
+            conflict(ErrorReason::PartitionNotOwned),
             ServerError::Deleted { what: what() },
             ServerError::GroupNotFound {
                 group: "billing".into(),
