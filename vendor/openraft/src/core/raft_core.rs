@@ -1217,6 +1217,9 @@ where
                             // Node is switched to learner.
                         }
                     }
+                    ExternalCommand::StepDown => {
+                        self.engine.step_down();
+                    }
                     ExternalCommand::Heartbeat => {
                         self.send_heartbeat("ExternalCommand");
                     }

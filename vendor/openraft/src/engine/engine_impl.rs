@@ -245,6 +245,27 @@ where C: RaftTypeConfig
         self.server_state_handler().update_server_state_if_changed();
     }
 
+    /// raftlog patch: a leader that can no longer act as one (it has not heard from a quorum
+    /// within the election timeout, or its own disk stopped completing writes) stops leading.
+    ///
+    /// Its vote keeps the same term and still names itself, but is no longer committed: it is
+    /// exactly the state of a node that voted for itself and has not won, so it grants no other
+    /// vote in this term, and any leader of a later term is followed. The stored vote is not
+    /// rewritten (saving it would wait for the very disk that may have stalled); raftlog stores
+    /// it uncommitted at the next start anyway. Replication stops with the leadership.
+    pub(crate) fn step_down(&mut self) {
+        if self.leader.is_none() {
+            return;
+        }
+        let term = self.state.vote_ref().leader_id().term;
+        let uncommitted = Vote::new(term, self.config.id.clone());
+        tracing::info!(term, "{}: stepping down, vote: {}", func_name!(), uncommitted);
+        self.state.vote.update(C::now(), uncommitted);
+        self.leader = None;
+        self.candidate = None;
+        self.server_state_handler().update_server_state_if_changed();
+    }
+
     pub(crate) fn candidate_ref(&self) -> Option<&Candidate<C, LeaderQuorumSet<C::NodeId>>> {
         self.candidate.as_ref()
     }

@@ -16,6 +16,9 @@ pub(crate) enum ExternalCommand<C: RaftTypeConfig> {
     /// Initiate an election at once.
     Elect,
 
+    /// raftlog patch: if this node is the leader, stop leading at once, without a new term.
+    StepDown,
+
     /// Send a heartbeat message, only if the node is leader, or it will be ignored.
     Heartbeat,
 
@@ -48,6 +51,9 @@ where C: RaftTypeConfig
         match self {
             ExternalCommand::Elect => {
                 write!(f, "Elect")
+            }
+            ExternalCommand::StepDown => {
+                write!(f, "StepDown")
             }
             ExternalCommand::Heartbeat => {
                 write!(f, "Heartbeat")
