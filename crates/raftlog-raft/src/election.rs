@@ -29,13 +29,33 @@ impl RaftHost {
         }
     }
 
-    /// Records that `group` heard from its leader (or granted a vote): its election timer
-    /// starts over, in this replica's slot.
+    /// Records that a leader of a term this replica accepted reached it in `group` (a Raft
+    /// AppendEntries or a light heartbeat): its election clock starts over, in this replica's
+    /// slot, and it refuses votes for the vote-refusal window.
     pub fn note_heard_from_leader(&self, group: GroupId, raft: &RaftGroup) {
+        let rank = VoterRank::in_metrics(self.node_id, &raft.metrics().borrow());
+        if let Some(hosted) = self.hosted(group) {
+            hosted.election.heard_from_leader(&self.timing, group, rank);
+        }
+    }
+
+    /// Records that this replica granted a vote in `group`: its election clock starts over, so
+    /// it gives the candidate time to win.
+    pub fn note_vote_granted(&self, group: GroupId, raft: &RaftGroup) {
         let rank = VoterRank::in_metrics(self.node_id, &raft.metrics().borrow());
         if let Some(hosted) = self.hosted(group) {
             hosted.election.restart(&self.timing, group, rank);
         }
+    }
+
+    /// Whether this replica of `group` refuses to vote for anyone now: a leader reached it
+    /// within the vote-refusal window. openraft's own lease counts only Raft AppendEntries;
+    /// this counts light heartbeats too, which is what keeps a leader's read lease shorter
+    /// than the time its voters refuse others (`RaftTiming::read_lease_ms`).
+    pub fn refuses_votes(&self, group: GroupId) -> bool {
+        let window = Duration::from_millis(self.timing.vote_refusal_ms());
+        self.hosted(group)
+            .is_some_and(|hosted| hosted.election.heard_leader_within(window, Instant::now()))
     }
 
     /// The groups whose election clock ran out and that should stand: followers and
@@ -62,17 +82,33 @@ impl RaftHost {
 }
 
 /// The election timer task: ends when `stop` is cancelled or the host is gone.
+///
+/// A group whose clock ran out first asks its voters for a pre-vote (`pre_vote.rs`) and stands
+/// only where a majority would grant it. A node whose own disk has stalled stands nowhere: it
+/// could not save its vote, nor its entries as leader.
 pub(crate) async fn run(host: Weak<RaftHost>, stop: CancellationToken) {
     let mut ticks = Ticks::new(Duration::from_millis(ELECTION_CHECK_PERIOD_MS), stop);
     while let Some(host) = ticks.next(&host).await {
         let due = host.groups_due_for_election();
+        if due.is_empty() {
+            continue;
+        }
+        if host.disk_stalled() {
+            tracing::debug!(
+                node = host.node_id,
+                groups = due.len(),
+                "disk stalled: standing for no election"
+            );
+            continue;
+        }
+        let standing = host.pre_vote(due).await;
         drop(host);
-        for (group, raft) in due {
+        for (group, raft) in standing {
             let term = raft.metrics().borrow().current_term;
             tracing::info!(
                 group = group.0,
                 term,
-                "no leader heard within the election timeout: standing for election"
+                "no leader heard within the election timeout, and a majority would vote: standing for election"
             );
             let _ = raft.trigger().elect().await;
         }

@@ -68,9 +68,13 @@ fn ranked_timeout(timing: &RaftTiming, group: GroupId, rank: Option<VoterRank>) 
     Duration::from_millis(min_ms + slot_rank * slot_ms + jitter_ms)
 }
 
-/// When one replica of a group stands for election unless it hears from a leader first.
+/// When one replica of a group stands for election unless it hears from a leader first, and
+/// when it last heard from one.
 pub(crate) struct ElectionClock {
     deadline: Mutex<Instant>,
+    /// When a leader whose term this replica accepted last reached it, by a Raft AppendEntries
+    /// or a light heartbeat: votes are refused for a while after (`RaftTiming::vote_refusal_ms`).
+    heard_leader_at: Mutex<Option<Instant>>,
 }
 
 impl ElectionClock {
@@ -78,7 +82,28 @@ impl ElectionClock {
     pub(crate) fn start(timing: &RaftTiming, group: GroupId, rank: Option<VoterRank>) -> Self {
         ElectionClock {
             deadline: Mutex::new(Instant::now() + ranked_timeout(timing, group, rank)),
+            heard_leader_at: Mutex::new(None),
         }
+    }
+
+    /// A leader of an accepted term reached this replica: the clock starts over, and votes
+    /// for others are refused for the vote-refusal window from now.
+    pub(crate) fn heard_from_leader(
+        &self,
+        timing: &RaftTiming,
+        group: GroupId,
+        rank: Option<VoterRank>,
+    ) {
+        let now = Instant::now();
+        *self.heard_leader_at.lock() = Some(now);
+        *self.deadline.lock() = now + ranked_timeout(timing, group, rank);
+    }
+
+    /// Whether a leader reached this replica within `window` before `now`.
+    pub(crate) fn heard_leader_within(&self, window: Duration, now: Instant) -> bool {
+        self.heard_leader_at
+            .lock()
+            .is_some_and(|at| now.saturating_duration_since(at) < window)
     }
 
     /// Starts the clock over, with a timeout drawn again in this replica's slot. A clock that
@@ -138,6 +163,7 @@ mod tests {
             deadline: Mutex::new(
                 Instant::now() + Duration::from_millis(10 * timing.election_timeout_max_ms),
             ),
+            heard_leader_at: Mutex::new(None),
         };
         let rank = VoterRank::of(1, [1, 2, 3].into_iter());
         let before = Instant::now();

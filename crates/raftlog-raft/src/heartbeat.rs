@@ -46,10 +46,21 @@ impl RaftHost {
     async fn send_heartbeats(&self, timeout: Duration) {
         let mut light: HashMap<NodeId, (String, Vec<GroupHeartbeat>)> = HashMap::new();
         let mut full = Vec::new();
+        // A node whose disk stalled sends none: its leaders are stepping down (`watchdog.rs`).
+        if self.disk_stalled() {
+            return;
+        }
+        // Light heartbeats speak for a core only while it answers the watchdog's probes: the
+        // metrics they are built from stay as they were when a core wedges.
+        let core_answer_window = Duration::from_millis(self.timing.election_timeout_min_ms / 2);
+        let now = Instant::now();
         self.each_group(|group, hosted| {
             let metrics = hosted.raft.metrics();
             let metrics = metrics.borrow();
             if metrics.state != ServerState::Leader {
+                return;
+            }
+            if now.saturating_duration_since(*hosted.core_answered_at.lock()) > core_answer_window {
                 return;
             }
             let applied = metrics.last_applied.map(|id| id.index);
@@ -160,7 +171,7 @@ impl RaftHost {
         };
         match matching_rank {
             Some(rank) => {
-                hosted.election.restart(&self.timing, group, rank);
+                hosted.election.heard_from_leader(&self.timing, group, rank);
                 true
             }
             None => false,

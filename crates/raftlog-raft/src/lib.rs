@@ -7,7 +7,9 @@
 //!   and join of the node-wide timers;
 //! - `election_clock`: each replica's election deadline and its ranked timeouts;
 //! - `timers`: starts the node-wide timers, `heartbeat` (light heartbeats of the idle groups
-//!   led here, and their acknowledgements) and `election` (the election timer);
+//!   led here, and their acknowledgements), `election` (the election timer, which stands only
+//!   after a `pre_vote`) and `watchdog` (CheckQuorum, stalled disks and wedged cores: leaders
+//!   that cannot lead step down);
 //! - `timing`: [`RaftTiming`], the timers' configuration, and openraft's config from it;
 //! - `peer`: the connection pool, the `Replicate` stream per peer, and retry backoff;
 //! - `openraft_network`: openraft's network traits over the pool (the client side);
@@ -19,11 +21,13 @@ pub mod error;
 mod heartbeat;
 pub mod openraft_network;
 pub mod peer;
+mod pre_vote;
 mod registry;
 mod ticks;
 mod timers;
 pub mod timing;
 pub mod transport;
+mod watchdog;
 
 pub use error::RaftHostError;
 pub use openraft_network::GroupNetwork;

@@ -6,6 +6,7 @@
 
 use std::collections::HashMap;
 use std::future::Future;
+use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::sync::Weak;
 use std::time::Instant;
@@ -40,6 +41,8 @@ pub struct RaftHost {
     timers: TaskTracker,
     /// Cancelled by [`RaftHost::shutdown`]: the timers end at their next tick.
     stop_timers: CancellationToken,
+    /// Whether this node's disk has stalled, as the watchdog last measured (`watchdog.rs`).
+    pub(crate) disk_stalled: AtomicBool,
 }
 
 /// Per follower of a group led here: term and send time of its last acknowledged light
@@ -56,6 +59,16 @@ pub(crate) struct HostedGroup {
     pub(crate) election: ElectionClock,
     /// While this node leads the group: each follower's last light-heartbeat acknowledgement.
     pub(crate) light_acks: Mutex<LightAcks>,
+    /// The group's log (a handle to it): its last log id, for pre-votes without waking the
+    /// Raft core, and its durability, whose stalls the watchdog looks for.
+    pub(crate) log: SegmentLog,
+    /// When the group's Raft core last answered the watchdog's probe (`watchdog.rs`): light
+    /// heartbeats are sent only for a core that does, as a wedged core still publishes the
+    /// metrics it last had.
+    pub(crate) core_answered_at: Mutex<Instant>,
+    /// The term this node leads the group in and since when the watchdog has seen it lead
+    /// (`watchdog.rs`): a leader elected a moment ago has had no acknowledgement yet.
+    pub(crate) led_since: Mutex<Option<(u64, Instant)>>,
 }
 
 impl RaftHost {
@@ -68,6 +81,7 @@ impl RaftHost {
             groups: RwLock::new(HashMap::new()),
             timers: TaskTracker::new(),
             stop_timers: CancellationToken::new(),
+            disk_stalled: AtomicBool::new(false),
         })
     }
 
@@ -110,7 +124,7 @@ impl RaftHost {
         let config = self.timing.openraft_config(group)?;
         let network = GroupNetworkFactory::new(group, self.node_id, self.peers.clone());
         let durability = log.durability();
-        let raft = openraft::Raft::new(self.node_id, config, network, log, state_machine)
+        let raft = openraft::Raft::new(self.node_id, config, network, log.clone(), state_machine)
             .await
             .map_err(|source| RaftHostError::Start {
                 group,
@@ -122,6 +136,9 @@ impl RaftHost {
             durability,
             election: ElectionClock::start(&self.timing, group, rank),
             light_acks: Mutex::default(),
+            log,
+            core_answered_at: Mutex::new(Instant::now()),
+            led_since: Mutex::new(None),
         };
         self.groups.write().insert(group, Arc::new(hosted));
         tracing::info!(group = group.0, node = self.node_id, "started Raft group");
@@ -219,7 +236,7 @@ mod tests {
     async fn shutdown_waits_for_the_timers() {
         let host = RaftHost::new(1, RaftTiming::default(), PeerPool::bound_to(None));
         host.start_timers();
-        assert_eq!(host.timers.len(), 2);
+        assert_eq!(host.timers.len(), 3);
         tokio::time::timeout(std::time::Duration::from_secs(5), host.shutdown())
             .await
             .expect("shutdown ends");

@@ -1,5 +1,5 @@
-//! The node-wide timers that drive every group: light heartbeats (`heartbeat.rs`) and the
-//! election timer (`election.rs`). [`RaftHost::start_timers`] starts them;
+//! The node-wide timers that drive every group: light heartbeats (`heartbeat.rs`), the
+//! election timer (`election.rs`) and the leader watchdog (`watchdog.rs`). [`RaftHost::start_timers`] starts them;
 //! [`RaftHost::shutdown`] cancels them and waits for them to end.
 
 use std::sync::Arc;
@@ -7,6 +7,7 @@ use std::sync::Arc;
 use crate::election;
 use crate::heartbeat;
 use crate::registry::RaftHost;
+use crate::watchdog;
 
 impl RaftHost {
     /// Starts the light heartbeats of the groups led here and the election timer of the
@@ -14,5 +15,6 @@ impl RaftHost {
     pub fn start_timers(self: &Arc<Self>) {
         self.spawn_timer(heartbeat::run);
         self.spawn_timer(election::run);
+        self.spawn_timer(watchdog::run);
     }
 }

@@ -38,10 +38,40 @@ impl Default for RaftTiming {
 }
 
 impl RaftTiming {
-    /// The leader lease: a replica refuses votes until it has not heard from its leader for
-    /// this long (see `openraft_config`).
-    fn lease_ms(&self) -> u64 {
+    /// The vote-refusal window: a replica refuses votes (and pre-votes) until it has not heard
+    /// from its leader for this long, whether by a Raft AppendEntries (openraft's own lease,
+    /// see `openraft_config`) or by a light heartbeat (`RaftHost::refuses_votes`). Below the
+    /// shortest election timeout, so a candidate the host starts after its leader died is
+    /// never refused for a leader that is already gone.
+    pub fn vote_refusal_ms(&self) -> u64 {
         (self.election_timeout_min_ms * 3 / 4).max(self.heartbeat_interval_ms + 2)
+    }
+
+    /// The read lease: how long after a majority acknowledged it (measured from when the
+    /// acknowledged message was sent) a leader still acts as the partition's leader, e.g. says
+    /// an offset above its high watermark does not exist. It must end before any voter of that
+    /// majority can grant a vote to someone else: each refuses for `vote_refusal_ms` from when it
+    /// received the message, which is no earlier than it was sent. Kept a quarter of the
+    /// shortest election timeout below that window, for clocks that run at slightly different
+    /// rates, and above two heartbeat intervals, so an idle leader's light heartbeats renew it.
+    pub fn read_lease_ms(&self) -> u64 {
+        (self.election_timeout_min_ms / 2).max(2 * self.heartbeat_interval_ms + 1)
+    }
+
+    /// CheckQuorum: a leader that has had no acknowledgement from a majority for this long
+    /// steps down (`watchdog.rs`), so that its followers (which may still hear it, if only one
+    /// direction is cut) stand for election and clients find the new leader.
+    pub fn check_quorum_ms(&self) -> u64 {
+        self.election_timeout_min_ms
+    }
+
+    /// How long this node's log may have a sync outstanding, with none completing, before the
+    /// node counts its disk as stalled: its groups' leaders step down and it stands for no
+    /// election until a sync completes (`watchdog.rs`). Half the shortest election timeout, so
+    /// that with the followers' election timeout the partitions it led take writes again
+    /// within two election timeouts; a healthy sync takes milliseconds.
+    pub fn disk_stall_ms(&self) -> u64 {
+        self.election_timeout_min_ms / 2
     }
 
     /// How long a leader waits for a follower's answer to an AppendEntries before it gives up
@@ -73,7 +103,7 @@ impl RaftTiming {
         // heartbeat interval: every send timed out and went again with the same entries, and a
         // timeout after one failed connect even backed off half a second, so followers heard
         // their leader too seldom and stood for election. See `append_entries_timeout_ms`.
-        let lease_ms = self.lease_ms();
+        let lease_ms = self.vote_refusal_ms();
         let config = openraft::Config {
             cluster_name: format!("group-{group}"),
             heartbeat_interval: self.append_entries_timeout_ms(),
@@ -99,6 +129,36 @@ impl RaftTiming {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The read lease ends before a voter that acknowledged it may vote for another node, and
+    /// that refusal ends before the shortest election timeout, so a candidate is never refused
+    /// for a leader that is gone; an idle leader's light heartbeats renew the lease in time.
+    #[test]
+    fn the_read_lease_ends_before_voters_may_vote_again() {
+        for timing in [
+            RaftTiming::default(),
+            RaftTiming {
+                heartbeat_interval_ms: 100,
+                election_timeout_min_ms: 500,
+                election_timeout_max_ms: 1000,
+            },
+            RaftTiming {
+                heartbeat_interval_ms: 50,
+                election_timeout_min_ms: 151,
+                election_timeout_max_ms: 300,
+            },
+        ] {
+            let (read, refusal) = (timing.read_lease_ms(), timing.vote_refusal_ms());
+            assert!(
+                read < refusal,
+                "{timing:?}: read {read} ms, refusal {refusal} ms"
+            );
+            assert!(refusal < timing.election_timeout_min_ms, "{timing:?}");
+            assert!(read > 2 * timing.heartbeat_interval_ms, "{timing:?}");
+            let config = timing.openraft_config(GroupId(1)).unwrap();
+            assert_eq!(config.election_timeout_max, refusal, "openraft's lease");
+        }
+    }
 
     /// A follower slow to answer hears its leader at least once per AppendEntries timeout plus
     /// a heartbeat interval (a timed-out send goes again with the next heartbeat); that must

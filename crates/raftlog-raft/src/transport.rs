@@ -10,10 +10,12 @@ use futures::Future;
 use futures::Stream;
 use futures::StreamExt;
 
+use openraft::error::RaftError;
 use openraft::raft::AppendEntriesRequest;
 use openraft::raft::AppendEntriesResponse;
 use openraft::raft::InstallSnapshotRequest;
 use openraft::raft::VoteRequest;
+use openraft::raft::VoteResponse;
 use raftlog_proto::internal::raft_transport_server::RaftTransport;
 use raftlog_proto::internal::replicate_reply;
 use raftlog_proto::internal::GroupStatusRequest;
@@ -22,6 +24,8 @@ use raftlog_proto::internal::HeartbeatRequest;
 use raftlog_proto::internal::HeartbeatResponse;
 use raftlog_proto::internal::IdentifyRequest;
 use raftlog_proto::internal::IdentifyResponse;
+use raftlog_proto::internal::PreVoteRequest;
+use raftlog_proto::internal::PreVoteResponse;
 use raftlog_proto::internal::RaftMessage;
 use raftlog_proto::internal::ReplicateFailure;
 use raftlog_proto::internal::ReplicateReply;
@@ -110,9 +114,19 @@ async fn append_entries(host: &RaftHost, message: RaftMessage) -> Result<RaftMes
     let raft = group(host, message.group_id)?;
     let rpc: AppendEntriesRequest<TypeConfig> = decode(&message)?;
     let group = GroupId(message.group_id);
-    host.note_heard_from_leader(group, &raft);
     let last_sent = rpc.entries.last().map(|e| e.log_id).or(rpc.prev_log_id);
     let reply = raft.append_entries(rpc).await;
+    // The election clock starts over only for a leader whose term was accepted: a deposed
+    // leader's AppendEntries (answered HigherVote) must not hold back this replica's
+    // candidacy, nor make it refuse votes.
+    if let Ok(
+        AppendEntriesResponse::Success
+        | AppendEntriesResponse::PartialSuccess(_)
+        | AppendEntriesResponse::Conflict,
+    ) = &reply
+    {
+        host.note_heard_from_leader(group, &raft);
+    }
     // openraft answers for entries it already holds without writing them again; a node that
     // just stepped down as leader may still be syncing some. A success counts this node
     // towards the leader's quorum, so it is sent only once they are durable.
@@ -297,16 +311,44 @@ impl RaftTransport for TransportService {
         let raft = group(&self.host, message.group_id)?;
         let rpc: VoteRequest<u64> = decode(&message)?;
         let candidate_log = rpc.last_log_id;
-        let reply = raft.vote(rpc).await;
         let group = GroupId(message.group_id);
+        if self.host.refuses_votes(group) {
+            // A leader reached this replica within the vote-refusal window (by a light
+            // heartbeat, which openraft's own lease does not see): refuse, as openraft does
+            // for its lease, with this replica's vote and no log id (nothing to defer to).
+            let vote = raft.metrics().borrow().vote;
+            tracing::debug!(
+                group = group.0,
+                candidate = %rpc.vote,
+                "vote refused: a leader was heard within the vote-refusal window"
+            );
+            let refusal: Result<VoteResponse<u64>, RaftError<u64>> =
+                Ok(VoteResponse::new(vote, None, false));
+            return encode(message.group_id, &refusal).map(Response::new);
+        }
+        let reply = raft.vote(rpc).await;
         match &reply {
-            Ok(response) if response.vote_granted => self.host.note_heard_from_leader(group, &raft),
+            Ok(response) if response.vote_granted => self.host.note_vote_granted(group, &raft),
             // A candidate with more log than ours can win and we cannot: stand aside, or our
             // own candidacies (at ever higher terms) would keep refusing its lower-term ones.
             Ok(response) if candidate_log > response.last_log_id => self.host.defer_election(group),
             _ => {}
         }
         encode(message.group_id, &reply).map(Response::new)
+    }
+
+    async fn pre_vote(
+        &self,
+        request: Request<PreVoteRequest>,
+    ) -> Result<Response<PreVoteResponse>, Status> {
+        let request = request.into_inner();
+        let granted_group_ids = request
+            .groups
+            .iter()
+            .filter(|question| self.host.grants_pre_vote(request.candidate_id, question))
+            .map(|question| question.group_id)
+            .collect();
+        Ok(Response::new(PreVoteResponse { granted_group_ids }))
     }
 
     async fn install_snapshot(

@@ -30,6 +30,8 @@ use raftlog_proto::internal::HeartbeatRequest;
 use raftlog_proto::internal::HeartbeatResponse;
 use raftlog_proto::internal::IdentifyRequest;
 use raftlog_proto::internal::IdentifyResponse;
+use raftlog_proto::internal::PreVoteRequest;
+use raftlog_proto::internal::PreVoteResponse;
 use raftlog_proto::internal::RaftMessage;
 use raftlog_proto::internal::ReplicateFailure;
 use raftlog_proto::internal::ReplicateReply;
@@ -176,6 +178,13 @@ impl RaftTransport for StandIn {
     }
 
     async fn vote(&self, _: Request<RaftMessage>) -> Result<Response<RaftMessage>, Status> {
+        Err(Status::unimplemented("not used"))
+    }
+
+    async fn pre_vote(
+        &self,
+        _: Request<PreVoteRequest>,
+    ) -> Result<Response<PreVoteResponse>, Status> {
         Err(Status::unimplemented("not used"))
     }
 

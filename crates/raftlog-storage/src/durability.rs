@@ -8,6 +8,9 @@
 //! - a follower's reply to AppendEntries, whose success counts this node towards a quorum. A
 //!   node that has just stepped down as leader may still hold entries whose sync is running.
 
+use std::time::Duration;
+use std::time::Instant;
+
 use raftlog_types::type_config::Entry;
 use tokio::sync::watch;
 
@@ -23,6 +26,9 @@ struct DurableMark {
     durable_next: u64,
     /// Every entry below this index has been written (possibly not yet synced).
     written_next: u64,
+    /// While written entries wait for their sync: since when no sync has completed. `None`
+    /// when everything written is durable. A disk that stops completing syncs shows here.
+    waiting_since: Option<Instant>,
 }
 
 impl DurableMark {
@@ -45,6 +51,7 @@ impl DurabilityMark {
             epoch: 0,
             durable_next: next_index,
             written_next: next_index,
+            waiting_since: None,
         });
         DurabilityMark { sender }
     }
@@ -57,6 +64,9 @@ impl DurabilityMark {
             let next = last_index + 1;
             let grew = next > mark.written_next;
             mark.written_next = mark.written_next.max(next);
+            if grew && mark.waiting_since.is_none() {
+                mark.waiting_since = Some(Instant::now());
+            }
             grew
         });
         epoch
@@ -70,6 +80,8 @@ impl DurabilityMark {
                 return false;
             }
             mark.durable_next = next;
+            // A sync completed: the wait (if entries are still outstanding) starts over.
+            mark.waiting_since = (mark.durable_next < mark.written_next).then(Instant::now);
             true
         });
     }
@@ -81,6 +93,7 @@ impl DurabilityMark {
             mark.epoch += 1;
             mark.durable_next = next_index;
             mark.written_next = next_index;
+            mark.waiting_since = None;
         });
     }
 
@@ -91,6 +104,9 @@ impl DurabilityMark {
             let moved = mark.durable_next < next || mark.written_next < next;
             mark.durable_next = mark.durable_next.max(next);
             mark.written_next = mark.written_next.max(next);
+            if mark.durable_next >= mark.written_next {
+                mark.waiting_since = None;
+            }
             moved
         });
     }
@@ -120,6 +136,15 @@ impl Durability {
     /// to wait for: openraft's storage suite applies entries it never appended).
     pub fn is_durable(&self, index: u64) -> bool {
         self.receiver.borrow().is_durable(index)
+    }
+
+    /// How long written entries have waited, by `now`, with no sync completing; `None` if
+    /// nothing written is waiting for one.
+    pub fn sync_waiting_for(&self, now: Instant) -> Option<Duration> {
+        self.receiver
+            .borrow()
+            .waiting_since
+            .map(|since| now.saturating_duration_since(since))
     }
 
     /// Waits until `is_durable(index)`.
@@ -184,6 +209,29 @@ mod tests {
         assert!(!durability.is_durable(5));
         mark.synced(epoch, 8);
         assert!(durability.is_durable(8));
+    }
+
+    /// The watchdog's view of a stalled disk: written entries wait, and the wait is measured
+    /// from the last sync that completed, not from the first write.
+    #[test]
+    fn the_sync_wait_starts_at_a_write_and_over_at_each_completed_sync() {
+        let mark = DurabilityMark::new(1);
+        let durability = mark.subscribe(GroupId(1));
+        assert_eq!(durability.sync_waiting_for(Instant::now()), None);
+        let epoch = mark.written(5);
+        let later = Instant::now() + Duration::from_secs(3);
+        assert!(durability.sync_waiting_for(later) >= Some(Duration::from_secs(3)));
+        mark.synced(epoch, 3);
+        let waited = durability.sync_waiting_for(Instant::now());
+        assert!(
+            waited.is_some_and(|w| w < Duration::from_secs(1)),
+            "{waited:?}"
+        );
+        mark.synced(epoch, 5);
+        assert_eq!(durability.sync_waiting_for(later), None);
+        mark.written(6);
+        mark.truncated(6);
+        assert_eq!(durability.sync_waiting_for(later), None);
     }
 
     #[test]

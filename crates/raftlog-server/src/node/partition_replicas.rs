@@ -121,7 +121,7 @@ async fn start_partition(
     let lease = QuorumLease {
         host: Arc::clone(&context.host),
         group,
-        lease: Duration::from_millis(context.config.raft.election_timeout_min_ms),
+        lease: Duration::from_millis(context.config.raft.read_lease_ms()),
     };
     let partition = Arc::new(Partition {
         topic: topic.to_owned(),

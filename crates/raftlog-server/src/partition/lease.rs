@@ -1,6 +1,7 @@
 //! The quorum lease: a leader acts as the partition's leader (takes writes, declares offsets
-//! absent) only while a majority has acknowledged it recently. A leader cut off from the others
-//! still calls itself leader until it hears of a newer term.
+//! absent) only while a majority has acknowledged it recently: within `RaftTiming::read_lease_ms`,
+//! which ends before any voter of that majority may vote for another node. A leader cut off
+//! from the others steps down once CheckQuorum's window passes (raftlog-raft's watchdog).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -27,20 +28,9 @@ impl QuorumLease {
     /// current term: Raft acknowledgements while entries flow, light-heartbeat ones while idle.
     /// `None` if they never did.
     pub fn contact_age_ms(&self, metrics: &RaftMetrics<NodeId, NodeInfo>) -> Option<u64> {
-        let voters: Vec<NodeId> = metrics.membership_config.membership().voter_ids().collect();
-        let light_ms = self
-            .host
-            .light_quorum_age(self.group, metrics.current_term, &voters)
-            .map(|age| age.as_millis() as u64);
-        // Not `millis_since_quorum_ack`: that is the age when the metrics were last reported,
-        // and an idle leader cut off from the others reports nothing (openraft patch 4).
-        let raft_ms = metrics
-            .last_quorum_acked
-            .map(|acked| acked.elapsed().as_millis() as u64);
-        match (raft_ms, light_ms) {
-            (Some(raft), Some(light)) => Some(raft.min(light)),
-            (raft, light) => raft.or(light),
-        }
+        self.host
+            .quorum_contact_age(self.group, metrics)
+            .map(|age| age.as_millis() as u64)
     }
 
     /// Whether a majority acknowledged this node as leader within the lease.
