@@ -4,6 +4,12 @@
 //! at which offsets they landed. A poll returns, per partition, the (offset, value) pairs read.
 //! Completions are `ok` (it happened), `fail` (it definitely did not happen) or `info`
 //! (unknown: a timeout or a crash). Stored one JSON object per line.
+//!
+//! Consumer-group members record, besides their deliveries (polls), every join and heartbeat
+//! answer (their generation and assignment: what they believed they owned, and since when they
+//! were live), their commits and the committed offsets they read back. Every consumer error is
+//! recorded with its ErrorReason, so that a refusal of a record known to exist is an anomaly and
+//! not a mere failure.
 
 use std::io::BufRead;
 use std::path::Path;
@@ -49,6 +55,21 @@ pub enum Action {
         #[serde(default)]
         reset: bool,
     },
+    /// A poll's (or fetch's) failure: the completion of a `Poll` invocation.
+    ConsumeError {
+        /// The partition asked for, when the request named one.
+        #[serde(default)]
+        partition: Option<u32>,
+        /// The offset asked for, when the request named one.
+        #[serde(default)]
+        offset: Option<u64>,
+        /// The ErrorReason name the server gave (`None`: no ErrorInfo, e.g. unreachable).
+        #[serde(default)]
+        reason: Option<String>,
+        /// The error as the client showed it.
+        #[serde(default)]
+        message: String,
+    },
     /// The final read of a whole partition from one node, after every fault was healed.
     FinalRead {
         /// The node read from.
@@ -57,6 +78,70 @@ pub enum Action {
         partition: u32,
         /// (offset, value) from the log start to the end.
         records: Vec<(u64, u64)>,
+        /// The offset the read had to reach: the end of the replica (the offset its next record
+        /// gets, as it reported it) or the partition's committed end, whichever is higher.
+        #[serde(default)]
+        target: u64,
+        /// The offset after the last record read (the log start if none was).
+        #[serde(default)]
+        reached: u64,
+        /// Why the read stopped short of `target` (`None` when it reached it).
+        #[serde(default)]
+        error: Option<String>,
+    },
+    /// A consumer-group member's join or heartbeat; on `ok`, what the coordinator answered.
+    /// The member is live from the answer until `session_timeout_ms` after the invocation (the
+    /// coordinator saw the request no earlier than it was sent).
+    Heartbeat {
+        /// The consumer group.
+        group: String,
+        /// True for a join (as a new member), false for a heartbeat.
+        join: bool,
+        /// The member id (empty in a join's invocation).
+        member: String,
+        /// The generation answered (completions only).
+        #[serde(default)]
+        generation: u64,
+        /// The partitions the member owns in it (completions only).
+        #[serde(default)]
+        assignment: Vec<u32>,
+        /// The member's session timeout.
+        session_timeout_ms: u64,
+        /// The ErrorReason name of a failure.
+        #[serde(default)]
+        reason: Option<String>,
+    },
+    /// A member leaves its group: it owns nothing from the invocation on.
+    Leave {
+        /// The consumer group.
+        group: String,
+        /// The member id.
+        member: String,
+    },
+    /// A commit of positions (the offset of the next record to consume) for partitions.
+    Commit {
+        /// The consumer group.
+        group: String,
+        /// The member id (empty for an explicit reset).
+        member: String,
+        /// The member's generation.
+        generation: u64,
+        /// (partition, position) committed.
+        offsets: Vec<(u32, u64)>,
+        /// An explicit reset (ResetOffsets): positions may go back.
+        #[serde(default)]
+        reset: bool,
+        /// The ErrorReason name of a failure.
+        #[serde(default)]
+        reason: Option<String>,
+    },
+    /// A read of a group's committed positions; on `ok`, (partition, position) as read.
+    CommittedOffsets {
+        /// The consumer group.
+        group: String,
+        /// (partition, position) read (completions only).
+        #[serde(default)]
+        offsets: Vec<(u32, u64)>,
     },
 }
 

@@ -259,7 +259,7 @@ fn throughput(history: &History) -> Throughput {
         match &op.action {
             Action::Send { values, .. } => per_second.acked[bucket] += values.len() as u64,
             Action::Poll { reads, .. } => per_second.polled[bucket] += reads.len() as u64,
-            Action::FinalRead { .. } => {}
+            _ => {}
         }
     }
     per_second
@@ -592,6 +592,9 @@ mod tests {
                     node: 1,
                     partition: 0,
                     records: vec![(0, 1)],
+                    target: 1,
+                    reached: 1,
+                    error: None,
                 },
             ),
         ];

@@ -463,6 +463,9 @@ pub async fn run(config: &RunConfig, raftlog: &Path, results: &Path) -> anyhow::
                     node: node_id,
                     partition: partition.partition,
                     records,
+                    target: partition.high_watermark,
+                    reached: offset,
+                    error: None,
                 },
             );
         }

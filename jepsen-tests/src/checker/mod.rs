@@ -139,6 +139,7 @@ impl Analysis {
                         node,
                         partition,
                         records,
+                        ..
                     },
                     _,
                 ) => {
@@ -149,6 +150,7 @@ impl Analysis {
                         .final_reads
                         .insert((*node, *partition), records.clone());
                 }
+                _ => {}
             }
         }
         analysis

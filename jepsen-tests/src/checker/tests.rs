@@ -82,6 +82,9 @@ impl Builder {
                 node,
                 partition,
                 records: records.to_vec(),
+                target: records.last().map_or(0, |(offset, _)| offset + 1),
+                reached: records.last().map_or(0, |(offset, _)| offset + 1),
+                error: None,
             },
         )
     }
