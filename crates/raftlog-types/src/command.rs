@@ -16,6 +16,16 @@ pub enum Command {
     /// Append several producers' batches; each is accepted or refused on its own (producer
     /// sequence checks), and accepted ones receive the next offsets in order.
     AppendBatches(Vec<ProducerBatch>),
+    /// `AppendBatches` stamped with the proposing leader's wall clock. Every partition entry
+    /// proposed today is one of these; `AppendBatches` remains for entries already in logs.
+    /// Producer expiry runs on the stamps (monotonically: the largest seen so far), never on
+    /// the records' client timestamps, so a client's clock cannot move it.
+    StampedAppendBatches {
+        /// The leader's wall clock when it proposed the entry, ms since the Unix epoch.
+        leader_time_ms: i64,
+        /// The batches, as in `AppendBatches`.
+        batches: Vec<ProducerBatch>,
+    },
 }
 
 /// An idempotent producer's numbering of a batch.
@@ -36,7 +46,7 @@ pub struct ProducerBatch {
     pub records: Vec<crate::record::Record>,
 }
 
-/// What happened to one batch of an `AppendBatches` entry.
+/// What happened to one batch of an `AppendBatches` or `StampedAppendBatches` entry.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum BatchResult {
     /// Written at `base_offset ..`.
@@ -98,12 +108,23 @@ pub enum ControllerCommand {
 }
 
 impl Command {
+    /// The producer batches of a partition entry (either form), or `None` for a controller
+    /// command.
+    pub fn append_batches(&self) -> Option<&[ProducerBatch]> {
+        match self {
+            Command::Controller(_) => None,
+            Command::AppendBatches(batches) | Command::StampedAppendBatches { batches, .. } => {
+                Some(batches)
+            }
+        }
+    }
+
     /// A close upper estimate of the encoded size, so encoders can size their buffer once
     /// instead of growing it while copying megabytes of record data.
     pub fn encoded_bytes_hint(&self) -> usize {
         match self {
             Command::Controller(_) => 256,
-            Command::AppendBatches(batches) => {
+            Command::AppendBatches(batches) | Command::StampedAppendBatches { batches, .. } => {
                 16 + batches
                     .iter()
                     .map(|b| {
@@ -126,6 +147,14 @@ impl fmt::Display for Command {
             Command::AppendBatches(batches) => {
                 write!(f, "AppendBatches({} batches)", batches.len())
             }
+            Command::StampedAppendBatches {
+                leader_time_ms,
+                batches,
+            } => write!(
+                f,
+                "StampedAppendBatches({} batches at {leader_time_ms} ms)",
+                batches.len()
+            ),
         }
     }
 }
@@ -143,7 +172,7 @@ pub enum CommandResponse {
     },
     /// A topic was deleted.
     TopicDeleted,
-    /// One result per batch of an `AppendBatches` entry.
+    /// One result per batch of an `AppendBatches` or `StampedAppendBatches` entry.
     Batches(Vec<BatchResult>),
     /// A producer id was issued.
     ProducerIdAllocated {

@@ -171,7 +171,9 @@ impl RaftStateMachine<TypeConfig> for ControllerStateMachine {
                     CommandResponse::None
                 }
                 EntryPayload::Normal(Command::Controller(command)) => next.state.apply(command),
-                EntryPayload::Normal(Command::AppendBatches(_)) => CommandResponse::Rejected {
+                EntryPayload::Normal(
+                    Command::AppendBatches(_) | Command::StampedAppendBatches { .. },
+                ) => CommandResponse::Rejected {
                     reason: ErrorReason::Internal.as_str_name().into(),
                     message: "the controller group holds no records".into(),
                 },

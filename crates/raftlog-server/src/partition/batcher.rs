@@ -190,11 +190,14 @@ pub async fn run_batcher(context: BatcherContext, mut queue: mpsc::Receiver<Prod
             });
             replies.push(job.reply);
         }
-        let receiver = match context
-            .raft
-            .client_write_ff(Command::AppendBatches(batches))
-            .await
-        {
+        // The leader's clock, which every replica's producer expiry runs on (never the
+        // records' client timestamps); replicas keep the largest stamp seen, so a stamp behind
+        // an earlier leader's does not turn the partition's time back.
+        let command = Command::StampedAppendBatches {
+            leader_time_ms: wall_clock_ms(),
+            batches,
+        };
+        let receiver = match context.raft.client_write_ff(command).await {
             Ok(receiver) => receiver,
             Err(fatal) => {
                 let error = ServerError::internal(&fatal);
@@ -250,6 +253,14 @@ pub async fn run_batcher(context: BatcherContext, mut queue: mpsc::Receiver<Prod
             }
         });
     }
+}
+
+/// This node's wall clock in ms since the Unix epoch (0 for a clock before it, and saturated
+/// far in the future), as stamped into entries and compared with client timestamps.
+pub fn wall_clock_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
 /// `ServerError` holds no sources, so it is rebuilt variant by variant for each waiter.

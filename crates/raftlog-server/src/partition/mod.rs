@@ -20,7 +20,6 @@ use raftlog_storage::PartitionView;
 use raftlog_storage::SegmentLog;
 use raftlog_storage::StorageError;
 use raftlog_types::type_config::Entry;
-use raftlog_types::Command;
 use raftlog_types::GroupId;
 use raftlog_types::Record;
 use tokio::sync::mpsc;
@@ -184,8 +183,9 @@ impl Partition {
                 })?);
             }
             let batch: &[Record] = match entry.as_ref().map(|e| &e.payload) {
-                Some(EntryPayload::Normal(Command::AppendBatches(batches))) => batches
-                    .get(location.batch_position as usize)
+                Some(EntryPayload::Normal(command)) => command
+                    .append_batches()
+                    .and_then(|batches| batches.get(location.batch_position as usize))
                     .map_or(&[], |b| &b.records[..]),
                 _ => &[],
             };

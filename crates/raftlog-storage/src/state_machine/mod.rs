@@ -3,8 +3,8 @@
 //! applied log id and the membership in the group's sled tree.
 //!
 //! Keys, all in the group's own tree (big-endian so that byte order is numeric order):
-//! - `applied_state`: last applied log id, membership and next offset, as one JSON value, so that
-//!   they always change together;
+//! - `applied_state`: last applied log id, membership, next offset and the partition's leader
+//!   time, as one JSON value, so that they always change together;
 //! - `snapshot`: the current snapshot (its meta and data);
 //! - `o` + base offset (u64 BE) → log index (u64 BE) + record count (u32 BE) + batch position
 //!   in the entry (u32 BE): where the records starting at that offset are. Only accepted
@@ -19,13 +19,16 @@
 //! - `offset_index.rs`: the offset index's encoding and [`PartitionView`], through which readers
 //!   use it while openraft owns the state machine;
 //! - `snapshot.rs`: building, storing and installing snapshots;
-//! - `openraft_adapter.rs`: `RaftStateMachine` for openraft.
+//! - `openraft_adapter.rs`: `RaftStateMachine` for openraft;
+//! - `tests.rs`: time in apply (leader stamps, client timestamps that must not matter).
 
 mod offset_index;
 mod openraft_adapter;
 mod persist;
 mod producers;
 mod snapshot;
+#[cfg(test)]
+mod tests;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -40,6 +43,7 @@ use raftlog_types::CommandResponse;
 use raftlog_types::GroupId;
 use raftlog_types::NodeId;
 use raftlog_types::NodeInfo;
+use raftlog_types::ProducerBatch;
 use serde::Deserialize;
 use serde::Serialize;
 
@@ -52,6 +56,7 @@ use self::persist::PendingWrites;
 use self::producers::check_sequence;
 use self::producers::expire_producers;
 use self::producers::producer_key;
+use self::producers::unstamped_batch_time_ms;
 pub use self::producers::ProducerState;
 pub use self::producers::PRODUCERS_PER_PARTITION_MAX;
 pub use self::producers::PRODUCER_RETENTION_MS;
@@ -75,6 +80,40 @@ pub struct AppliedState {
     pub membership: StoredMembership<NodeId, NodeInfo>,
     /// Offset the next appended record receives: the partition's high watermark.
     pub next_offset: u64,
+    /// The partition's clock: the largest leader timestamp (`StampedAppendBatches`) applied so
+    /// far, in ms since the Unix epoch. It only moves forward, so a new leader whose clock is
+    /// behind does not turn time back. States written before leader stamps lack it: 0.
+    #[serde(default)]
+    pub leader_time_ms: i64,
+}
+
+/// What one entry's batches are timed by, for producer retention.
+#[derive(Clone, Copy, Debug)]
+enum EntryTime {
+    /// A stamped entry: the partition's leader time after it (`AppliedState::leader_time_ms`).
+    Leader(i64),
+    /// An entry written before leaders stamped them (`AppendBatches`): each batch is timed by
+    /// its largest record timestamp, as the code that wrote the entry did, so that replicas
+    /// applying it with that code decide the same. It does not move the partition's clock, so
+    /// one bad client timestamp in an old entry cannot push that clock forward for good.
+    Unstamped,
+}
+
+impl EntryTime {
+    fn of_batch(self, batch: &ProducerBatch) -> i64 {
+        match self {
+            EntryTime::Leader(ms) => ms,
+            EntryTime::Unstamped => unstamped_batch_time_ms(batch),
+        }
+    }
+}
+
+/// What an apply changes beyond `AppliedState`, gathered for one write.
+#[derive(Default)]
+struct ApplyChanges {
+    touched_producers: Vec<u64>,
+    forgotten_producers: Vec<u64>,
+    index: Vec<(u64, [u8; 16])>,
 }
 
 /// The state machine of one partition group.
@@ -202,6 +241,47 @@ impl PartitionStateMachine {
         Ok((base_offset, record_count))
     }
 
+    /// Applies one entry's batches: each is checked against its producer's sequence, and the
+    /// accepted ones get the next offsets.
+    fn apply_batches(
+        &self,
+        batches: &[ProducerBatch],
+        time: EntryTime,
+        log_index: u64,
+        next: &mut AppliedState,
+        producers: &mut BTreeMap<u64, ProducerState>,
+        changes: &mut ApplyChanges,
+    ) -> Result<CommandResponse> {
+        let mut results = Vec::with_capacity(batches.len());
+        for (position, producer_batch) in batches.iter().enumerate() {
+            let now_ms = time.of_batch(producer_batch);
+            if let Some(result) =
+                check_sequence(producers, producer_batch, next.next_offset, now_ms)
+            {
+                results.push(result);
+                continue;
+            }
+            if let Some(producer) = producer_batch.producer {
+                changes.touched_producers.push(producer.producer_id);
+                changes
+                    .forgotten_producers
+                    .extend(expire_producers(producers, now_ms));
+            }
+            let (base_offset, record_count) = self.assign_offsets(
+                &mut changes.index,
+                next,
+                log_index,
+                position as u32,
+                producer_batch.records.len(),
+            )?;
+            results.push(BatchResult::Appended {
+                base_offset,
+                record_count,
+            });
+        }
+        Ok(CommandResponse::Batches(results))
+    }
+
     /// Applies entries in order; returns one response per entry.
     pub fn apply_entries(
         &mut self,
@@ -209,12 +289,11 @@ impl PartitionStateMachine {
     ) -> Result<Vec<CommandResponse>> {
         let mut next = self.state.clone();
         let mut producers = self.producers.clone();
-        let mut touched_producers: Vec<u64> = Vec::new();
-        let mut forgotten_producers: Vec<u64> = Vec::new();
-        let mut index: Vec<(u64, [u8; 16])> = Vec::new();
+        let mut changes = ApplyChanges::default();
         let mut responses = Vec::new();
         for entry in entries {
             next.last_applied = Some(entry.log_id);
+            let log_index = entry.log_id.index;
             let response = match entry.payload {
                 EntryPayload::Blank => CommandResponse::None,
                 EntryPayload::Membership(membership) => {
@@ -225,42 +304,37 @@ impl PartitionStateMachine {
                     reason: "NOT_A_CONTROLLER".into(),
                     message: format!("group {} is a partition, not the controller", self.group),
                 },
-                EntryPayload::Normal(Command::AppendBatches(batches)) => {
-                    let mut results = Vec::with_capacity(batches.len());
-                    for (position, producer_batch) in batches.iter().enumerate() {
-                        if let Some(result) =
-                            check_sequence(&mut producers, producer_batch, next.next_offset)
-                        {
-                            results.push(result);
-                            continue;
-                        }
-                        if let Some(producer) = producer_batch.producer {
-                            touched_producers.push(producer.producer_id);
-                            let now_ms = producer_batch
-                                .records
-                                .iter()
-                                .map(|r| r.timestamp_ms)
-                                .max()
-                                .unwrap_or(0);
-                            forgotten_producers.extend(expire_producers(&mut producers, now_ms));
-                        }
-                        let (base_offset, record_count) = self.assign_offsets(
-                            &mut index,
-                            &mut next,
-                            entry.log_id.index,
-                            position as u32,
-                            producer_batch.records.len(),
-                        )?;
-                        results.push(BatchResult::Appended {
-                            base_offset,
-                            record_count,
-                        });
-                    }
-                    CommandResponse::Batches(results)
+                EntryPayload::Normal(Command::AppendBatches(batches)) => self.apply_batches(
+                    &batches,
+                    EntryTime::Unstamped,
+                    log_index,
+                    &mut next,
+                    &mut producers,
+                    &mut changes,
+                )?,
+                EntryPayload::Normal(Command::StampedAppendBatches {
+                    leader_time_ms,
+                    batches,
+                }) => {
+                    next.leader_time_ms = next.leader_time_ms.max(leader_time_ms);
+                    let time = EntryTime::Leader(next.leader_time_ms);
+                    self.apply_batches(
+                        &batches,
+                        time,
+                        log_index,
+                        &mut next,
+                        &mut producers,
+                        &mut changes,
+                    )?
                 }
             };
             responses.push(response);
         }
+        let ApplyChanges {
+            touched_producers,
+            forgotten_producers,
+            index,
+        } = changes;
         let mut producer_values = Vec::with_capacity(touched_producers.len());
         for id in &touched_producers {
             if let Some(state) = producers.get(id) {

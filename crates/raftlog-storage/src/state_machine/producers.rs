@@ -1,7 +1,9 @@
 //! Idempotent producers: the sequence check that accepts a batch, answers an exact retry with
 //! its original offsets or refuses a gap, and the expiry that forgets idle producers. Both are
-//! pure functions of the applied entries (expiry goes by record timestamps, not the clock), so
-//! every replica decides the same. The states are written with the rest of an apply
+//! pure functions of the applied entries, so every replica decides the same: expiry goes by the
+//! time the entries carry (the leader's stamp, see `entry_time_ms` in `mod.rs`), not by this
+//! node's clock and not by the records' client timestamps. Time arithmetic saturates, so no
+//! timestamp can make it overflow. The states are written with the rest of an apply
 //! (`persist.rs`).
 
 use std::collections::BTreeMap;
@@ -18,7 +20,7 @@ use super::PRODUCER_PREFIX;
 const PRODUCER_RECENT_BATCHES_MAX: usize = 5;
 /// Producers remembered per partition; the longest idle is forgotten first.
 pub const PRODUCERS_PER_PARTITION_MAX: usize = 10_000;
-/// A producer idle this long (by record timestamps) is forgotten.
+/// A producer idle this long (by the entries' leader time) is forgotten.
 pub const PRODUCER_RETENTION_MS: i64 = 7 * 24 * 3600 * 1000;
 
 /// What a partition remembers of one idempotent producer.
@@ -28,7 +30,9 @@ pub struct ProducerState {
     pub last_sequence: u64,
     /// The last accepted batches: (base sequence, record count, base offset).
     pub recent: VecDeque<(u64, u32, u64)>,
-    /// Largest record timestamp written by the producer, for retention.
+    /// Time of the producer's last accepted batch (the entry's time, see `entry_time_ms`), for
+    /// retention. The name is the stored one; states written before leader stamps hold the
+    /// batch's largest record timestamp here.
     pub last_write_ms: i64,
 }
 
@@ -39,20 +43,27 @@ pub(super) fn producer_key(producer_id: u64) -> [u8; 9] {
     key
 }
 
-/// Decides one batch against the producer states; updates them if it is accepted.
-pub(super) fn check_sequence(
-    producers: &mut BTreeMap<u64, ProducerState>,
-    batch: &ProducerBatch,
-    next_offset: u64,
-) -> Option<BatchResult> {
-    let producer = batch.producer?;
-    let count = batch.records.len() as u64;
-    let write_ms = batch
+/// The time of a batch of an unstamped (`AppendBatches`) entry: its largest record
+/// timestamp, as before entries carried the leader's time.
+pub(super) fn unstamped_batch_time_ms(batch: &ProducerBatch) -> i64 {
+    batch
         .records
         .iter()
         .map(|r| r.timestamp_ms)
         .max()
-        .unwrap_or(0);
+        .unwrap_or(0)
+}
+
+/// Decides one batch, written at `write_ms`, against the producer states; updates them if it
+/// is accepted.
+pub(super) fn check_sequence(
+    producers: &mut BTreeMap<u64, ProducerState>,
+    batch: &ProducerBatch,
+    next_offset: u64,
+    write_ms: i64,
+) -> Option<BatchResult> {
+    let producer = batch.producer?;
+    let count = batch.records.len() as u64;
     match producers.get_mut(&producer.producer_id) {
         None if producer.base_sequence != 0 => Some(BatchResult::UnknownProducer {
             received: producer.base_sequence,
@@ -80,14 +91,18 @@ pub(super) fn check_sequence(
                     });
                 }
             }
-            let expected = state.last_sequence + 1;
+            // Sequences start at 0 and grow only by records written, so these cannot overflow
+            // in practice; saturating keeps a hostile sequence from panicking anyway.
+            let expected = state.last_sequence.saturating_add(1);
             if producer.base_sequence != expected {
                 return Some(BatchResult::OutOfOrder {
                     expected,
                     received: producer.base_sequence,
                 });
             }
-            state.last_sequence = producer.base_sequence + count.saturating_sub(1);
+            state.last_sequence = producer
+                .base_sequence
+                .saturating_add(count.saturating_sub(1));
             state.last_write_ms = state.last_write_ms.max(write_ms);
             state
                 .recent
@@ -101,14 +116,14 @@ pub(super) fn check_sequence(
 }
 
 /// Forgets producers idle for longer than the retention, and the longest idle ones beyond
-/// the per-partition limit. Driven by record timestamps, so every replica forgets the same ones.
+/// the per-partition limit. Driven by the entries' time, so every replica forgets the same ones.
 pub(super) fn expire_producers(
     producers: &mut BTreeMap<u64, ProducerState>,
     now_ms: i64,
 ) -> Vec<u64> {
     let mut forgotten: Vec<u64> = producers
         .iter()
-        .filter(|(_, s)| now_ms - s.last_write_ms > PRODUCER_RETENTION_MS)
+        .filter(|(_, s)| now_ms.saturating_sub(s.last_write_ms) > PRODUCER_RETENTION_MS)
         .map(|(id, _)| *id)
         .collect();
     if producers.len() - forgotten.len() > PRODUCERS_PER_PARTITION_MAX {
@@ -154,32 +169,32 @@ mod tests {
     fn sequences_accept_in_order_answer_retries_and_refuse_gaps() {
         let mut producers = BTreeMap::new();
         assert_eq!(
-            check_sequence(&mut producers, &batch(7, 5, 1), 0),
+            check_sequence(&mut producers, &batch(7, 5, 1), 0, 1),
             Some(BatchResult::UnknownProducer { received: 5 })
         );
-        assert_eq!(check_sequence(&mut producers, &batch(7, 0, 3), 0), None);
-        assert_eq!(check_sequence(&mut producers, &batch(7, 3, 2), 3), None);
+        assert_eq!(check_sequence(&mut producers, &batch(7, 0, 3), 0, 1), None);
+        assert_eq!(check_sequence(&mut producers, &batch(7, 3, 2), 3, 1), None);
         assert_eq!(
-            check_sequence(&mut producers, &batch(7, 0, 3), 5),
+            check_sequence(&mut producers, &batch(7, 0, 3), 5, 1),
             Some(BatchResult::Duplicate {
                 base_offset: 0,
                 record_count: 3
             })
         );
         assert_eq!(
-            check_sequence(&mut producers, &batch(7, 9, 1), 5),
+            check_sequence(&mut producers, &batch(7, 9, 1), 5, 1),
             Some(BatchResult::OutOfOrder {
                 expected: 5,
                 received: 9
             })
         );
-        assert_eq!(check_sequence(&mut producers, &batch(7, 5, 1), 5), None);
+        assert_eq!(check_sequence(&mut producers, &batch(7, 5, 1), 5, 1), None);
     }
 
     #[test]
-    fn idle_producers_are_forgotten_by_record_time() {
+    fn idle_producers_are_forgotten_by_entry_time() {
         let mut producers = BTreeMap::new();
-        check_sequence(&mut producers, &batch(1, 0, 1), 0);
+        check_sequence(&mut producers, &batch(1, 0, 1), 0, 1);
         assert!(expire_producers(&mut producers, 2).is_empty());
         assert_eq!(
             expire_producers(&mut producers, PRODUCER_RETENTION_MS + 10),
