@@ -2,8 +2,8 @@
 //!
 //! Layout, all integers big-endian:
 //! `magic: u32 | payload_len: u32 | crc32c(payload_len ++ payload): u32 | payload`.
-//! The magic lets recovery look past a damaged frame for a later intact one, which is how a
-//! torn tail (nothing intact follows) is told apart from corruption in the middle of the log.
+//! The magic lets recovery find the intact frames after a damaged one, to report how many an
+//! unsynced tail cut off took with it.
 //! A header of all zeros marks the end of the written part of a preallocated segment.
 
 use raftlog_types::limits::ENTRY_BYTES_MAX;

@@ -92,12 +92,18 @@ pub struct Segment {
 pub enum TailState {
     /// The written part ends cleanly.
     Clean,
-    /// A torn final write was found at `position` and cut off.
+    /// The last segment's first invalid frame, past the committed index, was found at
+    /// `position`: it and everything after it (a write that was never synced) was cut off.
     TornTailTruncated {
         /// Where the cut was made.
         position: u64,
         /// Why the bytes there were not an intact frame.
         reason: String,
+        /// Written (non-zero) bytes from the cut to the end of the file that were dropped.
+        bytes_dropped: u64,
+        /// Intact frames after the invalid one that were dropped with it (pages of the same
+        /// unsynced writes that reached the disk before the invalid one did).
+        intact_frames_dropped: u64,
     },
 }
 
@@ -149,9 +155,10 @@ impl Segment {
 
     /// Opens an existing segment, checks every frame and rebuilds the sparse index.
     ///
-    /// Damage in the last segment with no intact frame after it, above the committed index, is a
-    /// torn write from a crash: it is cut off (and the cut synced). Any other damage is returned
-    /// as `StorageError::Corrupt` and nothing is changed on disk.
+    /// The first invalid frame of the last segment, above the committed index, starts a write
+    /// that was never synced: it and everything after it is cut off (and the cut synced), even
+    /// where an intact frame follows (`cut_unsynced_tail`). Any other damage is returned as
+    /// `StorageError::Corrupt` and nothing is changed on disk.
     pub fn open(
         path: &Path,
         base_index: u64,
@@ -244,37 +251,56 @@ impl Segment {
         let Some(reason) = damage else {
             return Ok((segment, TailState::Clean));
         };
+        let tail = segment.cut_unsynced_tail(&bytes, pos, reason, options)?;
+        Ok((segment, tail))
+    }
+
+    /// Handles the first invalid frame of an opened segment, found at `pos`: in the last segment
+    /// and past the committed index it can only be part of a write that was never synced, so it
+    /// and everything after it is cut off (and the cut synced); anywhere else it is corruption.
+    ///
+    /// Why an intact frame after it does not make it corruption: the kernel writes dirty pages
+    /// back in no particular order, so after a power loss a later page of an unsynced append can
+    /// be on disk while an earlier one is not. No frame from the first unsynced one on was
+    /// acknowledged by this node (an append is acknowledged only after its sync), so none of them
+    /// can be needed by a majority; Kafka and Redpanda truncate at the first invalid batch too.
+    fn cut_unsynced_tail(
+        &mut self,
+        bytes: &[u8],
+        pos: usize,
+        reason: String,
+        options: &OpenOptionsForSegment,
+    ) -> Result<TailState> {
+        let corrupt = |reason: String| StorageError::Corrupt {
+            path: self.path.clone(),
+            position: pos as u64,
+            reason,
+        };
         if !options.is_last {
-            return Err(corrupt(
-                pos,
-                format!("{reason} (in a sealed segment, so not a torn write)"),
-            ));
-        }
-        if let Some(intact) = find_intact_frame_after(&bytes, pos + 1) {
-            return Err(corrupt(
-                pos,
-                format!("{reason}, yet an intact frame follows at byte {intact}"),
-            ));
+            return Err(corrupt(format!(
+                "{reason} (in a sealed segment, so not a torn write)"
+            )));
         }
         if let Some(committed) = options.committed_index {
-            if segment.next_index <= committed {
-                return Err(corrupt(
-                    pos,
-                    format!(
-                        "{reason}; entry {} is committed, so it cannot be a torn write",
-                        segment.next_index
-                    ),
-                ));
+            if self.next_index <= committed {
+                return Err(corrupt(format!(
+                    "{reason}; entry {} is committed, so it cannot be a torn write",
+                    self.next_index
+                )));
             }
         }
-        segment.cut_at(segment.write_pos)?;
-        Ok((
-            segment,
-            TailState::TornTailTruncated {
-                position: pos as u64,
-                reason,
-            },
-        ))
+        let bytes_dropped = bytes
+            .iter()
+            .rposition(|b| *b != 0)
+            .map_or(0, |last| (last + 1).saturating_sub(pos)) as u64;
+        let intact_frames_dropped = count_intact_frames_after(bytes, pos);
+        self.cut_at(self.write_pos)?;
+        Ok(TailState::TornTailTruncated {
+            position: pos as u64,
+            reason,
+            bytes_dropped,
+            intact_frames_dropped,
+        })
     }
 
     /// Number of entries in the segment.
@@ -538,6 +564,21 @@ impl SegmentRead {
         }
         Ok((entries, range))
     }
+}
+
+/// How many intact frames start after `pos`, each searched for after the end of the previous
+/// one (so a frame carried inside another's payload is not counted).
+fn count_intact_frames_after(bytes: &[u8], pos: usize) -> u64 {
+    let mut count = 0;
+    let mut from = pos + 1;
+    while let Some(start) = find_intact_frame_after(bytes, from) {
+        count += 1;
+        from = match check_frame(&bytes[start..]) {
+            FrameCheck::Valid { payload_len } => start + FRAME_HEADER_BYTES + payload_len,
+            FrameCheck::End | FrameCheck::Damaged { .. } => start + 1,
+        };
+    }
+    count
 }
 
 #[cfg(test)]

@@ -5,9 +5,15 @@
 //! - segments left over from a purge that was interrupted after its purge point became durable
 //!   (they hold only purged entries) are deleted, and the directory synced, before the rest is
 //!   read;
-//! - a torn final write in the last segment is cut off (`Segment::open`); any other damage, and
-//!   any gap between segments, is an error naming the file and position, and open then changes
-//!   nothing on disk beyond finishing an interrupted purge;
+//! - the last segment is cut at its first invalid frame past the stored committed log id, with
+//!   everything after it, even intact frames (`Segment::open`): the kernel writes pages back out
+//!   of order, so after a power loss an unsynced append can leave a hole before later frames,
+//!   and nothing past the first unsynced frame was acknowledged. The stored committed log id is
+//!   the durable point because it is never written beyond the durable log (`hard_state.rs`);
+//! - any other damage (in a sealed segment, or at or below the stored committed log id), any gap
+//!   between segments, and a log that ends before the stored committed log id, is an error
+//!   naming the file and position, and open then changes nothing on disk beyond finishing an
+//!   interrupted purge;
 //! - the last segment is synced once, so that entries a crashed process wrote but never synced
 //!   are durable before this node acknowledges or applies them.
 
@@ -17,6 +23,7 @@ use std::sync::Arc;
 
 use parking_lot::Mutex;
 use parking_lot::RwLock;
+use raftlog_types::type_config::LogId;
 use raftlog_types::GroupId;
 
 use super::recent_pool::RecentPool;
@@ -55,9 +62,10 @@ pub struct OpenReport {
 impl SegmentLog {
     /// Opens (or creates) the log stored under `group_dir`.
     ///
-    /// Every frame is checked. A torn final write is cut off; any other damage, and any gap
-    /// between segments, is an error naming the file and position, and nothing on disk changes
-    /// then beyond finishing an interrupted purge.
+    /// Every frame is checked. The last segment's unsynced tail, from its first invalid frame
+    /// past the committed log id, is cut off; any other damage, any gap between segments, and
+    /// a log ending before its committed log id, is an error naming the file and position, and
+    /// nothing on disk changes then beyond finishing an interrupted purge.
     pub(crate) fn open(
         group: GroupId,
         group_dir: &Path,
@@ -88,6 +96,7 @@ impl SegmentLog {
                     .is_none_or(|purged| id.index > purged.index)
             })
             .or(stored.last_purged);
+        check_holds_committed(&log_dir, &segments, last_log_id, &stored)?;
         if let Some(active) = segments.last_mut() {
             active.reopen_for_append(config.preallocate_bytes())?;
             active
@@ -167,8 +176,39 @@ fn remove_purged_segments(log_dir: &Path, bases: &mut Vec<u64>, purged: u64) -> 
     Ok(removed)
 }
 
+/// Fails if the log ends before the stored committed log id. That id is never written beyond
+/// the durable log, and committed entries are never truncated, so a shorter log lost files
+/// (a deleted segment or `log` directory), and serving it would let this node vote or be
+/// counted for entries it no longer has.
+fn check_holds_committed(
+    log_dir: &Path,
+    segments: &[Segment],
+    last_log_id: Option<LogId>,
+    stored: &LogMeta,
+) -> Result<()> {
+    let Some(committed) = stored.committed else {
+        return Ok(());
+    };
+    if last_log_id.is_some_and(|last| last.index >= committed.index) {
+        return Ok(());
+    }
+    let path = segments
+        .last()
+        .map_or_else(|| log_dir.to_path_buf(), |segment| segment.path.clone());
+    let position = segments.last().map_or(0, |segment| segment.write_pos);
+    Err(StorageError::Corrupt {
+        path,
+        position,
+        reason: format!(
+            "entries up to {} are committed, but the log ends at {}: segment files are missing",
+            committed.index,
+            last_log_id.map_or_else(|| "no entry".to_string(), |id| id.index.to_string())
+        ),
+    })
+}
+
 /// Opens the segments starting at `bases`, checking that they continue each other and the purge
-/// point without a gap; the last one's torn tail, if any, is cut off.
+/// point without a gap; the last one's unsynced tail, if any, is cut off.
 fn open_segments(
     group: GroupId,
     log_dir: &Path,
@@ -207,8 +247,23 @@ fn open_segments(
             index_interval_bytes: config.index_interval_bytes,
         };
         let (segment, segment_tail) = Segment::open(&path, *base, &options)?;
-        if let TailState::TornTailTruncated { position, reason } = &segment_tail {
-            tracing::warn!(group = group.0, path = %path.display(), position, reason = %reason, "cut off a torn write at the log's tail");
+        if let TailState::TornTailTruncated {
+            position,
+            reason,
+            bytes_dropped,
+            intact_frames_dropped,
+        } = &segment_tail
+        {
+            tracing::warn!(
+                group = group.0,
+                path = %path.display(),
+                position,
+                bytes_dropped,
+                intact_frames_dropped,
+                first_dropped_index = segment.next_index,
+                reason = %reason,
+                "cut off the log's unsynced tail at its first invalid frame"
+            );
         }
         tail = segment_tail;
         segments.push(segment);

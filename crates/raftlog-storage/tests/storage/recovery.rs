@@ -108,7 +108,16 @@ fn torn_tail_is_cut_off_and_everything_before_it_kept() -> anyhow::Result<()> {
 
     let (_storage, log, report) = open_log(dir.path(), LogConfig::default())?;
     match report.tail {
-        TailState::TornTailTruncated { position, .. } => assert_eq!(position, start as u64),
+        TailState::TornTailTruncated {
+            position,
+            bytes_dropped,
+            intact_frames_dropped,
+            ..
+        } => {
+            assert_eq!(position, start as u64);
+            assert!(bytes_dropped > 0 && bytes_dropped <= (half - start) as u64);
+            assert_eq!(intact_frames_dropped, 0);
+        }
         other => panic!("torn tail not reported: {other:?}"),
     }
     assert_eq!(log.last_log_id(), Some(log_id(1, 98)));
@@ -122,27 +131,144 @@ fn torn_tail_is_cut_off_and_everything_before_it_kept() -> anyhow::Result<()> {
     Ok(())
 }
 
-#[test]
-fn flipped_bit_before_the_tail_refuses_to_start_and_changes_nothing() -> anyhow::Result<()> {
-    let dir = TempDir::new()?;
-    {
-        let (_storage, log, _) = open_log(dir.path(), LogConfig::default())?;
-        append_range(&log, 1, 0, 99)?;
+/// A configuration that writes the committed log id at every `store_committed`.
+fn committed_written_at_once() -> LogConfig {
+    LogConfig {
+        committed_persist_interval: Duration::ZERO,
+        ..LogConfig::default()
     }
+}
+
+/// Entries `0 ..= 99` of term 1, with entries up to `committed` stored as committed.
+fn log_with_committed(dir: &std::path::Path, committed: u64) -> anyhow::Result<()> {
+    let (_storage, log, _) = open_log(dir, committed_written_at_once())?;
+    append_range(&log, 1, 0, committed)?;
+    log.store_committed(Some(log_id(1, committed)))?;
+    append_range(&log, 1, committed + 1, 99)?;
+    Ok(())
+}
+
+/// After a power loss, page-cache writeback need not follow file order: a later frame of an
+/// unsynced append can reach the disk while an earlier one still reads as zeros. Nothing from
+/// the first unsynced frame on was acknowledged, so the log is cut there and opens.
+#[test]
+fn zeroed_frame_followed_by_an_intact_one_past_the_committed_point_is_cut_off() -> anyhow::Result<()>
+{
+    let dir = TempDir::new()?;
+    log_with_committed(dir.path(), 60)?;
+    let segment = segment_files(dir.path())?.pop().expect("a segment");
+    let mut bytes = std::fs::read(&segment)?;
+    let ranges = frame_ranges(&bytes);
+    let (start, end) = ranges[80];
+    let written_end = ranges.last().expect("frames").1;
+    bytes[start..end].fill(0);
+    std::fs::write(&segment, &bytes)?;
+
+    let (storage, log, report) = open_log(dir.path(), committed_written_at_once())?;
+    match report.tail {
+        TailState::TornTailTruncated {
+            position,
+            bytes_dropped,
+            intact_frames_dropped,
+            ..
+        } => {
+            assert_eq!(position, start as u64);
+            assert_eq!(bytes_dropped, (written_end - start) as u64);
+            assert_eq!(intact_frames_dropped, 19, "frames 81..=99 follow the hole");
+        }
+        other => panic!("the unsynced tail was not cut off: {other:?}"),
+    }
+    assert_eq!(log.last_log_id(), Some(log_id(1, 79)));
+    assert_log_holds(&log, 0, 79)?;
+    assert!(log.read_entries(80..=99)?.is_empty());
+    let cut = std::fs::read(&segment)?;
+    assert!(
+        cut[start..].iter().all(|b| *b == 0),
+        "the dropped frames are still in the file"
+    );
+    // A new leader's entries take the dropped indexes, and survive a reopen.
+    append_range(&log, 2, 80, 120)?;
+    drop((storage, log));
+    let (_storage, log, report) = open_log(dir.path(), committed_written_at_once())?;
+    assert_eq!(report.tail, TailState::Clean);
+    assert_eq!(log.last_log_id(), Some(log_id(2, 120)));
+    assert_log_holds(&log, 0, 79)?;
+    let entries = log.read_entries(80..=120)?;
+    assert_eq!(entries.len(), 41);
+    for entry in &entries {
+        assert!(entry_is_intact(entry, entry.log_id.index));
+        assert_eq!(entry.log_id.leader_id.term, 2);
+    }
+    Ok(())
+}
+
+#[test]
+fn flipped_bit_below_the_committed_point_refuses_to_start_and_changes_nothing() -> anyhow::Result<()>
+{
+    let dir = TempDir::new()?;
+    log_with_committed(dir.path(), 60)?;
     let segment = segment_files(dir.path())?.pop().expect("a segment");
     let mut bytes = std::fs::read(&segment)?;
     let (start, end) = frame_ranges(&bytes)[50];
     bytes[(start + end) / 2] ^= 0x10;
     std::fs::write(&segment, &bytes)?;
 
-    let (path, position, reason) = corrupt_error(open_log(dir.path(), LogConfig::default()));
+    let result = open_log(dir.path(), committed_written_at_once());
+    let message = match &result {
+        Err(error) => format!("{error:#}"),
+        Ok(_) => String::new(),
+    };
+    let (path, position, reason) = corrupt_error(result);
     assert_eq!(path, segment);
     assert_eq!(position, start as u64);
-    assert!(reason.contains("intact frame follows"), "{reason}");
+    assert!(reason.contains("entry 50 is committed"), "{reason}");
+    assert!(
+        message.contains(&segment.display().to_string())
+            && message.contains(&format!("at byte {start}")),
+        "the error names neither the file nor the byte: {message}"
+    );
     assert_eq!(
         std::fs::read(&segment)?,
         bytes,
         "a refused open must not touch the file"
+    );
+    Ok(())
+}
+
+#[test]
+fn zeroed_frame_at_the_committed_point_refuses_to_start() -> anyhow::Result<()> {
+    let dir = TempDir::new()?;
+    log_with_committed(dir.path(), 60)?;
+    let segment = segment_files(dir.path())?.pop().expect("a segment");
+    let mut bytes = std::fs::read(&segment)?;
+    let (start, end) = frame_ranges(&bytes)[60];
+    bytes[start..end].fill(0);
+    std::fs::write(&segment, &bytes)?;
+
+    let (path, position, reason) = corrupt_error(open_log(dir.path(), committed_written_at_once()));
+    assert_eq!(path, segment);
+    assert_eq!(position, start as u64);
+    assert!(reason.contains("entry 60 is committed"), "{reason}");
+    Ok(())
+}
+
+#[test]
+fn log_ending_before_its_committed_point_refuses_to_start() -> anyhow::Result<()> {
+    let dir = TempDir::new()?;
+    {
+        let (_storage, log, _) = open_log(dir.path(), small_segments())?;
+        append_range(&log, 1, 0, 299)?;
+        log.store_committed(Some(log_id(1, 299)))?;
+    }
+    let mut files = segment_files(dir.path())?;
+    assert!(files.len() >= 2);
+    let last = files.pop().expect("a segment");
+    std::fs::remove_file(&last)?;
+    let (path, _, reason) = corrupt_error(open_log(dir.path(), small_segments()));
+    assert_eq!(path, *files.last().expect("a segment"));
+    assert!(
+        reason.contains("entries up to 299 are committed"),
+        "{reason}"
     );
     Ok(())
 }
