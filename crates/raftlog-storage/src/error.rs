@@ -51,6 +51,19 @@ pub enum StorageError {
         reason: String,
     },
 
+    /// A partition replica this node created has no directory any more. Started empty it could
+    /// vote with an empty log and help elect a leader that lacks acknowledged entries, so it
+    /// is refused; the other replicas serve the partition.
+    #[error("the replica of group {group} is lost: {} is missing, but {} records that this node created it; refusing to start it empty", path.display(), marker.display())]
+    ReplicaLost {
+        /// The group.
+        group: GroupId,
+        /// The missing directory.
+        path: PathBuf,
+        /// The file recording that this node created the replica.
+        marker: PathBuf,
+    },
+
     /// An append or a file set on disk would leave a gap in the log.
     #[error("log of group {group} would have a hole: {reason}")]
     Hole {
@@ -159,6 +172,20 @@ pub enum StorageError {
 pub type Result<T, E = StorageError> = std::result::Result<T, E>;
 
 impl StorageError {
+    /// Whether this says stored data is damaged or missing (not an operation that failed and
+    /// may succeed when tried again): a replica that fails to open so must not be started.
+    pub fn is_damaged_data(&self) -> bool {
+        matches!(
+            self,
+            StorageError::Corrupt { .. }
+                | StorageError::Hole { .. }
+                | StorageError::Meta { .. }
+                | StorageError::MetaDamaged { .. }
+                | StorageError::StateDecode { .. }
+                | StorageError::ReplicaLost { .. }
+        )
+    }
+
     /// Builds the closure for `map_err` that wraps an `io::Error` with the operation and path.
     pub(crate) fn io(op: &'static str, path: impl Into<PathBuf>) -> impl FnOnce(io::Error) -> Self {
         let path = path.into();

@@ -19,6 +19,7 @@ pub mod meta;
 pub mod node_storage;
 pub mod page_cache;
 mod recent;
+mod replicas;
 pub mod segment;
 pub mod state_machine;
 pub mod state_store;

@@ -4,8 +4,13 @@
 //! <data_dir>/
 //!   groups/<group id>/meta.slots         vote, committed and purged log ids (two slots, in place)
 //!   groups/<group id>/log/<index>.seg    the group's Raft log, one file per segment
+//!   replicas/<group id>                  empty: this node created a replica of the group
 //!   state/                               sled: every group's state machine
 //! ```
+//!
+//! Partition replicas are opened with [`NodeStorage::open_replica`], which creates one only
+//! where this node never held it (`replicas.rs`): a replica whose directory is gone is refused,
+//! never recreated empty.
 
 use std::path::Path;
 use std::path::PathBuf;
@@ -14,6 +19,7 @@ use std::sync::Arc;
 use raftlog_types::GroupId;
 
 use crate::error::Result;
+use crate::error::StorageError;
 use crate::fsutil;
 use crate::group_commit::GroupCommit;
 use crate::log_store::LogConfig;
@@ -21,6 +27,7 @@ use crate::log_store::OpenReport;
 use crate::log_store::RecentPool;
 use crate::log_store::SegmentLog;
 use crate::page_cache::PageCacheBudget;
+use crate::replicas::ReplicaRecord;
 use crate::state_machine::PartitionStateMachine;
 use crate::state_store::StateStore;
 
@@ -32,13 +39,16 @@ pub struct NodeStorage {
     state: StateStore,
     recent_pool: Arc<RecentPool>,
     page_cache: Arc<PageCacheBudget>,
+    replicas: ReplicaRecord,
 }
 
 impl NodeStorage {
     /// Opens the data directory, creating it if missing.
     pub fn open(data_dir: &Path, config: LogConfig) -> Result<NodeStorage> {
         fsutil::ensure_dir(data_dir)?;
-        fsutil::ensure_dir(&data_dir.join("groups"))?;
+        let groups_dir = data_dir.join("groups");
+        fsutil::ensure_dir(&groups_dir)?;
+        let replicas = ReplicaRecord::open(data_dir, &groups_dir)?;
         let state = StateStore::open(&data_dir.join("state"))?;
         let flusher = GroupCommit::start()?;
         let recent_pool = RecentPool::new(config.recent_entries_node_bytes);
@@ -50,10 +60,57 @@ impl NodeStorage {
             state,
             recent_pool,
             page_cache,
+            replicas,
         })
     }
 
-    /// Opens one group's log and state machine.
+    /// Opens a partition replica's log and state machine, creating them only if this node never
+    /// held the replica. One it held whose directory is gone is `StorageError::ReplicaLost`:
+    /// recreated empty, it could vote with an empty log. Once this returns the replica is
+    /// recorded (durably), so it is refused from now on if its directory disappears.
+    pub fn open_replica(
+        &self,
+        group: GroupId,
+    ) -> Result<(SegmentLog, PartitionStateMachine, OpenReport)> {
+        let dir = self.group_dir(group);
+        let exists = match std::fs::symlink_metadata(&dir) {
+            Ok(_) => true,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => false,
+            Err(e) => return Err(StorageError::io("stat", &dir)(e)),
+        };
+        if !exists {
+            if self.replicas.holds(group)? {
+                return Err(StorageError::ReplicaLost {
+                    group,
+                    path: dir,
+                    marker: self.replicas.marker(group),
+                });
+            }
+            // The directory's entry must be durable before the record says it exists.
+            fsutil::ensure_dir(&dir)?;
+            fsutil::sync_dir(&self.data_dir.join("groups"))?;
+        }
+        let opened = self.open_group(group)?;
+        self.replicas.record(group)?;
+        Ok(opened)
+    }
+
+    /// Deletes a replica's files and state, then its record (last, so that a crash part way
+    /// leaves a replica that is refused, not one that looks new).
+    pub fn delete_replica(&self, group: GroupId) -> Result<()> {
+        let dir = self.group_dir(group);
+        match std::fs::remove_dir_all(&dir) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(StorageError::io("remove directory", &dir)(e)),
+        }
+        fsutil::sync_dir(&self.data_dir.join("groups"))?;
+        self.state.drop_group(group)?;
+        self.replicas.forget(group)
+    }
+
+    /// Opens one group's log and state machine, creating them if the group has no directory
+    /// (for the controller group; partition replicas use [`NodeStorage::open_replica`]).
     pub fn open_group(
         &self,
         group: GroupId,
