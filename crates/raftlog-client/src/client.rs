@@ -523,15 +523,17 @@ impl Client {
         .await
     }
 
-    /// Sends a heartbeat.
+    /// Sends a heartbeat of a member that has adopted `generation`'s assignment.
     pub async fn heartbeat(
         &self,
         group: &str,
         member_id: &str,
+        generation: u64,
     ) -> Result<v1::HeartbeatResponse, ClientError> {
         let request = v1::HeartbeatRequest {
             group: group.to_owned(),
             member_id: member_id.to_owned(),
+            generation,
         };
         self.with_controller(|channel| {
             let request = request.clone();

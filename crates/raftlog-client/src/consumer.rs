@@ -7,12 +7,19 @@
 //! each new partition at the group's committed position. Delivery is at-least-once: records
 //! returned by `poll` are committed by the next `commit` (or `close`), so records processed
 //! after the last commit of a member that crashed are delivered again to its successor.
+//!
+//! A member fences itself: once its session timeout has passed since it *sent* its last
+//! heartbeat that was answered, it owns nothing (`poll` returns no records, `commit` commits
+//! nothing) until it has joined again. The coordinator moves its partitions only after a session
+//! timeout without *receiving* a heartbeat, which ends later, so a member cut off from the
+//! coordinator has stopped before its partitions have a new owner.
 
 use std::collections::BTreeMap;
 use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::sync::Mutex;
 use std::time::Duration;
+use std::time::Instant;
 
 use bytes::Bytes;
 use raftlog_proto::v1;
@@ -83,11 +90,31 @@ pub struct ConsumerRecord {
     pub timestamp_ms: i64,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct MemberState {
     member_id: String,
     generation: u64,
     assignment: Vec<(String, u32)>,
+    /// When the last Join or Heartbeat that was answered was sent: the session runs from there.
+    answered_sent_at: Instant,
+    session_timeout: Duration,
+}
+
+impl MemberState {
+    /// Whether the session may have ended at the coordinator, so the partitions may have
+    /// another owner.
+    fn fenced(&self) -> bool {
+        self.answered_sent_at.elapsed() >= self.session_timeout
+    }
+
+    /// The partitions this member owns now: none once fenced.
+    fn owned(&self) -> &[(String, u32)] {
+        if self.fenced() {
+            &[]
+        } else {
+            &self.assignment
+        }
+    }
 }
 
 struct Membership {
@@ -260,7 +287,9 @@ impl Consumer {
             strategy: self.config.strategy as i32,
             session_timeout_ms: self.config.session_timeout.as_millis() as u32,
             client_id: self.config.client_id.clone(),
+            owned: Vec::new(),
         };
+        let sent_at = Instant::now();
         let joined = self.client.join_group(join.clone()).await?;
         let state = Arc::new(Mutex::new(MemberState {
             member_id: joined.member_id.clone(),
@@ -270,6 +299,8 @@ impl Consumer {
                 .into_iter()
                 .map(|p| (p.topic, p.partition))
                 .collect(),
+            answered_sent_at: sent_at,
+            session_timeout: self.config.session_timeout,
         }));
         let interval = Duration::from_millis(u64::from(joined.heartbeat_interval_ms.max(50)));
         let heartbeat = tokio::spawn(heartbeat_loop(
@@ -296,18 +327,16 @@ impl Consumer {
         let Ok(state) = membership.state.lock() else {
             return;
         };
-        let same_assignment = state.assignment.len() == self.positions.len()
-            && state
-                .assignment
-                .iter()
-                .all(|p| self.positions.contains_key(p));
+        let owned = state.owned();
+        let same_assignment = owned.len() == self.positions.len()
+            && owned.iter().all(|p| self.positions.contains_key(p));
         if same_assignment
             && (state.member_id.as_str(), state.generation)
                 == (self.generation.0.as_str(), self.generation.1)
         {
             return;
         }
-        let assigned: BTreeSet<(String, u32)> = state.assignment.iter().cloned().collect();
+        let assigned: BTreeSet<(String, u32)> = owned.iter().cloned().collect();
         self.positions.retain(|key, _| assigned.contains(key));
         for key in assigned {
             self.positions.entry(key).or_insert(None);
@@ -315,11 +344,13 @@ impl Consumer {
         self.generation = (state.member_id.clone(), state.generation);
     }
 
-    /// The group's current assignment of this member, `None` without a group.
+    /// The partitions this member owns now (none once fenced), `None` without a group.
     fn current_assignment(&self) -> Option<BTreeSet<(String, u32)>> {
         let membership = self.membership.as_ref()?;
-        let state = membership.state.lock().ok()?;
-        Some(state.assignment.iter().cloned().collect())
+        let Ok(state) = membership.state.lock() else {
+            return Some(BTreeSet::new());
+        };
+        Some(state.owned().iter().cloned().collect())
     }
 
     async fn resolve_positions(&mut self) -> Result<(), ClientError> {
@@ -482,7 +513,9 @@ impl Consumer {
             ));
         };
         let (member_id, generation) = match &self.membership {
+            // A fenced member owns nothing: another member may be reading its partitions.
             Some(membership) => match membership.state.lock() {
+                Ok(state) if state.fenced() => return Ok(()),
                 Ok(state) => (state.member_id.clone(), state.generation),
                 Err(_) => {
                     return Err(ClientError::InvalidArgument(
@@ -558,41 +591,71 @@ async fn heartbeat_loop(
 ) {
     loop {
         tokio::time::sleep(interval).await;
-        let member_id = match state.lock() {
-            Ok(state) => state.member_id.clone(),
+        let (member_id, generation, fenced, owned) = match state.lock() {
+            Ok(state) => (
+                state.member_id.clone(),
+                state.generation,
+                state.fenced(),
+                state.owned().to_vec(),
+            ),
             Err(_) => return,
         };
-        let update = match client.heartbeat(&join.group, &member_id).await {
-            Ok(response) => Some((member_id, response.generation, response.assignment)),
-            Err(error) if error.reason() == Some(ErrorReason::UnknownMember) => {
-                // Expired, or the coordinator moved: join again as a new member.
-                match client.join_group(join.clone()).await {
-                    Ok(joined) => Some((joined.member_id, joined.generation, joined.assignment)),
-                    Err(error) => {
-                        tracing::warn!(group = %join.group, %error, "could not re-join the group");
-                        None
-                    }
+        let sent_at = Instant::now();
+        let update = if fenced {
+            // The session may be over at the coordinator: join again, holding nothing.
+            rejoin(&client, &join, &member_id, Vec::new()).await
+        } else {
+            match client.heartbeat(&join.group, &member_id, generation).await {
+                Ok(response) => Some((member_id, response.generation, response.assignment)),
+                Err(error) if error.reason() == Some(ErrorReason::UnknownMember) => {
+                    // Expired, or the coordinator moved: join again as a new member, keeping
+                    // what is still ours (a new coordinator lets us keep it while it waits out
+                    // the old sessions).
+                    rejoin(&client, &join, &member_id, owned).await
                 }
-            }
-            Err(error) => {
-                tracing::debug!(group = %join.group, %error, "heartbeat failed");
-                None
+                Err(error) => {
+                    tracing::debug!(group = %join.group, %error, "heartbeat failed");
+                    None
+                }
             }
         };
         if let Some((member_id, generation, assignment)) = update {
             if let Ok(mut state) = state.lock() {
-                let assignment: Vec<(String, u32)> = assignment
+                // Within a generation the assignment can still grow (partitions handed over once
+                // their previous owners let go), so take it every time.
+                state.member_id = member_id;
+                state.generation = generation;
+                state.assignment = assignment
                     .into_iter()
                     .map(|p| (p.topic, p.partition))
                     .collect();
-                // Within a generation the assignment can still grow (partitions handed over once
-                // their previous owners let go), so take it every time.
-                *state = MemberState {
-                    member_id,
-                    generation,
-                    assignment,
-                };
+                state.answered_sent_at = sent_at;
             }
+        }
+    }
+}
+
+/// Joins again under `member_id` (the coordinator gives a new id if it does not know it),
+/// giving up every partition but `owned`.
+async fn rejoin(
+    client: &Client,
+    join: &v1::JoinGroupRequest,
+    member_id: &str,
+    owned: Vec<(String, u32)>,
+) -> Option<(String, u64, Vec<v1::TopicPartition>)> {
+    let request = v1::JoinGroupRequest {
+        member_id: member_id.to_owned(),
+        owned: owned
+            .into_iter()
+            .map(|(topic, partition)| v1::TopicPartition { topic, partition })
+            .collect(),
+        ..join.clone()
+    };
+    match client.join_group(request).await {
+        Ok(joined) => Some((joined.member_id, joined.generation, joined.assignment)),
+        Err(error) => {
+            tracing::warn!(group = %join.group, member = member_id, %error, "could not re-join the group");
+            None
         }
     }
 }

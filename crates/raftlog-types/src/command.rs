@@ -105,6 +105,14 @@ pub enum ControllerCommand {
         /// (topic, partition, next offset to read).
         offsets: Vec<(String, u32, u64)>,
     },
+    /// Raise the longest session timeout granted to a member of a consumer group. A new
+    /// coordinator waits that long before moving partitions the previous one had handed out.
+    RecordGroupSession {
+        /// The group.
+        group: String,
+        /// The session timeout just granted, in milliseconds.
+        session_timeout_ms: u32,
+    },
 }
 
 impl Command {
@@ -181,6 +189,8 @@ pub enum CommandResponse {
     },
     /// Consumer group offsets were committed.
     OffsetsCommitted,
+    /// A consumer group's longest session timeout was recorded.
+    GroupSessionRecorded,
     /// The controller refused the command; the state did not change.
     Rejected {
         /// Stable reason code, e.g. `TOPIC_EXISTS`.

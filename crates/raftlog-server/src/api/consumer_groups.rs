@@ -1,5 +1,7 @@
 //! `raftlog.v1.Groups`: consumer group membership and committed offsets, served by the
-//! controller leader (the coordinator).
+//! controller leader (the coordinator). Membership calls and commits are answered only after a
+//! majority confirmed the leadership, so a deposed coordinator cannot extend a session the new
+//! one is waiting out.
 
 use std::collections::BTreeMap;
 use std::collections::BTreeSet;
@@ -21,6 +23,7 @@ use crate::consumer_group::Strategy;
 use crate::consumer_group::TopicPartition;
 use crate::context::NodeContext;
 use crate::controller::ControllerOutcome;
+use crate::controller::ControllerState;
 use crate::error::ServerError;
 
 /// Session timeouts a member may ask for.
@@ -67,12 +70,70 @@ impl GroupsService {
         if leader == Some(self.context.node_id) {
             return Ok(());
         }
-        Err(ServerError::NotLeader {
+        Err(self.not_coordinator(leader))
+    }
+
+    fn not_coordinator(&self, leader: Option<u64>) -> ServerError {
+        ServerError::NotLeader {
             what: "the group coordinator (the controller)".into(),
             node: self.context.node_id,
             leader_id: leader,
             leader_address: leader.and_then(|id| self.context.client_addresses.get(&id).cloned()),
-        })
+        }
+    }
+
+    /// Confirms with a majority that this node still leads the controller in the term it
+    /// coordinates, after the request arrived: a member's session then cannot outlive a
+    /// takeover by more than its timeout. Returns the metadata applied up to that point.
+    async fn confirm_coordinator(&self) -> Result<Arc<ControllerState>, ServerError> {
+        self.require_coordinator()?;
+        let term = self.context.controller.metrics().borrow().current_term;
+        let confirmed = tokio::time::timeout(
+            self.context.request_timeout(),
+            self.context.controller.ensure_linearizable(),
+        )
+        .await;
+        let (leader, term_now) = {
+            let metrics = self.context.controller.metrics();
+            let metrics = metrics.borrow();
+            (metrics.current_leader, metrics.current_term)
+        };
+        if !matches!(confirmed, Ok(Ok(_)))
+            || leader != Some(self.context.node_id)
+            || term_now != term
+        {
+            tracing::debug!(
+                term,
+                node = self.context.node_id,
+                "coordinator leadership not confirmed"
+            );
+            return Err(self.not_coordinator(leader.filter(|id| *id != self.context.node_id)));
+        }
+        self.context.consumer_groups.lead(term);
+        Ok(self.context.controller_state.borrow().clone())
+    }
+
+    /// Records `session_timeout_ms` as the group's longest before a member is admitted with
+    /// it, so that a later coordinator knows how long to wait.
+    async fn record_session(
+        &self,
+        group: &str,
+        session_timeout_ms: u32,
+        metadata: &ControllerState,
+    ) -> Result<(), ServerError> {
+        if metadata
+            .group_session_timeouts_ms
+            .get(group)
+            .is_some_and(|longest| *longest >= session_timeout_ms)
+        {
+            return Ok(());
+        }
+        let command = ControllerCommand::RecordGroupSession {
+            group: group.to_owned(),
+            session_timeout_ms,
+        };
+        self.apply(command, CommandResponse::GroupSessionRecorded)
+            .await
     }
 
     fn check_partitions(&self, offsets: &[(String, u32, u64)]) -> Result<(), ServerError> {
@@ -103,18 +164,21 @@ impl GroupsService {
             group: group.to_owned(),
             offsets,
         };
+        self.apply(command, CommandResponse::OffsetsCommitted).await
+    }
+
+    /// Proposes `command` to the controller and expects `expected` back.
+    async fn apply(
+        &self,
+        command: ControllerCommand,
+        expected: CommandResponse,
+    ) -> Result<(), ServerError> {
         match self.context.propose_controller(command).await? {
-            ControllerOutcome::Applied(CommandResponse::OffsetsCommitted) => Ok(()),
+            ControllerOutcome::Applied(response) if response == expected => Ok(()),
             ControllerOutcome::Applied(other) => Err(ServerError::Internal {
                 message: format!("unexpected controller result {other:?}"),
             }),
-            ControllerOutcome::Forward(leader) => Err(ServerError::NotLeader {
-                what: "the group coordinator (the controller)".into(),
-                node: self.context.node_id,
-                leader_id: leader,
-                leader_address: leader
-                    .and_then(|id| self.context.client_addresses.get(&id).cloned()),
-            }),
+            ControllerOutcome::Forward(leader) => Err(self.not_coordinator(leader)),
         }
     }
 
@@ -182,7 +246,9 @@ impl Groups for GroupsService {
                 .into())
             }
         };
-        let metadata = self.context.controller_state.borrow().clone();
+        let metadata = self.confirm_coordinator().await?;
+        self.record_session(&request.group, session_timeout_ms, &metadata)
+            .await?;
         let member_id = (!request.member_id.is_empty()).then_some(request.member_id);
         let client_id = if request.client_id.is_empty() {
             "consumer".to_owned()
@@ -195,6 +261,11 @@ impl Groups for GroupsService {
             strategy,
             session_timeout: Duration::from_millis(u64::from(session_timeout_ms)),
             client_id,
+            owned: request
+                .owned
+                .into_iter()
+                .map(|p| (p.topic, p.partition))
+                .collect(),
         };
         let view = self
             .context
@@ -212,12 +283,12 @@ impl Groups for GroupsService {
         &self,
         request: Request<v1::HeartbeatRequest>,
     ) -> Result<Response<v1::HeartbeatResponse>, Status> {
-        self.require_coordinator()?;
         let request = request.into_inner();
-        let metadata = self.context.controller_state.borrow().clone();
+        let metadata = self.confirm_coordinator().await?;
         let view = self.context.consumer_groups.heartbeat(
             &request.group,
             &request.member_id,
+            request.generation,
             &metadata,
         )?;
         Ok(Response::new(v1::HeartbeatResponse {
@@ -244,20 +315,24 @@ impl Groups for GroupsService {
         &self,
         request: Request<v1::CommitOffsetsRequest>,
     ) -> Result<Response<v1::CommitOffsetsResponse>, Status> {
-        self.require_coordinator()?;
         let request = request.into_inner();
         check_group_name(&request.group)?;
-        self.context.consumer_groups.check_commit(
-            &request.group,
-            &request.member_id,
-            request.generation,
-        )?;
+        let metadata = self.confirm_coordinator().await?;
         let offsets: Vec<(String, u32, u64)> = request
             .offsets
             .into_iter()
             .map(|o| (o.topic, o.partition, o.offset))
             .collect();
         self.check_partitions(&offsets)?;
+        let partitions: Vec<TopicPartition> =
+            offsets.iter().map(|(t, p, _)| (t.clone(), *p)).collect();
+        self.context.consumer_groups.check_commit(
+            &request.group,
+            &request.member_id,
+            request.generation,
+            &partitions,
+            &metadata,
+        )?;
         self.commit(&request.group, offsets).await?;
         Ok(Response::new(v1::CommitOffsetsResponse {}))
     }
@@ -398,7 +473,12 @@ impl Groups for GroupsService {
         self.require_coordinator()?;
         let request = request.into_inner();
         check_group_name(&request.group)?;
-        if self.context.consumer_groups.is_active(&request.group) {
+        let metadata = self.confirm_coordinator().await?;
+        if self
+            .context
+            .consumer_groups
+            .is_active(&request.group, &metadata)
+        {
             return Err(ServerError::Precondition {
                 reason: ErrorReason::GroupActive,
                 message: format!(

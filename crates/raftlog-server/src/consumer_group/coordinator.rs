@@ -3,16 +3,27 @@
 //! assignment whenever membership or the subscribed topics change; committed offsets go through
 //! the controller's Raft group.
 //!
-//! Rebalances are incremental, so that no partition has two consumers at once: in a new
-//! generation each member first keeps only the partitions it had and still owns; partitions
-//! that change hands are handed out once every member has heartbeated in the new generation,
-//! i.e. once their previous owners have stopped reading them. A member that died holds its
-//! partitions until its session expires. After a controller leader change the new coordinator starts
-//! with no members: members get UNKNOWN_MEMBER on their next heartbeat and join again, and
-//! commits from the old membership are refused, so no stale member can move a position.
+//! The invariant: a partition is owned by at most one live member at a time, provided clocks run
+//! at the same rate. A member owns what the last answer it adopted gave it, until it adopts one
+//! that does not list it, or until its session deadline (session timeout after it *sent* its
+//! last answered heartbeat; the client fences itself then). So a partition changes hands only
+//! - once every member has acknowledged the new generation (a heartbeat carrying it: the
+//!   member has adopted an answer of this generation, so holds at most its target), or
+//! - once its previous owner left or its session expired here (no heartbeat *received* for a
+//!   session timeout, so the owner's own deadline, measured from an earlier send, has passed).
+//!
+//! In a new generation each member first keeps only what it had and still owns; the rest is
+//! handed out when everyone has acknowledged. Joining gives up everything the member held except
+//! what it lists as still owned.
+//!
+//! After a controller leader change (a new term) the coordinator starts with no members and
+//! does not know who held what: until the longest session timeout ever granted in the group
+//! (replicated controller state) plus a margin has passed since it took over, a member gets only
+//! partitions it says it still holds from before and nobody else claims.
 
 use std::collections::BTreeMap;
 use std::collections::HashMap;
+use std::collections::HashSet;
 use std::time::Duration;
 use std::time::Instant;
 
@@ -21,6 +32,13 @@ use raftlog_proto::v1::ErrorReason;
 
 use crate::controller::ControllerState;
 use crate::error::ServerError;
+
+/// Added to the longest session timeout a new coordinator waits out: covers the session
+/// checks' granularity and small differences in clock rates.
+const TAKEOVER_MARGIN: Duration = Duration::from_secs(1);
+
+/// Longest member id a re-joining member may keep.
+const MEMBER_ID_BYTES_MAX: usize = 256;
 
 /// How partitions are spread over members.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -40,6 +58,8 @@ struct Member {
     topics: Vec<String>,
     session_timeout: Duration,
     last_seen: Instant,
+    /// Partitions it said, when it joined, it still held from a previous coordinator.
+    claimed: Vec<TopicPartition>,
 }
 
 #[derive(Debug)]
@@ -51,10 +71,13 @@ struct GroupRuntime {
     assignment: HashMap<String, Vec<TopicPartition>>,
     /// What each member was given before this generation (its effective assignment then).
     previous: HashMap<String, Vec<TopicPartition>>,
-    /// Members that have heartbeated (or joined) since this generation began.
-    acknowledged: std::collections::HashSet<String>,
+    /// Members known to hold at most their target of this generation: they joined in it
+    /// holding nothing else, or heartbeated carrying it.
+    acknowledged: HashSet<String>,
     /// Partition counts the assignment was computed from, to notice created or deleted topics.
     computed_from: BTreeMap<String, u32>,
+    /// Until then, members of a previous coordinator may still hold this group's partitions.
+    takeover_wait_until: Option<Instant>,
 }
 
 /// What a member learns from Join and Heartbeat.
@@ -106,12 +129,22 @@ pub struct Join {
     pub session_timeout: Duration,
     /// Its client's name.
     pub client_id: String,
+    /// Partitions it still holds from a previous membership.
+    pub owned: Vec<TopicPartition>,
+}
+
+/// The controller term this node coordinates in, and its groups.
+#[derive(Default)]
+struct Coordination {
+    /// The term, and when this node noticed it leads in it.
+    term: Option<(u64, Instant)>,
+    groups: HashMap<String, GroupRuntime>,
 }
 
 /// Every group coordinated by this node.
 #[derive(Default)]
 pub struct ConsumerGroupCoordinator {
-    groups: Mutex<HashMap<String, GroupRuntime>>,
+    state: Mutex<Coordination>,
 }
 
 fn partition_counts(topics: &[String], metadata: &ControllerState) -> BTreeMap<String, u32> {
@@ -136,7 +169,38 @@ fn unknown_member(group: &str, member_id: &str) -> ServerError {
     }
 }
 
+fn not_owned(
+    group: &str,
+    member_id: &str,
+    (topic, partition): &TopicPartition,
+    owner: Option<&str>,
+) -> ServerError {
+    let owner = match owner {
+        Some(owner) => format!("it is owned by {owner:?}"),
+        None => "it has no owner now".to_owned(),
+    };
+    ServerError::Precondition {
+        reason: ErrorReason::PartitionNotOwned,
+        message: format!(
+            "member {member_id:?} of group {group:?} does not own {topic}/{partition} in the current generation ({owner}); join again"
+        ),
+    }
+}
+
 impl GroupRuntime {
+    fn new(strategy: Strategy, takeover_wait_until: Option<Instant>) -> GroupRuntime {
+        GroupRuntime {
+            generation: 0,
+            strategy,
+            members: BTreeMap::new(),
+            assignment: HashMap::new(),
+            previous: HashMap::new(),
+            acknowledged: HashSet::new(),
+            computed_from: BTreeMap::new(),
+            takeover_wait_until,
+        }
+    }
+
     fn subscribed_topics(&self) -> Vec<String> {
         let mut topics: Vec<String> = self
             .members
@@ -160,18 +224,44 @@ impl GroupRuntime {
         self.assignment = assign(self.strategy, &self.members, &self.computed_from);
     }
 
+    /// Whether members of a previous coordinator may still hold partitions of this group.
+    fn waiting_out_takeover(&self) -> bool {
+        self.takeover_wait_until
+            .is_some_and(|until| Instant::now() < until)
+    }
+
     /// The partitions `member_id` may read now: its target assignment once every member has
-    /// acknowledged this generation, until then only what it already had and keeps.
+    /// acknowledged this generation, until then only what it already had and keeps; while the
+    /// coordinator waits out a takeover, only what it claimed to hold and no one else claims.
     fn effective(&self, member_id: &str) -> Vec<TopicPartition> {
         let target = self.assignment.get(member_id).cloned().unwrap_or_default();
-        if self.members.keys().all(|id| self.acknowledged.contains(id)) {
-            return target;
-        }
+        // Members this generation was computed for; one just added holds nothing yet.
+        let all_acknowledged = self
+            .members
+            .keys()
+            .filter(|id| self.assignment.contains_key(*id))
+            .all(|id| self.acknowledged.contains(id));
         let had = self.previous.get(member_id);
-        target
+        let mut effective: Vec<TopicPartition> = target
             .into_iter()
-            .filter(|p| had.is_some_and(|had| had.contains(p)))
-            .collect()
+            .filter(|p| all_acknowledged || had.is_some_and(|had| had.contains(p)))
+            .collect();
+        if self.waiting_out_takeover() {
+            effective.retain(|p| {
+                let mut claimants = self.members.iter().filter(|(_, m)| m.claimed.contains(p));
+                claimants.next().is_some_and(|(id, _)| id == member_id)
+                    && claimants.next().is_none()
+            });
+        }
+        effective
+    }
+
+    /// The member whose effective assignment holds `partition`.
+    fn owner(&self, partition: &TopicPartition) -> Option<&str> {
+        self.members
+            .keys()
+            .find(|id| self.effective(id).contains(partition))
+            .map(String::as_str)
     }
 
     fn view(&self, member_id: &str) -> MemberView {
@@ -240,7 +330,31 @@ fn assign(
     assignment
 }
 
+impl Coordination {
+    /// When a group created now stops waiting for a previous coordinator's members: the
+    /// longest session timeout the group ever granted, plus a margin, after the takeover.
+    fn takeover_wait_until(&self, group: &str, metadata: &ControllerState) -> Option<Instant> {
+        let (_, took_over_at) = self.term?;
+        let longest_ms = *metadata.group_session_timeouts_ms.get(group)?;
+        let until = took_over_at + Duration::from_millis(u64::from(longest_ms)) + TAKEOVER_MARGIN;
+        (Instant::now() < until).then_some(until)
+    }
+}
+
 impl ConsumerGroupCoordinator {
+    /// Notes that this node leads the controller in `term`. A new term means another node may
+    /// have coordinated meanwhile: every member is forgotten, and partitions are handed out
+    /// again only once the previous members' sessions have certainly ended.
+    pub fn lead(&self, term: u64) {
+        let mut state = self.state.lock();
+        if state.term.is_some_and(|(t, _)| t == term) {
+            return;
+        }
+        tracing::info!(term, "coordinating consumer groups from now");
+        state.groups.clear();
+        state.term = Some((term, Instant::now()));
+    }
+
     /// Adds a member (or refreshes a known one) and returns its view.
     pub fn join(&self, group: &str, join: Join, metadata: &ControllerState) -> MemberView {
         let Join {
@@ -249,31 +363,37 @@ impl ConsumerGroupCoordinator {
             strategy,
             session_timeout,
             client_id,
+            owned,
         } = join;
-        let mut groups = self.groups.lock();
-        let runtime = groups
+        let mut state = self.state.lock();
+        let wait_until = state.takeover_wait_until(group, metadata);
+        let runtime = state
+            .groups
             .entry(group.to_owned())
-            .or_insert_with(|| GroupRuntime {
-                generation: 0,
-                strategy,
-                members: BTreeMap::new(),
-                assignment: HashMap::new(),
-                previous: HashMap::new(),
-                acknowledged: std::collections::HashSet::new(),
-                computed_from: BTreeMap::new(),
-            });
+            .or_insert_with(|| GroupRuntime::new(strategy, wait_until));
         if runtime.members.is_empty() {
             runtime.strategy = strategy;
         }
-        let member_id = match member_id.filter(|id| runtime.members.contains_key(id)) {
-            Some(id) => id,
-            None => format!("{client_id}-{}", uuid::Uuid::new_v4()),
+        let member_id = match member_id {
+            Some(id) if runtime.members.contains_key(&id) => id,
+            // A member of the previous coordinator keeps its id, so the assignment (computed in
+            // id order) stays as it was and nobody has to wait for a partition to change hands.
+            Some(id) if runtime.waiting_out_takeover() && id.len() <= MEMBER_ID_BYTES_MAX => id,
+            _ => format!("{client_id}-{}", uuid::Uuid::new_v4()),
+        };
+        // Claims matter only while a takeover is waited out: later, any partition a member
+        // still held from a previous coordinator has been given up at its session deadline.
+        let claimed = if runtime.waiting_out_takeover() {
+            owned
+        } else {
+            Vec::new()
         };
         let member = Member {
             client_id,
             topics,
             session_timeout,
             last_seen: Instant::now(),
+            claimed: claimed.clone(),
         };
         let changed = runtime
             .members
@@ -284,19 +404,28 @@ impl ConsumerGroupCoordinator {
             runtime.rebalance(metadata);
             tracing::info!(group, member = %member_id, generation = runtime.generation, "member joined; rebalanced");
         }
+        // By joining the member gives up everything but its claims, so it holds at most its
+        // target once the answer covers every claim.
         runtime.acknowledged.insert(member_id.clone());
-        runtime.view(&member_id)
+        let view = runtime.view(&member_id);
+        if !claimed.iter().all(|p| view.assignment.contains(p)) {
+            runtime.acknowledged.remove(&member_id);
+        }
+        view
     }
 
-    /// Records a heartbeat; rebalances first if the subscribed topics' partitions changed.
+    /// Records a heartbeat of a member that has adopted `generation`'s answer; rebalances first
+    /// if the subscribed topics' partitions changed.
     pub fn heartbeat(
         &self,
         group: &str,
         member_id: &str,
+        generation: u64,
         metadata: &ControllerState,
     ) -> Result<MemberView, ServerError> {
-        let mut groups = self.groups.lock();
-        let runtime = groups
+        let mut state = self.state.lock();
+        let runtime = state
+            .groups
             .get_mut(group)
             .ok_or_else(|| unknown_member(group, member_id))?;
         let member = runtime
@@ -312,14 +441,16 @@ impl ConsumerGroupCoordinator {
                 "topics changed; rebalanced"
             );
         }
-        runtime.acknowledged.insert(member_id.to_owned());
+        if generation == runtime.generation {
+            runtime.acknowledged.insert(member_id.to_owned());
+        }
         Ok(runtime.view(member_id))
     }
 
     /// Removes a member at once.
     pub fn leave(&self, group: &str, member_id: &str, metadata: &ControllerState) {
-        let mut groups = self.groups.lock();
-        if let Some(runtime) = groups.get_mut(group) {
+        let mut state = self.state.lock();
+        if let Some(runtime) = state.groups.get_mut(group) {
             if runtime.members.remove(member_id).is_some() {
                 runtime.rebalance(metadata);
                 tracing::info!(group, member = %member_id, generation = runtime.generation, "member left; rebalanced");
@@ -329,9 +460,9 @@ impl ConsumerGroupCoordinator {
 
     /// Removes members whose session expired; returns how many.
     pub fn expire(&self, metadata: &ControllerState) -> usize {
-        let mut groups = self.groups.lock();
+        let mut state = self.state.lock();
         let mut expired = 0;
-        for (group, runtime) in groups.iter_mut() {
+        for (group, runtime) in state.groups.iter_mut() {
             let before = runtime.members.len();
             runtime.members.retain(|id, m| {
                 let alive = m.last_seen.elapsed() <= m.session_timeout;
@@ -348,53 +479,66 @@ impl ConsumerGroupCoordinator {
         expired
     }
 
-    /// Checks that a commit comes from a current member of the current generation. An empty
-    /// member id is a standalone consumer, allowed only while the group has no members.
+    /// Checks that a commit comes from the owner of every partition in `partitions` in the
+    /// current generation. An empty member id is a standalone consumer, allowed only while the
+    /// group has no members (and none of a previous coordinator may still be live).
     pub fn check_commit(
         &self,
         group: &str,
         member_id: &str,
         generation: u64,
+        partitions: &[TopicPartition],
+        metadata: &ControllerState,
     ) -> Result<(), ServerError> {
-        let groups = self.groups.lock();
-        let runtime = groups.get(group).filter(|r| !r.members.is_empty());
-        match (member_id.is_empty(), runtime) {
-            (true, None) => Ok(()),
-            (true, Some(_)) => Err(ServerError::Precondition {
-                reason: ErrorReason::GroupActive,
-                message: format!("group {group:?} has active members; only they may commit"),
-            }),
-            (false, None) => Err(unknown_member(group, member_id)),
-            (false, Some(runtime)) => {
-                if !runtime.members.contains_key(member_id) {
-                    return Err(unknown_member(group, member_id));
-                }
-                if runtime.generation != generation {
-                    return Err(ServerError::Precondition {
-                        reason: ErrorReason::IllegalGeneration,
-                        message: format!(
-                            "generation {generation} is over; group {group:?} is at {}",
-                            runtime.generation
-                        ),
-                    });
-                }
-                Ok(())
+        let state = self.state.lock();
+        let runtime = state.groups.get(group).filter(|r| !r.members.is_empty());
+        if member_id.is_empty() {
+            if runtime.is_some() || state.takeover_wait_until(group, metadata).is_some() {
+                return Err(ServerError::Precondition {
+                    reason: ErrorReason::GroupActive,
+                    message: format!("group {group:?} has active members; only they may commit"),
+                });
             }
+            return Ok(());
+        }
+        let Some(runtime) = runtime.filter(|r| r.members.contains_key(member_id)) else {
+            return Err(unknown_member(group, member_id));
+        };
+        if runtime.generation != generation {
+            return Err(ServerError::Precondition {
+                reason: ErrorReason::IllegalGeneration,
+                message: format!(
+                    "generation {generation} is over; group {group:?} is at {}",
+                    runtime.generation
+                ),
+            });
+        }
+        let owned = runtime.effective(member_id);
+        match partitions.iter().find(|p| !owned.contains(p)) {
+            Some(partition) => Err(not_owned(
+                group,
+                member_id,
+                partition,
+                runtime.owner(partition),
+            )),
+            None => Ok(()),
         }
     }
 
-    /// Whether the group has live members.
-    pub fn is_active(&self, group: &str) -> bool {
-        self.groups
-            .lock()
+    /// Whether the group has live members, or may have some of a previous coordinator.
+    pub fn is_active(&self, group: &str, metadata: &ControllerState) -> bool {
+        let state = self.state.lock();
+        state
+            .groups
             .get(group)
             .is_some_and(|r| !r.members.is_empty())
+            || state.takeover_wait_until(group, metadata).is_some()
     }
 
     /// Live state of a group.
     pub fn describe(&self, group: &str) -> Option<GroupInfo> {
-        let groups = self.groups.lock();
-        let runtime = groups.get(group)?;
+        let state = self.state.lock();
+        let runtime = state.groups.get(group)?;
         Some(GroupInfo {
             generation: runtime.generation,
             strategy: runtime.strategy,
@@ -414,8 +558,9 @@ impl ConsumerGroupCoordinator {
 
     /// Names and sizes of the groups with live members.
     pub fn summaries(&self) -> Vec<(String, usize, u64)> {
-        self.groups
+        self.state
             .lock()
+            .groups
             .iter()
             .filter(|(_, r)| !r.members.is_empty())
             .map(|(name, r)| (name.clone(), r.members.len(), r.generation))
@@ -424,7 +569,9 @@ impl ConsumerGroupCoordinator {
 
     /// Forgets every member (this node stopped coordinating).
     pub fn clear(&self) {
-        self.groups.lock().clear();
+        let mut state = self.state.lock();
+        state.groups.clear();
+        state.term = None;
     }
 }
 
@@ -438,6 +585,7 @@ mod tests {
             topics: topics.iter().map(|t| t.to_string()).collect(),
             session_timeout: Duration::from_secs(10),
             last_seen: Instant::now(),
+            claimed: Vec::new(),
         }
     }
 
@@ -498,18 +646,28 @@ mod tests {
             strategy: Strategy::Range,
             session_timeout: Duration::from_secs(10),
             client_id: "c".into(),
+            owned: Vec::new(),
         };
         let a = coordinator.join("g", join(None), &metadata);
         assert_eq!(a.assignment.len(), 4);
         let b = coordinator.join("g", join(None), &metadata);
         // b is new: it gets nothing until a, the previous owner, acknowledges the generation.
         assert!(b.assignment.is_empty(), "{b:?}");
+        // A heartbeat of a that has not yet adopted generation 2 acknowledges nothing.
+        let a_stale = coordinator
+            .heartbeat("g", &a.member_id, a.generation, &metadata)
+            .expect("a heartbeats");
+        assert_eq!(a_stale.assignment.len(), 2, "{a_stale:?}");
+        let b_waits = coordinator
+            .heartbeat("g", &b.member_id, b.generation, &metadata)
+            .expect("b heartbeats");
+        assert!(b_waits.assignment.is_empty(), "{b_waits:?}");
         let a_now = coordinator
-            .heartbeat("g", &a.member_id, &metadata)
+            .heartbeat("g", &a.member_id, a_stale.generation, &metadata)
             .expect("a heartbeats");
         assert_eq!(a_now.assignment.len(), 2, "{a_now:?}");
         let b_now = coordinator
-            .heartbeat("g", &b.member_id, &metadata)
+            .heartbeat("g", &b.member_id, b.generation, &metadata)
             .expect("b heartbeats");
         assert_eq!(b_now.assignment.len(), 2, "{b_now:?}");
         let mut all: Vec<_> = a_now
@@ -521,5 +679,119 @@ mod tests {
         all.sort();
         all.dedup();
         assert_eq!(all.len(), 4);
+    }
+
+    fn four_partitions() -> ControllerState {
+        let mut metadata = ControllerState::default();
+        metadata.topics.insert(
+            "t".into(),
+            crate::controller::TopicMeta {
+                name: "t".into(),
+                partitions: (0..4)
+                    .map(|i| crate::controller::PartitionMeta {
+                        group_id: raftlog_types::GroupId(i + 1),
+                        replicas: vec![1],
+                    })
+                    .collect(),
+                replicas: 1,
+                created_at_ms: 0,
+            },
+        );
+        metadata
+    }
+
+    #[test]
+    fn a_new_coordinator_hands_out_only_claimed_partitions_until_old_sessions_end() {
+        let coordinator = ConsumerGroupCoordinator::default();
+        let mut metadata = four_partitions();
+        // Sessions of up to 200 ms were granted under an earlier coordinator.
+        metadata.group_session_timeouts_ms.insert("g".into(), 200);
+        coordinator.lead(7);
+        let p = |i: u32| ("t".to_owned(), i);
+        let join = |id: &str, owned: Vec<TopicPartition>| Join {
+            member_id: Some(id.to_owned()),
+            topics: vec!["t".into()],
+            strategy: Strategy::Range,
+            session_timeout: Duration::from_secs(10),
+            client_id: "c".into(),
+            owned,
+        };
+        // a held 0 and 1 from before; 2 and 3 belonged to members that have not come back.
+        let a = coordinator.join("g", join("a", vec![p(0), p(1)]), &metadata);
+        assert_eq!(a.member_id, "a", "a re-joining member keeps its id");
+        assert_eq!(a.assignment, vec![p(0), p(1)], "{a:?}");
+        assert!(coordinator.is_active("g", &metadata));
+        // A claim already made by another member is given to neither.
+        let b = coordinator.join("g", join("b", vec![p(1)]), &metadata);
+        let a = coordinator
+            .heartbeat("g", "a", b.generation, &metadata)
+            .expect("a heartbeats");
+        let b = coordinator
+            .heartbeat("g", "b", b.generation, &metadata)
+            .expect("b heartbeats");
+        assert_eq!(a.assignment, vec![p(0)], "{a:?}");
+        assert!(b.assignment.is_empty(), "{b:?}");
+        std::thread::sleep(Duration::from_millis(200) + TAKEOVER_MARGIN);
+        let a = coordinator
+            .heartbeat("g", "a", a.generation, &metadata)
+            .expect("a heartbeats");
+        let b = coordinator
+            .heartbeat("g", "b", b.generation, &metadata)
+            .expect("b heartbeats");
+        assert_eq!(a.assignment, vec![p(0), p(1)], "{a:?}");
+        assert_eq!(b.assignment, vec![p(2), p(3)], "{b:?}");
+        // A new term starts the wait again and forgets the members.
+        coordinator.lead(8);
+        assert!(coordinator
+            .heartbeat("g", "a", a.generation, &metadata)
+            .is_err());
+        let c = coordinator.join("g", join("c", Vec::new()), &metadata);
+        assert!(c.assignment.is_empty(), "{c:?}");
+    }
+
+    #[test]
+    fn only_the_owner_commits_a_partition() {
+        let coordinator = ConsumerGroupCoordinator::default();
+        let metadata = four_partitions();
+        coordinator.lead(1);
+        let join = Join {
+            member_id: None,
+            topics: vec!["t".into()],
+            strategy: Strategy::Range,
+            session_timeout: Duration::from_secs(10),
+            client_id: "c".into(),
+            owned: Vec::new(),
+        };
+        let a = coordinator.join("g", join, &metadata);
+        let p = |i: u32| ("t".to_owned(), i);
+        coordinator
+            .check_commit("g", &a.member_id, a.generation, &[p(0), p(3)], &metadata)
+            .expect("the owner commits");
+        let error = coordinator
+            .check_commit("g", "stranger", a.generation, &[p(0)], &metadata)
+            .expect_err("a stranger does not");
+        assert!(
+            matches!(
+                error,
+                ServerError::Precondition {
+                    reason: ErrorReason::UnknownMember,
+                    ..
+                }
+            ),
+            "{error:?}"
+        );
+        let error = coordinator
+            .check_commit("g", "", 0, &[p(0)], &metadata)
+            .expect_err("nor does a standalone consumer while the group has members");
+        assert!(
+            matches!(
+                error,
+                ServerError::Precondition {
+                    reason: ErrorReason::GroupActive,
+                    ..
+                }
+            ),
+            "{error:?}"
+        );
     }
 }

@@ -1,6 +1,6 @@
 //! Consumer-group sessions: while this node leads the controller, members that stopped
 //! heartbeating are expired; when it stops leading, every member is forgotten (members then
-//! join the new leader again).
+//! join the new leader again, which waits out their old sessions before moving partitions).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -26,8 +26,18 @@ pub(crate) async fn run_sessions(
 ) {
     let mut was_leader = false;
     loop {
-        let is_leader = controller.metrics().borrow().current_leader == Some(node_id);
+        let (is_leader, term) = {
+            let metrics = controller.metrics();
+            let metrics = metrics.borrow();
+            (
+                metrics.current_leader == Some(node_id),
+                metrics.current_term,
+            )
+        };
         if is_leader {
+            // Noticing the takeover here, not at the first request, starts the wait for the
+            // previous coordinator's members as early as possible.
+            coordinator.lead(term);
             let metadata = metadata.borrow().clone();
             coordinator.expire(&metadata);
         } else if was_leader {

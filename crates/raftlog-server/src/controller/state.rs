@@ -47,6 +47,10 @@ pub struct ControllerState {
     /// Committed positions: group → topic → partition → next offset to read.
     #[serde(default)]
     pub group_offsets: BTreeMap<String, BTreeMap<String, BTreeMap<u32, u64>>>,
+    /// Per consumer group, the longest session timeout (ms) any member was granted: how long a
+    /// new coordinator must assume the previous coordinator's members may still be consuming.
+    #[serde(default)]
+    pub group_session_timeouts_ms: BTreeMap<String, u32>,
 }
 
 impl ControllerState {
@@ -97,6 +101,14 @@ impl ControllerState {
                     topics.entry(topic).or_default().insert(partition, offset);
                 }
                 CommandResponse::OffsetsCommitted
+            }
+            ControllerCommand::RecordGroupSession {
+                group,
+                session_timeout_ms,
+            } => {
+                let longest = self.group_session_timeouts_ms.entry(group).or_default();
+                *longest = (*longest).max(session_timeout_ms);
+                CommandResponse::GroupSessionRecorded
             }
             ControllerCommand::DeleteTopic { name } => match self.topics.remove(&name) {
                 Some(_) => {

@@ -18,6 +18,7 @@ fn join(member_id: &str) -> v1::JoinGroupRequest {
         strategy: v1::AssignmentStrategy::Range as i32,
         session_timeout_ms: 10_000,
         client_id: "node-tests".into(),
+        owned: Vec::new(),
     }
 }
 
