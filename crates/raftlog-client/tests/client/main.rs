@@ -7,6 +7,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod consumer;
+mod group_fencing;
 mod producer;
 mod routing;
 
