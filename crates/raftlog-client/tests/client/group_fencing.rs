@@ -251,6 +251,51 @@ async fn a_new_coordinator_gives_a_partition_away_only_once_its_owner_s_session_
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn members_that_join_a_new_coordinator_again_keep_their_partitions() {
+    let mut cluster = InProcessCluster::start_nodes(3).await;
+    let client = client(&cluster).await;
+    client.create_topic(TOPIC, 2, 3).await.expect("create");
+    cluster.wait_for_leaders(TOPIC).await;
+    let (mut a, mut b) = two_settled_members(&client).await;
+    let (owned_by_a, owned_by_b) = (a.partitions[0], b.partitions[0]);
+    let coordinator = client
+        .describe_cluster()
+        .await
+        .expect("describe")
+        .controller_leader_id
+        .expect("a controller leader");
+    cluster.stop(coordinator).await;
+
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        assert!(Instant::now() < deadline, "a never re-joined");
+        match a.heartbeat(&client).await {
+            Err(error) if error.reason() == Some(ErrorReason::UnknownMember) => break,
+            _ => tokio::time::sleep(Duration::from_millis(100)).await,
+        }
+    }
+    // Each joins again under its id, saying what it holds: the new coordinator lets both keep
+    // their partition at once, without waiting for the old sessions and without a swap.
+    for (member, owned) in [(&mut a, owned_by_a), (&mut b, owned_by_b)] {
+        let rejoined = client
+            .join_group(join_request(&member.id, &[owned]))
+            .await
+            .expect("re-join");
+        assert_eq!(rejoined.member_id, member.id);
+        member.generation = rejoined.generation;
+        member.partitions = partitions(&rejoined.assignment);
+    }
+    let until = Instant::now() + SESSION + Duration::from_secs(1);
+    while Instant::now() < until {
+        a.heartbeat(&client).await.expect("a heartbeats");
+        b.heartbeat(&client).await.expect("b heartbeats");
+        assert_eq!(a.partitions, vec![owned_by_a], "a's partitions changed");
+        assert_eq!(b.partitions, vec![owned_by_b], "b's partitions changed");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_member_cut_off_from_the_coordinator_stops_delivering_after_its_session() {
     let mut cluster = InProcessCluster::start_nodes(3).await;
     let client = client(&cluster).await;

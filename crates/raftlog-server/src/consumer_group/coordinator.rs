@@ -230,11 +230,22 @@ impl GroupRuntime {
             .is_some_and(|until| Instant::now() < until)
     }
 
-    /// The partitions `member_id` may read now: its target assignment once every member has
-    /// acknowledged this generation, until then only what it already had and keeps; while the
-    /// coordinator waits out a takeover, only what it claimed to hold and no one else claims.
+    /// The partitions `member_id` may read now. While the coordinator waits out a takeover:
+    /// those of its target that it alone claimed to hold (no one else can hold them, so they
+    /// need no acknowledgement). Then: its target once every member has acknowledged this
+    /// generation, until then only what it already had and keeps.
     fn effective(&self, member_id: &str) -> Vec<TopicPartition> {
         let target = self.assignment.get(member_id).cloned().unwrap_or_default();
+        if self.waiting_out_takeover() {
+            return target
+                .into_iter()
+                .filter(|p| {
+                    let mut claimants = self.members.iter().filter(|(_, m)| m.claimed.contains(p));
+                    claimants.next().is_some_and(|(id, _)| id == member_id)
+                        && claimants.next().is_none()
+                })
+                .collect();
+        }
         // Members this generation was computed for; one just added holds nothing yet.
         let all_acknowledged = self
             .members
@@ -242,18 +253,10 @@ impl GroupRuntime {
             .filter(|id| self.assignment.contains_key(*id))
             .all(|id| self.acknowledged.contains(id));
         let had = self.previous.get(member_id);
-        let mut effective: Vec<TopicPartition> = target
+        target
             .into_iter()
             .filter(|p| all_acknowledged || had.is_some_and(|had| had.contains(p)))
-            .collect();
-        if self.waiting_out_takeover() {
-            effective.retain(|p| {
-                let mut claimants = self.members.iter().filter(|(_, m)| m.claimed.contains(p));
-                claimants.next().is_some_and(|(id, _)| id == member_id)
-                    && claimants.next().is_none()
-            });
-        }
-        effective
+            .collect()
     }
 
     /// The member whose effective assignment holds `partition`.
