@@ -1,38 +1,84 @@
-//! divergence.
+//! divergence: the replicas of a partition hold the same log.
 
 use std::collections::BTreeMap;
 
 use super::Analysis;
-
-/// One node's final read of a partition: (node, records).
-type NodeRead<'a> = (u64, &'a Vec<(u64, u64)>);
+use super::FinalRead;
 
 /// One-line definition.
-pub const DEFINITION: &str =
-    "the final reads of one partition from two nodes disagree (neither is a prefix of the other)";
+pub const DEFINITION: &str = "the final reads of one partition disagree: two nodes hold different values at one offset, a node lacks an offset inside its read that another holds, or a node read to its end stops below the partition's acknowledged end";
 
-/// Compares every node's final read of each partition with the others'.
+/// Compares whole logs: every offset two nodes both hold, every offset one node holds inside
+/// the range the other read, and each complete read's end against what was acknowledged.
+/// A read that stopped short is compared only as far as it got (completeness reports it).
 pub fn check(analysis: &Analysis) -> Vec<String> {
-    let mut by_partition: BTreeMap<u32, Vec<NodeRead>> = BTreeMap::new();
-    for ((node, partition), records) in &analysis.final_reads {
+    let mut by_partition: BTreeMap<u32, Vec<(u64, &FinalRead)>> = BTreeMap::new();
+    for ((node, partition), read) in &analysis.final_reads {
         by_partition
             .entry(*partition)
             .or_default()
-            .push((*node, records));
+            .push((*node, read));
     }
+    let acknowledged_end = analysis.acknowledged_end();
     let mut found = Vec::new();
     for (partition, reads) in by_partition {
-        for (i, (node_a, a)) in reads.iter().enumerate() {
-            for (node_b, b) in &reads[i + 1..] {
-                let common = a.len().min(b.len());
-                if let Some(at) = (0..common).find(|k| a[*k] != b[*k]) {
+        let logs: Vec<(u64, BTreeMap<u64, u64>)> = reads
+            .iter()
+            .map(|(node, read)| (*node, read.records.iter().copied().collect()))
+            .collect();
+        for (i, (node_a, a)) in logs.iter().enumerate() {
+            for (node_b, b) in &logs[i + 1..] {
+                let conflicts: Vec<(u64, u64, u64)> = a
+                    .iter()
+                    .filter_map(|(offset, va)| {
+                        b.get(offset)
+                            .filter(|vb| *vb != va)
+                            .map(|vb| (*offset, *va, *vb))
+                    })
+                    .collect();
+                if let Some((offset, va, vb)) = conflicts.first() {
                     found.push(format!(
-                        "partition {partition}: node {node_a} has {:?} where node {node_b} has {:?}",
-                        a[at], b[at]
+                        "partition {partition}: node {node_a} has value {va} at offset {offset} where node {node_b} has {vb} ({} offsets differ)",
+                        conflicts.len()
                     ));
                 }
             }
         }
+        for ((node_x, read_x), (_, x)) in reads.iter().zip(&logs) {
+            for ((node_y, _), (_, y)) in reads.iter().zip(&logs) {
+                if node_x != node_y {
+                    found.extend(hole(partition, (*node_x, read_x, x), (*node_y, y)));
+                }
+            }
+            let end = acknowledged_end.get(&partition).copied().unwrap_or(0);
+            if read_x.complete() && read_x.reached < end {
+                found.push(format!(
+                    "partition {partition}: node {node_x} was read to its end at offset {}, below the acknowledged end {end}",
+                    read_x.reached
+                ));
+            }
+        }
     }
     found
+}
+
+/// Offsets node y holds inside the range node x read (from x's first record to where its read
+/// got) that x lacks.
+fn hole(
+    partition: u32,
+    (node_x, read_x, x): (u64, &FinalRead, &BTreeMap<u64, u64>),
+    (node_y, y): (u64, &BTreeMap<u64, u64>),
+) -> Option<String> {
+    let start = x.keys().next().copied().unwrap_or(read_x.reached);
+    let lacking: Vec<u64> = y
+        .range(start..read_x.reached)
+        .map(|(offset, _)| *offset)
+        .filter(|offset| !x.contains_key(offset))
+        .collect();
+    let first = lacking.first()?;
+    Some(format!(
+        "partition {partition}: node {node_x} lacks offset {first} (and {} more) that node {node_y} holds, inside its read {start}..{}",
+        lacking.len() - 1,
+        read_x.reached
+    ))
 }

@@ -1,14 +1,23 @@
 //! The anomaly checker: Jepsen's queue/Kafka workload checks, one file per property, each
 //! with its one-line definition. Every check reads the same pre-computed [`Analysis`].
+//!
+//! Besides anomalies the verdict can be INCOMPLETE ([`completeness`]): the history does not
+//! show every replica's whole log, so what it does not show cannot be vouched for.
 
 mod aborted_read;
+mod commit_past_end;
+mod completeness;
+mod denied_record;
 mod divergence;
 mod duplicate;
+mod group_exclusive;
 mod inconsistent_offsets;
 mod int_nonmonotonic_poll;
 mod int_nonmonotonic_send;
 mod int_poll_skip;
 mod lost_write;
+mod membership;
+mod nonmonotonic_commit;
 mod nonmonotonic_poll;
 mod nonmonotonic_send;
 mod poll_skip;
@@ -25,6 +34,7 @@ use serde::Serialize;
 use crate::history::Action;
 use crate::history::History;
 use crate::history::Kind;
+use crate::history::Op;
 
 /// Examples kept per anomaly.
 const EXAMPLES_MAX: usize = 5;
@@ -57,6 +67,110 @@ pub struct Poll {
     pub reads: Vec<(u32, u64, u64)>,
     /// Monotonicity restarts here.
     pub reset: bool,
+    /// Invocation time (the completion's if no invocation was recorded).
+    pub invoked_ns: u64,
+    /// Completion time: when the records were delivered.
+    pub completed_ns: u64,
+}
+
+/// A poll that failed, with what the server said.
+#[derive(Clone, Debug)]
+pub struct ConsumeError {
+    /// Client process.
+    pub process: u64,
+    /// The partition asked for.
+    pub partition: Option<u32>,
+    /// The offset asked for.
+    pub offset: Option<u64>,
+    /// The ErrorReason name, if the server sent one.
+    pub reason: Option<String>,
+    /// The error as the client showed it.
+    pub message: String,
+    /// Invocation time.
+    pub invoked_ns: u64,
+}
+
+/// One node's final read of one partition.
+#[derive(Clone, Debug, Default)]
+pub struct FinalRead {
+    /// (offset, value) from the log start.
+    pub records: Vec<(u64, u64)>,
+    /// The offset it had to reach.
+    pub target: u64,
+    /// The offset after the last record read.
+    pub reached: u64,
+    /// Why it stopped short.
+    pub error: Option<String>,
+}
+
+impl FinalRead {
+    /// Whether it read the replica to its end.
+    pub fn complete(&self) -> bool {
+        self.reached >= self.target
+    }
+}
+
+/// A consumer-group member's join or heartbeat.
+#[derive(Clone, Debug)]
+pub struct Heartbeat {
+    /// Client process (one member at a time).
+    pub process: u64,
+    /// Consumer group.
+    pub group: String,
+    /// A join (the member gives up what it owned when it sends it).
+    pub join: bool,
+    /// Member id answered (or sent).
+    pub member: String,
+    /// Generation answered.
+    pub generation: u64,
+    /// Partitions owned in it.
+    pub assignment: Vec<u32>,
+    /// The member's session timeout.
+    pub session_timeout_ms: u64,
+    /// How it ended (`Info` if the history ends first).
+    pub outcome: Kind,
+    /// Invocation time: the member's session deadline runs from here.
+    pub invoked_ns: u64,
+    /// Completion time (`u64::MAX` if never completed).
+    pub completed_ns: u64,
+}
+
+/// A commit of group positions, or a read of them.
+#[derive(Clone, Debug)]
+pub struct GroupOffsets {
+    /// Client process.
+    pub process: u64,
+    /// Consumer group.
+    pub group: String,
+    /// A commit (else a read of the committed positions).
+    pub commit: bool,
+    /// An explicit reset (positions may go back).
+    pub reset: bool,
+    /// The committing member and its generation (commits only).
+    pub member: String,
+    /// The committing member's generation.
+    pub generation: u64,
+    /// (partition, position).
+    pub offsets: Vec<(u32, u64)>,
+    /// How it ended (`Info` if the history ends first).
+    pub outcome: Kind,
+    /// Invocation time.
+    pub invoked_ns: u64,
+    /// Completion time (`u64::MAX` if never completed).
+    pub completed_ns: u64,
+}
+
+/// Invocations waiting for their completion, per process (a process does one thing at a time).
+#[derive(Default)]
+struct Open {
+    /// Process → invocation time.
+    invoked: HashMap<u64, u64>,
+    /// Process → index in `sends`.
+    sends: HashMap<u64, usize>,
+    /// Process → index in `heartbeats`.
+    heartbeats: HashMap<u64, usize>,
+    /// Process → index in `group_offsets`.
+    group_offsets: HashMap<u64, usize>,
 }
 
 /// Indexes over a history, shared by the checks.
@@ -66,8 +180,16 @@ pub struct Analysis {
     pub sends: Vec<Send>,
     /// Every successful poll, in completion order.
     pub polls: Vec<Poll>,
-    /// Final reads: (node, partition) → records.
-    pub final_reads: BTreeMap<(u64, u32), Vec<(u64, u64)>>,
+    /// Final reads: (node, partition) → what was read.
+    pub final_reads: BTreeMap<(u64, u32), FinalRead>,
+    /// Every failed poll.
+    pub consume_errors: Vec<ConsumeError>,
+    /// Every group join and heartbeat, in invocation order.
+    pub heartbeats: Vec<Heartbeat>,
+    /// Every group leave: (process, invocation time).
+    pub leaves: Vec<(u64, u64)>,
+    /// Every commit and committed-offsets read, in invocation order.
+    pub group_offsets: Vec<GroupOffsets>,
     /// Value → index in `sends`.
     pub sent: HashMap<u64, usize>,
     /// Value → every (partition, offset) it was read at (polls and final reads).
@@ -82,78 +204,218 @@ impl Analysis {
     /// Pairs invocations with completions and builds the indexes.
     pub fn new(history: &History) -> Analysis {
         let mut analysis = Analysis::default();
-        let mut open_sends: HashMap<u64, usize> = HashMap::new();
+        let mut open = Open::default();
         for op in &history.ops {
-            match (&op.action, op.kind) {
-                (
-                    Action::Send {
-                        partition, values, ..
-                    },
-                    Kind::Invoke,
-                ) => {
-                    let index = analysis.sends.len();
-                    for value in values {
-                        analysis.sent.insert(*value, index);
-                    }
-                    analysis.sends.push(Send {
-                        process: op.process,
-                        partition: *partition,
-                        values: values.clone(),
-                        offsets: Vec::new(),
-                        outcome: Kind::Info,
-                        invoked_ns: op.time_ns,
-                        completed_ns: u64::MAX,
-                    });
-                    open_sends.insert(op.process, index);
-                }
-                (Action::Send { offsets, .. }, outcome) => {
-                    if let Some(index) = open_sends.remove(&op.process) {
-                        let send = &mut analysis.sends[index];
-                        send.outcome = outcome;
-                        send.completed_ns = op.time_ns;
-                        if outcome == Kind::Ok {
-                            send.offsets = offsets.clone();
-                            for (value, offset) in send.values.iter().zip(offsets) {
-                                analysis
-                                    .claims
-                                    .entry((send.partition, *offset))
-                                    .or_default()
-                                    .insert(*value);
-                            }
-                        }
-                    }
-                }
-                (Action::Poll { reads, reset }, Kind::Ok) => {
-                    for (partition, offset, value) in reads {
-                        analysis.note_read(*partition, *offset, *value);
-                    }
-                    analysis.polls.push(Poll {
-                        process: op.process,
-                        reads: reads.clone(),
-                        reset: *reset,
-                    });
-                }
-                (Action::Poll { .. }, _) => {}
-                (
-                    Action::FinalRead {
-                        node,
-                        partition,
-                        records,
-                        ..
-                    },
-                    _,
-                ) => {
-                    for (offset, value) in records {
-                        analysis.note_read(*partition, *offset, *value);
-                    }
-                    analysis
-                        .final_reads
-                        .insert((*node, *partition), records.clone());
-                }
-                _ => {}
+            if op.kind == Kind::Invoke {
+                analysis.invoke(op, &mut open);
+            } else {
+                analysis.complete(op, &mut open);
             }
         }
         analysis
+    }
+
+    fn invoke(&mut self, op: &Op, open: &mut Open) {
+        open.invoked.insert(op.process, op.time_ns);
+        let group_offsets =
+            |group: &String, commit, reset, member: &String, generation, offsets| GroupOffsets {
+                process: op.process,
+                group: group.clone(),
+                commit,
+                reset,
+                member: member.clone(),
+                generation,
+                offsets,
+                outcome: Kind::Info,
+                invoked_ns: op.time_ns,
+                completed_ns: u64::MAX,
+            };
+        match &op.action {
+            Action::Send {
+                partition, values, ..
+            } => {
+                let index = self.sends.len();
+                for value in values {
+                    self.sent.insert(*value, index);
+                }
+                self.sends.push(Send {
+                    process: op.process,
+                    partition: *partition,
+                    values: values.clone(),
+                    offsets: Vec::new(),
+                    outcome: Kind::Info,
+                    invoked_ns: op.time_ns,
+                    completed_ns: u64::MAX,
+                });
+                open.sends.insert(op.process, index);
+            }
+            Action::Heartbeat {
+                group,
+                join,
+                member,
+                session_timeout_ms,
+                ..
+            } => {
+                open.heartbeats.insert(op.process, self.heartbeats.len());
+                self.heartbeats.push(Heartbeat {
+                    process: op.process,
+                    group: group.clone(),
+                    join: *join,
+                    member: member.clone(),
+                    generation: 0,
+                    assignment: Vec::new(),
+                    session_timeout_ms: *session_timeout_ms,
+                    outcome: Kind::Info,
+                    invoked_ns: op.time_ns,
+                    completed_ns: u64::MAX,
+                });
+            }
+            Action::Leave { .. } => self.leaves.push((op.process, op.time_ns)),
+            Action::Commit {
+                group,
+                member,
+                generation,
+                offsets,
+                reset,
+                ..
+            } => {
+                open.group_offsets
+                    .insert(op.process, self.group_offsets.len());
+                let commit =
+                    group_offsets(group, true, *reset, member, *generation, offsets.clone());
+                self.group_offsets.push(commit);
+            }
+            Action::CommittedOffsets { group, .. } => {
+                open.group_offsets
+                    .insert(op.process, self.group_offsets.len());
+                let read = group_offsets(group, false, false, &String::new(), 0, Vec::new());
+                self.group_offsets.push(read);
+            }
+            Action::Poll { .. } | Action::ConsumeError { .. } | Action::FinalRead { .. } => {}
+        }
+    }
+
+    fn complete(&mut self, op: &Op, open: &mut Open) {
+        // Final reads have no invocation (and run under process 0, a producer's number too).
+        if let Action::FinalRead {
+            node,
+            partition,
+            records,
+            target,
+            reached,
+            error,
+        } = &op.action
+        {
+            for (offset, value) in records {
+                self.note_read(*partition, *offset, *value);
+            }
+            let read = FinalRead {
+                records: records.clone(),
+                target: *target,
+                reached: *reached,
+                error: error.clone(),
+            };
+            self.final_reads.insert((*node, *partition), read);
+            return;
+        }
+        let invoked_ns = open.invoked.remove(&op.process).unwrap_or(op.time_ns);
+        match &op.action {
+            Action::Send { offsets, .. } => self.complete_send(op, offsets, open),
+            Action::Poll { reads, reset } if op.kind == Kind::Ok => {
+                for (partition, offset, value) in reads {
+                    self.note_read(*partition, *offset, *value);
+                }
+                self.polls.push(Poll {
+                    process: op.process,
+                    reads: reads.clone(),
+                    reset: *reset,
+                    invoked_ns,
+                    completed_ns: op.time_ns,
+                });
+            }
+            Action::ConsumeError {
+                partition,
+                offset,
+                reason,
+                message,
+            } => self.consume_errors.push(ConsumeError {
+                process: op.process,
+                partition: *partition,
+                offset: *offset,
+                reason: reason.clone(),
+                message: message.clone(),
+                invoked_ns,
+            }),
+            Action::Heartbeat {
+                member,
+                generation,
+                assignment,
+                ..
+            } => {
+                if let Some(index) = open.heartbeats.remove(&op.process) {
+                    let heartbeat = &mut self.heartbeats[index];
+                    heartbeat.outcome = op.kind;
+                    heartbeat.completed_ns = op.time_ns;
+                    if op.kind == Kind::Ok {
+                        heartbeat.member = member.clone();
+                        heartbeat.generation = *generation;
+                        heartbeat.assignment = assignment.clone();
+                    }
+                }
+            }
+            Action::Commit { .. } | Action::CommittedOffsets { .. } => {
+                if let Some(index) = open.group_offsets.remove(&op.process) {
+                    let entry = &mut self.group_offsets[index];
+                    entry.outcome = op.kind;
+                    entry.completed_ns = op.time_ns;
+                    if let (Action::CommittedOffsets { offsets, .. }, Kind::Ok) =
+                        (&op.action, op.kind)
+                    {
+                        entry.offsets = offsets.clone();
+                    }
+                }
+            }
+            Action::Poll { .. } | Action::Leave { .. } | Action::FinalRead { .. } => {}
+        }
+    }
+
+    fn complete_send(&mut self, op: &Op, offsets: &[u64], open: &mut Open) {
+        let Some(index) = open.sends.remove(&op.process) else {
+            return;
+        };
+        let send = &mut self.sends[index];
+        send.outcome = op.kind;
+        send.completed_ns = op.time_ns;
+        if op.kind == Kind::Ok {
+            send.offsets = offsets.to_vec();
+            for (value, offset) in send.values.iter().zip(offsets) {
+                self.claims
+                    .entry((send.partition, *offset))
+                    .or_default()
+                    .insert(*value);
+            }
+        }
+    }
+
+    /// Per partition, the offset after the highest one known to exist anywhere in the history
+    /// (acknowledged, polled or in a final read).
+    pub fn known_end(&self, partition: u32) -> Option<u64> {
+        self.claims
+            .range((partition, 0)..=(partition, u64::MAX))
+            .next_back()
+            .map(|((_, offset), _)| offset + 1)
+    }
+
+    /// Per partition, the offset after the highest acknowledged one.
+    pub fn acknowledged_end(&self) -> BTreeMap<u32, u64> {
+        let mut ends: BTreeMap<u32, u64> = BTreeMap::new();
+        for send in self.sends.iter().filter(|s| s.outcome == Kind::Ok) {
+            if let Some(highest) = send.offsets.iter().max() {
+                let end = ends.entry(send.partition).or_default();
+                *end = (*end).max(highest + 1);
+            }
+        }
+        ends
     }
 
     fn note_read(&mut self, partition: u32, offset: u64, value: u64) {
@@ -270,13 +532,37 @@ pub struct Stats {
     pub values_read: usize,
     /// Successful polls.
     pub polls: usize,
+    /// Failed polls (each with its reason in the history).
+    pub poll_errors: usize,
+    /// Consumer-group tenures: a member owning a partition while live.
+    pub group_tenures: usize,
+    /// Successful group commits.
+    pub commits_ok: usize,
+}
+
+/// What a run shows.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum Verdict {
+    /// No anomaly, and every replica was read to its end.
+    #[default]
+    Valid,
+    /// At least one anomaly.
+    Invalid,
+    /// No anomaly in what was seen, but some replica was not read to its end.
+    Incomplete,
 }
 
 /// The checker's verdict.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct Report {
-    /// True when no anomaly was found.
+    /// True when the verdict is VALID.
     pub valid: bool,
+    /// VALID, INVALID (anomalies win) or INCOMPLETE.
+    pub verdict: Verdict,
+    /// Why the verdict would be INCOMPLETE: replicas not read to their end, partitions never
+    /// read at the end.
+    pub incomplete: Vec<String>,
     /// Anomaly name → what was found (every check is listed, with count 0 when clean).
     pub anomalies: BTreeMap<&'static str, Anomaly>,
     /// What the history holds.
@@ -333,6 +619,26 @@ const CHECKS: &[Check] = &[
         realtime_order::check,
     ),
     ("divergence", divergence::DEFINITION, divergence::check),
+    (
+        "denied-record",
+        denied_record::DEFINITION,
+        denied_record::check,
+    ),
+    (
+        "group-exclusive",
+        group_exclusive::DEFINITION,
+        group_exclusive::check,
+    ),
+    (
+        "nonmonotonic-commit",
+        nonmonotonic_commit::DEFINITION,
+        nonmonotonic_commit::check,
+    ),
+    (
+        "commit-past-end",
+        commit_past_end::DEFINITION,
+        commit_past_end::check,
+    ),
 ];
 
 /// Runs every check over `history`.
@@ -372,10 +678,26 @@ pub fn check(history: &History) -> Report {
             .sum(),
         values_read: analysis.read_at.len(),
         polls: analysis.polls.len(),
+        poll_errors: analysis.consume_errors.len(),
+        group_tenures: membership::tenures(&analysis).len(),
+        commits_ok: analysis
+            .group_offsets
+            .iter()
+            .filter(|e| e.commit && e.outcome == Kind::Ok)
+            .count(),
     };
-    let valid = anomalies.values().all(|a| a.count == 0);
+    let incomplete = completeness::missing(&analysis);
+    let verdict = if anomalies.values().any(|a| a.count > 0) {
+        Verdict::Invalid
+    } else if !incomplete.is_empty() {
+        Verdict::Incomplete
+    } else {
+        Verdict::Valid
+    };
     Report {
-        valid,
+        valid: verdict == Verdict::Valid,
+        verdict,
+        incomplete,
         anomalies,
         stats,
     }
@@ -389,15 +711,25 @@ impl Report {
             let example = anomaly.examples.first().map_or("", String::as_str);
             out.push_str(&format!("{name:<24} {:>7}  {example}\n", anomaly.count));
         }
+        for line in &self.incomplete {
+            out.push_str(&format!("incomplete: {line}\n"));
+        }
+        let verdict = match self.verdict {
+            Verdict::Valid => "VALID",
+            Verdict::Invalid => "INVALID",
+            Verdict::Incomplete => "INCOMPLETE",
+        };
         out.push_str(&format!(
-            "{} sends ok ({} values), {} failed, {} unknown; {} polls; {} distinct values read: {}\n",
+            "{} sends ok ({} values), {} failed, {} unknown; {} polls ({} failed); {} distinct values read; {} group tenures, {} commits: {verdict}\n",
             self.stats.sends_ok,
             self.stats.values_acknowledged,
             self.stats.sends_failed,
             self.stats.sends_unknown,
             self.stats.polls,
+            self.stats.poll_errors,
             self.stats.values_read,
-            if self.valid { "VALID" } else { "INVALID" }
+            self.stats.group_tenures,
+            self.stats.commits_ok,
         ));
         out
     }

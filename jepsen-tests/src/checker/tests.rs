@@ -2,6 +2,7 @@
 //! (and only it), and a clean history passes.
 
 use super::check;
+use super::Verdict;
 use crate::history::Action;
 use crate::history::History;
 use crate::history::Kind;
@@ -85,6 +86,138 @@ impl Builder {
                 target: records.last().map_or(0, |(offset, _)| offset + 1),
                 reached: records.last().map_or(0, |(offset, _)| offset + 1),
                 error: None,
+            },
+        )
+    }
+
+    /// A final read that had to reach `target` (and got to the end of `records`).
+    fn final_read_to(
+        &mut self,
+        node: u64,
+        partition: u32,
+        records: &[(u64, u64)],
+        target: u64,
+    ) -> &mut Self {
+        self.push(
+            0,
+            Kind::Ok,
+            Action::FinalRead {
+                node,
+                partition,
+                records: records.to_vec(),
+                target,
+                reached: records.last().map_or(0, |(offset, _)| offset + 1),
+                error: Some("gave up".into()),
+            },
+        )
+    }
+
+    /// A fetch of `partition` at `offset` refused with `reason`.
+    fn refused(&mut self, process: u64, partition: u32, offset: u64, reason: &str) -> &mut Self {
+        self.push(
+            process,
+            Kind::Invoke,
+            Action::Poll {
+                reads: Vec::new(),
+                reset: false,
+            },
+        );
+        self.push(
+            process,
+            Kind::Fail,
+            Action::ConsumeError {
+                partition: Some(partition),
+                offset: Some(offset),
+                reason: Some(reason.into()),
+                message: format!("refused: {reason}"),
+            },
+        )
+    }
+
+    /// Lets `ns` nanoseconds pass.
+    fn wait(&mut self, ns: u64) -> &mut Self {
+        self.time_ns += ns;
+        self
+    }
+
+    /// A group member's join (or heartbeat) answered with `generation` and `assignment`, under
+    /// a session timeout of 1 ms.
+    fn member_view(
+        &mut self,
+        process: u64,
+        join: bool,
+        generation: u64,
+        assignment: &[u32],
+    ) -> &mut Self {
+        let member = format!("m{process}");
+        self.push(
+            process,
+            Kind::Invoke,
+            Action::Heartbeat {
+                group: "g".into(),
+                join,
+                member: if join { String::new() } else { member.clone() },
+                generation: 0,
+                assignment: Vec::new(),
+                session_timeout_ms: 1,
+                reason: None,
+            },
+        );
+        self.push(
+            process,
+            Kind::Ok,
+            Action::Heartbeat {
+                group: "g".into(),
+                join,
+                member,
+                generation,
+                assignment: assignment.to_vec(),
+                session_timeout_ms: 1,
+                reason: None,
+            },
+        )
+    }
+
+    /// A commit of group positions (an explicit reset if `reset`).
+    fn commit(
+        &mut self,
+        process: u64,
+        offsets: &[(u32, u64)],
+        reset: bool,
+        outcome: Kind,
+    ) -> &mut Self {
+        let action = Action::Commit {
+            group: "g".into(),
+            member: if reset {
+                String::new()
+            } else {
+                format!("m{process}")
+            },
+            generation: 1,
+            offsets: offsets.to_vec(),
+            reset,
+            reason: None,
+        };
+        self.push(process, Kind::Invoke, action.clone());
+        self.push(process, outcome, action)
+    }
+
+    /// A read of the group's committed positions.
+    fn committed(&mut self, process: u64, offsets: &[(u32, u64)]) -> &mut Self {
+        self.push(
+            process,
+            Kind::Invoke,
+            Action::CommittedOffsets {
+                group: "g".into(),
+                offsets: Vec::new(),
+            },
+        );
+        self.push(
+            process,
+            Kind::Ok,
+            Action::CommittedOffsets {
+                group: "g".into(),
+                offsets: offsets.to_vec(),
             },
         )
     }
@@ -246,7 +379,8 @@ fn a_reset_poll_may_go_back() {
             reset: true,
         },
     );
-    assert!(check(&b.history()).valid);
+    b.final_read(1, 0, &[(0, 1), (1, 2)]);
+    assert!(check(&b.history()).valid, "{}", check(&b.history()).table());
 }
 
 #[test]
@@ -317,15 +451,214 @@ fn final_reads_that_disagree_are_divergence() {
         "{}",
         report.table()
     );
-    // A lagging node (a prefix) alone is not divergence.
+    // A lagging node (a prefix whose read stopped short of its target) is not divergence: the
+    // run is INCOMPLETE.
     let mut lagging = Builder::default();
     lagging
         .send(1, 0, &[1], Kind::Ok, &[0])
         .send(1, 0, &[2], Kind::Ok, &[1]);
     lagging
         .final_read(1, 0, &[(0, 1), (1, 2)])
+        .final_read_to(2, 0, &[(0, 1)], 2);
+    let report = check(&lagging.history());
+    assert_eq!(report.verdict, Verdict::Incomplete, "{}", report.table());
+    assert_eq!(
+        report.anomalies["divergence"].count,
+        0,
+        "{}",
+        report.table()
+    );
+}
+
+/// Final reads of partition 0 from three nodes, each holding `values` from offset 0.
+fn read_to_the_end(b: &mut Builder, values: &[u64]) {
+    let records: Vec<(u64, u64)> = values
+        .iter()
+        .enumerate()
+        .map(|(i, v)| (i as u64, *v))
+        .collect();
+    for node in 1..=3 {
+        b.final_read(node, 0, &records);
+    }
+}
+
+#[test]
+fn refusing_an_offset_known_to_exist_as_out_of_range_is_a_denied_record() {
+    let mut b = Builder::default();
+    b.send(1, 0, &[1, 2, 3], Kind::Ok, &[0, 1, 2])
+        .refused(5, 0, 2, "OFFSET_OUT_OF_RANGE");
+    read_to_the_end(&mut b, &[1, 2, 3]);
+    assert_only(b.history(), "denied-record");
+    // The end itself is a valid position too (answered empty), and a read proves existence
+    // as well as an acknowledgement does.
+    let mut b = Builder::default();
+    b.send(1, 0, &[1, 2], Kind::Info, &[])
+        .poll(5, &[(0, 0, 1), (0, 1, 2)])
+        .refused(5, 0, 2, "PARTITION_NOT_FOUND");
+    read_to_the_end(&mut b, &[1, 2]);
+    assert_only(b.history(), "denied-record");
+}
+
+#[test]
+fn retryable_refusals_and_refusals_past_the_known_end_are_not_denied_records() {
+    let mut b = Builder::default();
+    // Nothing is known to exist yet.
+    b.refused(5, 0, 0, "OFFSET_OUT_OF_RANGE")
+        .send(1, 0, &[1, 2, 3], Kind::Ok, &[0, 1, 2])
+        .refused(5, 0, 1, "NOT_LEADER")
+        .refused(5, 0, 1, "NO_LEADER")
+        .refused(5, 0, 2, "OFFSET_NOT_AVAILABLE")
+        .refused(5, 0, 3, "TIMEOUT")
+        // Past the end of what exists.
+        .refused(5, 0, 7, "OFFSET_OUT_OF_RANGE");
+    read_to_the_end(&mut b, &[1, 2, 3]);
+    let report = check(&b.history());
+    assert!(report.valid, "{}", report.table());
+    assert_eq!(report.stats.poll_errors, 6);
+}
+
+#[test]
+fn a_replica_not_read_to_its_end_makes_the_run_incomplete_not_valid() {
+    let mut b = clean();
+    b.final_read_to(4, 0, &[(0, 10)], 3);
+    let report = check(&b.history());
+    assert_eq!(report.verdict, Verdict::Incomplete, "{}", report.table());
+    assert!(!report.valid);
+    assert!(
+        report.anomalies.values().all(|a| a.count == 0),
+        "{}",
+        report.table()
+    );
+    assert!(
+        report.incomplete[0].contains("node 4 partition 0: the final read reached offset 1 of 3"),
+        "{:?}",
+        report.incomplete
+    );
+    assert!(report.table().contains("INCOMPLETE"), "{}", report.table());
+    // A partition written to but never read at the end leaves the run incomplete as well.
+    let mut b = Builder::default();
+    b.send(1, 0, &[1], Kind::Ok, &[0]).poll(2, &[(0, 0, 1)]);
+    let report = check(&b.history());
+    assert_eq!(report.verdict, Verdict::Incomplete, "{}", report.table());
+    assert_eq!(
+        report.incomplete,
+        vec!["partition 0: no final read".to_owned()]
+    );
+}
+
+#[test]
+fn a_replica_read_to_its_end_below_acknowledged_records_is_divergence() {
+    // Node 2 says its log ends at 1 (its read reached its target), node 1 holds offset 1,
+    // which was acknowledged: the two logs disagree although one is a prefix of the other.
+    let mut b = Builder::default();
+    b.send(1, 0, &[1, 2], Kind::Ok, &[0, 1])
+        .poll(2, &[(0, 0, 1), (0, 1, 2)]);
+    b.final_read(1, 0, &[(0, 1), (1, 2)])
         .final_read(2, 0, &[(0, 1)]);
-    assert!(check(&lagging.history()).valid);
+    assert_only(b.history(), "divergence");
+}
+
+#[test]
+fn an_offset_missing_inside_a_replica_is_divergence() {
+    let mut b = Builder::default();
+    b.send(1, 0, &[1, 2, 3], Kind::Ok, &[0, 1, 2]);
+    b.final_read(1, 0, &[(0, 1), (1, 2), (2, 3)])
+        .final_read(2, 0, &[(0, 1), (2, 3)]);
+    let report = check(&b.history());
+    let divergence = &report.anomalies["divergence"];
+    assert!(
+        divergence
+            .examples
+            .iter()
+            .any(|e| e.contains("node 2 lacks offset 1")),
+        "{}",
+        report.table()
+    );
+}
+
+#[test]
+fn two_live_members_delivering_one_partition_at_once_break_group_exclusive() {
+    let mut b = Builder::default();
+    b.send(1, 0, &[1, 2, 3, 4], Kind::Ok, &[0, 1, 2, 3]);
+    // Both are told they own partition 0, and both are within their session.
+    b.member_view(10, true, 1, &[0])
+        .member_view(11, true, 2, &[0])
+        .poll(10, &[(0, 0, 1), (0, 1, 2)])
+        .poll(11, &[(0, 2, 3), (0, 3, 4)]);
+    read_to_the_end(&mut b, &[1, 2, 3, 4]);
+    assert_only(b.history(), "group-exclusive");
+}
+
+#[test]
+fn a_partition_handed_over_by_an_answer_or_after_a_session_timeout_stays_exclusive() {
+    let mut b = Builder::default();
+    b.send(1, 0, &[1, 2], Kind::Ok, &[0, 1])
+        .send(1, 1, &[5, 6], Kind::Ok, &[0, 1]);
+    // Member 10 gives partition 0 up by adopting an answer without it; 11 then gets it.
+    b.member_view(10, true, 1, &[0])
+        .poll(10, &[(0, 0, 1)])
+        .member_view(10, false, 2, &[])
+        .member_view(11, true, 2, &[0])
+        .poll(11, &[(0, 1, 2)]);
+    // Member 10 gets partition 1, then hears nothing for longer than its session: it is no
+    // longer live, so 11 may own partition 1 although 10 was never told to let it go. What 10
+    // delivers after its session ran out breaks its own contract, not the group's promise.
+    b.member_view(10, false, 3, &[1])
+        .poll(10, &[(1, 0, 5)])
+        .wait(2_000_000)
+        .member_view(11, false, 4, &[0, 1])
+        .poll(11, &[(1, 0, 5), (1, 1, 6)])
+        .poll(10, &[(1, 1, 6)]);
+    read_to_the_end(&mut b, &[1, 2]);
+    b.final_read(1, 1, &[(0, 5), (1, 6)]);
+    let report = check(&b.history());
+    assert!(report.valid, "{}", report.table());
+    // 10 and 11 on partition 0, 10 and 11 on partition 1, and 11 on partition 0 again: its
+    // session also ran out during the wait, so the answer of generation 4 starts a new tenure.
+    assert_eq!(report.stats.group_tenures, 5, "{}", report.table());
+}
+
+#[test]
+fn a_committed_position_going_back_is_a_nonmonotonic_commit() {
+    let mut b = Builder::default();
+    b.send(1, 0, &[1, 2, 3], Kind::Ok, &[0, 1, 2])
+        .commit(10, &[(0, 3)], false, Kind::Ok)
+        .commit(11, &[(0, 1)], false, Kind::Ok);
+    read_to_the_end(&mut b, &[1, 2, 3]);
+    assert_only(b.history(), "nonmonotonic-commit");
+    // Reading a committed position below one committed before the read began is the same.
+    let mut b = Builder::default();
+    b.send(1, 0, &[1, 2, 3], Kind::Ok, &[0, 1, 2])
+        .commit(10, &[(0, 3)], false, Kind::Ok)
+        .committed(12, &[(0, 1)]);
+    read_to_the_end(&mut b, &[1, 2, 3]);
+    assert_only(b.history(), "nonmonotonic-commit");
+}
+
+#[test]
+fn an_explicit_reset_may_move_a_committed_position_back() {
+    let mut b = Builder::default();
+    b.send(1, 0, &[1, 2, 3], Kind::Ok, &[0, 1, 2])
+        .commit(10, &[(0, 3)], false, Kind::Ok)
+        .commit(12, &[(0, 0)], true, Kind::Ok)
+        .committed(12, &[(0, 0)])
+        .commit(11, &[(0, 2)], false, Kind::Ok)
+        // A refused commit moved nothing.
+        .commit(11, &[(0, 1)], false, Kind::Fail)
+        .committed(12, &[(0, 2)]);
+    read_to_the_end(&mut b, &[1, 2, 3]);
+    let report = check(&b.history());
+    assert!(report.valid, "{}", report.table());
+}
+
+#[test]
+fn a_committed_position_past_the_log_end_is_commit_past_end() {
+    let mut b = Builder::default();
+    b.send(1, 0, &[1, 2, 3], Kind::Ok, &[0, 1, 2])
+        .commit(10, &[(0, 3)], false, Kind::Ok)
+        .commit(10, &[(0, 5)], false, Kind::Ok);
+    read_to_the_end(&mut b, &[1, 2, 3]);
+    assert_only(b.history(), "commit-past-end");
 }
 
 #[test]
