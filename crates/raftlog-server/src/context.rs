@@ -28,6 +28,10 @@ use crate::partition::Partition;
 /// The partition replicas running here, by Raft group.
 pub(crate) type PartitionMap = Arc<RwLock<HashMap<GroupId, Arc<Partition>>>>;
 
+/// Replicas the metadata places here that this node refused to start, by Raft group, each with
+/// the storage error that names the damaged or missing file. At most one per group assigned here.
+pub(crate) type RefusedReplicas = Arc<RwLock<HashMap<GroupId, String>>>;
+
 /// Everything the services and background tasks of a node share.
 pub(crate) struct NodeContext {
     /// The cluster configuration.
@@ -44,6 +48,9 @@ pub(crate) struct NodeContext {
     pub controller_state: watch::Receiver<Arc<ControllerState>>,
     /// Partition replicas running here.
     pub partitions: PartitionMap,
+    /// Partition replicas assigned here but refused (damaged or lost data): never started, and
+    /// requests for them are answered with the reason.
+    pub refused_replicas: RefusedReplicas,
     /// Client address of every roster node.
     pub client_addresses: Arc<HashMap<NodeId, String>>,
     /// Consumer groups, while this node leads the controller.
@@ -72,6 +79,11 @@ impl NodeContext {
     /// The replica of `group` running here.
     pub fn partition(&self, group: GroupId) -> Option<Arc<Partition>> {
         self.partitions.read().get(&group).cloned()
+    }
+
+    /// Why this node refused to start its replica of `group`, if it did.
+    pub fn refused_replica(&self, group: GroupId) -> Option<String> {
+        self.refused_replicas.read().get(&group).cloned()
     }
 
     /// The roster's peer address of `node`.

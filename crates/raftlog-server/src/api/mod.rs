@@ -28,7 +28,8 @@ use crate::error::ServerError;
 
 /// A topic partition resolved from the metadata.
 pub struct ResolvedPartition {
-    /// `topic/partition`.
+    /// `topic/partition`, followed by why this node's replica is out of service if it refused
+    /// to start it: every error about the partition from this node then says so.
     pub what: String,
     /// Its placement.
     pub meta: PartitionMeta,
@@ -101,8 +102,15 @@ fn resolve_now(
             partitions: meta.partitions.len() as u32,
         });
     };
+    let what = match context.refused_replica(partition_meta.group_id) {
+        Some(reason) => format!(
+            "{topic}/{partition} (node {}'s replica is out of service: {reason})",
+            context.node_id
+        ),
+        None => format!("{topic}/{partition}"),
+    };
     Ok(ResolvedPartition {
-        what: format!("{topic}/{partition}"),
+        what,
         meta: partition_meta.clone(),
     })
 }
@@ -113,18 +121,25 @@ pub fn local_replica(
     resolved: &ResolvedPartition,
 ) -> Result<Arc<crate::partition::Partition>, ServerError> {
     let group: GroupId = resolved.meta.group_id;
-    context
-        .partition(group)
-        .ok_or_else(|| ServerError::NotAReplica {
+    context.partition(group).ok_or_else(|| {
+        // A replica refused here is no replica to send the client to.
+        let refused = context.refused_replica(group).is_some();
+        let replicas: Vec<NodeId> = resolved
+            .meta
+            .replicas
+            .iter()
+            .copied()
+            .filter(|id| !(refused && *id == context.node_id))
+            .collect();
+        ServerError::NotAReplica {
             what: resolved.what.clone(),
             node: context.node_id,
-            replicas: resolved.meta.replicas.clone(),
-            replica_address: resolved
-                .meta
-                .replicas
+            replica_address: replicas
                 .first()
                 .and_then(|id| context.client_addresses.get(id).cloned()),
-        })
+            replicas,
+        }
+    })
 }
 
 /// How long a peer may take to report group status for a description.

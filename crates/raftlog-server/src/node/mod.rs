@@ -153,6 +153,7 @@ impl Node {
             controller,
             controller_state,
             partitions,
+            refused_replicas: Arc::default(),
             client_addresses: Arc::new(self.client_addresses()),
             consumer_groups: Arc::default(),
             tasks: self.tasks.clone(),

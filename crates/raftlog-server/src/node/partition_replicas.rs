@@ -1,6 +1,13 @@
 //! The partition replicas of this node: follows the controller's metadata and keeps the
 //! replicas running here in line with it, starting the groups assigned to this node (each with
 //! its produce batcher) and stopping (and deleting) the groups of deleted topics.
+//!
+//! A replica whose stored data is damaged or lost (`StorageError::is_damaged_data`: a corrupt
+//! segment, a lost directory) is refused, never recreated empty: an empty voter could help
+//! elect a leader that lacks acknowledged entries. It stays out of service (no Raft group, so
+//! it neither votes nor counts toward a majority; requests here are answered with the reason)
+//! until an operator repairs it and restarts the node; the other replicas serve the partition.
+//! Other failures to start (I/O errors) are retried every `RECONCILE_INTERVAL`.
 
 use std::collections::BTreeMap;
 use std::collections::HashMap;
@@ -9,6 +16,7 @@ use std::time::Duration;
 
 use openraft::error::InitializeError;
 use openraft::error::RaftError;
+use raftlog_storage::StorageError;
 use raftlog_types::limits::PRODUCE_QUEUE_MAX;
 use raftlog_types::GroupId;
 use raftlog_types::NodeId;
@@ -63,22 +71,44 @@ async fn reconcile(context: &Arc<NodeContext>, state: &ControllerState) {
         }
     }
     let running: Vec<GroupId> = context.partitions.read().keys().copied().collect();
-    for group in running {
+    let refused: Vec<GroupId> = context.refused_replicas.read().keys().copied().collect();
+    for group in running.into_iter().chain(refused) {
         if !desired.contains_key(&group) {
             stop_and_delete(context, group).await;
         }
     }
     let mut to_start: Vec<_> = desired
         .into_iter()
-        .filter(|(group, _)| !context.partitions.read().contains_key(group))
+        .filter(|(group, _)| {
+            !context.partitions.read().contains_key(group)
+                && !context.refused_replicas.read().contains_key(group)
+        })
         .collect();
     to_start.sort_by_key(|(group, _)| *group);
     for (group, (topic, index, meta)) in to_start {
-        if let Err(error) = start_partition(context, &topic, index, &meta).await {
-            tracing::error!(group = group.0, node = node_id, topic = %topic, partition = index, %error, "could not start partition");
+        match start_partition(context, &topic, index, &meta).await {
+            Ok(()) => {}
+            Err(StartFailure::DamagedData(error)) => {
+                tracing::error!(group = group.0, node = node_id, topic = %topic, partition = index, %error, "refusing to start a partition replica whose stored data is damaged or lost: it stays out of service here, the other replicas serve the partition");
+                context
+                    .refused_replicas
+                    .write()
+                    .insert(group, error.to_string());
+            }
+            Err(StartFailure::Other(error)) => {
+                tracing::error!(group = group.0, node = node_id, topic = %topic, partition = index, %error, "could not start partition");
+            }
         }
         tokio::time::sleep(GROUP_START_STAGGER).await;
     }
+}
+
+/// Why a replica did not start.
+enum StartFailure {
+    /// Its stored data is damaged or lost: it must not start until repaired.
+    DamagedData(StorageError),
+    /// Anything else, tried again at the next reconcile.
+    Other(String),
 }
 
 fn members(context: &NodeContext, replicas: &[NodeId]) -> BTreeMap<NodeId, NodeInfo> {
@@ -93,25 +123,29 @@ async fn start_partition(
     topic: &str,
     index: u32,
     meta: &PartitionMeta,
-) -> Result<(), String> {
+) -> Result<(), StartFailure> {
     let group = meta.group_id;
-    let (log, state_machine, _report) = context
-        .storage
-        .open_group(group)
-        .map_err(|e| format!("{e:#}"))?;
+    let (log, state_machine, _report) = context.storage.open_replica(group).map_err(|error| {
+        if error.is_damaged_data() {
+            StartFailure::DamagedData(error)
+        } else {
+            StartFailure::Other(format!("{error:#}"))
+        }
+    })?;
     let view = state_machine.view();
+    let other = |error: &dyn std::fmt::Display| StartFailure::Other(error.to_string());
     let raft = context
         .host
         .start_group(group, log.clone(), state_machine)
         .await
-        .map_err(|e| e.to_string())?;
-    let fresh = !raft.is_initialized().await.map_err(|e| e.to_string())?;
+        .map_err(|e| other(&e))?;
+    let fresh = !raft.is_initialized().await.map_err(|e| other(&e))?;
     if fresh {
         // Every replica initializes with the same membership, which openraft allows; the
         // preferred leader then stands for election at once so leaders spread over nodes.
         match raft.initialize(members(context, &meta.replicas)).await {
             Ok(()) | Err(RaftError::APIError(InitializeError::NotAllowed(_))) => {}
-            Err(error) => return Err(error.to_string()),
+            Err(error) => return Err(other(&error)),
         }
         if meta.replicas.first() == Some(&context.node_id) {
             let _ = raft.trigger().elect().await;
@@ -158,16 +192,11 @@ async fn start_partition(
 
 async fn stop_and_delete(context: &NodeContext, group: GroupId) {
     let removed = context.partitions.write().remove(&group);
+    context.refused_replicas.write().remove(&group);
     context.host.stop_group(group).await;
     drop(removed);
-    let dir = context.storage.group_dir(group);
-    if let Err(error) = std::fs::remove_dir_all(&dir) {
-        if error.kind() != std::io::ErrorKind::NotFound {
-            tracing::warn!(group = group.0, path = %dir.display(), %error, "could not delete the files of a deleted partition");
-        }
-    }
-    if let Err(error) = context.storage.state_store().drop_group(group) {
-        tracing::warn!(group = group.0, %error, "could not drop the state of a deleted partition");
+    if let Err(error) = context.storage.delete_replica(group) {
+        tracing::warn!(group = group.0, %error, "could not delete the files of a deleted partition");
     }
     tracing::info!(
         group = group.0,

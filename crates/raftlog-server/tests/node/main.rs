@@ -11,6 +11,7 @@ mod admin;
 mod bad_input;
 mod common;
 mod consumer_groups;
+mod damaged_replicas;
 mod elections;
 mod fetch;
 mod produce;
