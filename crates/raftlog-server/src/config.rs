@@ -20,6 +20,9 @@ use raftlog_types::limits::REQUEST_TIMEOUT_MS_MIN;
 use raftlog_types::limits::SEGMENT_BYTES_DEFAULT;
 use raftlog_types::limits::SEGMENT_BYTES_MAX;
 use raftlog_types::limits::SEGMENT_BYTES_MIN;
+use raftlog_types::limits::TIMESTAMP_AFTER_MAX_MS_DEFAULT;
+use raftlog_types::limits::TIMESTAMP_AFTER_MAX_MS_MAX;
+use raftlog_types::limits::TIMESTAMP_SKEW_MS_MIN;
 use raftlog_types::NodeId;
 use serde::Deserialize;
 use serde::Serialize;
@@ -83,12 +86,24 @@ pub struct LimitsSection {
     /// How long a produce may wait for a majority before failing with UNAVAILABLE
     /// (`REQUEST_TIMEOUT_MS_MIN ..= _MAX`).
     pub request_timeout_ms: u64,
+    /// How far ahead of the leader's clock a record's `timestamp_ms` may be; a produce with a
+    /// record further ahead is refused with INVALID_TIMESTAMP (`TIMESTAMP_SKEW_MS_MIN ..=
+    /// TIMESTAMP_AFTER_MAX_MS_MAX`).
+    pub timestamp_after_max_ms: u64,
+    /// How far behind the leader's clock a record's `timestamp_ms` may be. Unset (the
+    /// default), any time from the Unix epoch on is accepted, as Kafka's
+    /// `log.message.timestamp.before.max.ms` default does; a timestamp before the epoch is
+    /// always refused.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub timestamp_before_max_ms: Option<u64>,
 }
 
 impl Default for LimitsSection {
     fn default() -> Self {
         LimitsSection {
             request_timeout_ms: REQUEST_TIMEOUT_MS_DEFAULT,
+            timestamp_after_max_ms: TIMESTAMP_AFTER_MAX_MS_DEFAULT,
+            timestamp_before_max_ms: None,
         }
     }
 }
@@ -295,6 +310,21 @@ impl ClusterConfig {
             REQUEST_TIMEOUT_MS_MAX,
         )?;
         check_range(
+            "limits.timestamp_after_max_ms",
+            self.limits.timestamp_after_max_ms,
+            TIMESTAMP_SKEW_MS_MIN,
+            TIMESTAMP_AFTER_MAX_MS_MAX,
+        )?;
+        if let Some(before_max_ms) = self.limits.timestamp_before_max_ms {
+            // At most i64::MAX: it is compared with i64 times.
+            check_range(
+                "limits.timestamp_before_max_ms",
+                before_max_ms,
+                TIMESTAMP_SKEW_MS_MIN,
+                i64::MAX as u64,
+            )?;
+        }
+        check_range(
             "storage.segment_bytes",
             self.storage.segment_bytes,
             SEGMENT_BYTES_MIN,
@@ -395,6 +425,26 @@ peer_addr = "127.0.0.1:7101"
             })
             .expect_err("accepted a word");
         assert!(err.to_string().contains("RAFTLOG_HEARTBEAT_INTERVAL_MS"));
+    }
+
+    #[test]
+    fn timestamp_bounds_default_to_an_hour_ahead_and_no_past_bound_and_are_checked() {
+        let config = ClusterConfig::parse(GOOD, Path::new("x.toml")).expect("parses");
+        assert_eq!(config.limits.timestamp_after_max_ms, 3_600_000);
+        assert_eq!(config.limits.timestamp_before_max_ms, None);
+        let text = GOOD.replace(
+            "[[nodes]]",
+            "[limits]\ntimestamp_after_max_ms = 60000\ntimestamp_before_max_ms = 86400000\n[[nodes]]",
+        );
+        let mut config = ClusterConfig::parse(&text, Path::new("x.toml")).expect("parses");
+        config.validate().expect("valid");
+        assert_eq!(config.limits.timestamp_before_max_ms, Some(86_400_000));
+        config.limits.timestamp_after_max_ms = 10;
+        let err = config.validate().expect_err("accepted 10 ms").to_string();
+        assert!(
+            err.contains("limits.timestamp_after_max_ms") && err.contains("1000 ..="),
+            "{err}"
+        );
     }
 
     #[test]

@@ -58,6 +58,19 @@ pub enum ServerError {
         /// What is wrong, with the allowed range and the value given.
         message: String,
     },
+    /// A record's timestamp is further from the leader's clock than the configured bound
+    /// (reason `INVALID_TIMESTAMP`); nothing of the request was written.
+    #[error("invalid {field}: {message}")]
+    InvalidTimestamp {
+        /// The offending field, `records[i].timestamp_ms`.
+        field: String,
+        /// How far off it is, and the bound that applies.
+        message: String,
+        /// The leader's clock when it checked, ms since the Unix epoch.
+        leader_time_ms: i64,
+        /// The bound the timestamp broke, in ms on the side it is off.
+        max_skew_ms: u64,
+    },
     /// A fetch offset outside the stored range.
     #[error("offset {offset} is out of range: valid offsets are {log_start_offset} ..= {high_watermark}")]
     OffsetOutOfRange {

@@ -120,6 +120,18 @@ pub const REQUEST_TIMEOUT_MS_MIN: u64 = 100;
 /// Longest `limits.request_timeout_ms` the configuration accepts.
 pub const REQUEST_TIMEOUT_MS_MAX: u64 = 120_000;
 
+/// How far ahead of the leader's clock a record's `timestamp_ms` may be, by default
+/// (`limits.timestamp_after_max_ms`): Kafka's `log.message.timestamp.after.max.ms` default
+/// since Kafka 4.0.
+pub const TIMESTAMP_AFTER_MAX_MS_DEFAULT: u64 = 3_600_000;
+
+/// Smallest `limits.timestamp_after_max_ms` and `limits.timestamp_before_max_ms` the
+/// configuration accepts: a tighter bound refuses clients for ordinary clock skew.
+pub const TIMESTAMP_SKEW_MS_MIN: u64 = 1_000;
+
+/// Largest `limits.timestamp_after_max_ms` the configuration accepts: one year.
+pub const TIMESTAMP_AFTER_MAX_MS_MAX: u64 = 365 * 24 * 3_600_000;
+
 /// Pending connections each listener of a node queues; the default of `TcpListener::bind`.
 pub const LISTEN_BACKLOG_CONNECTIONS_MAX: u32 = 1024;
 

@@ -1,4 +1,5 @@
-//! `raftlog.v1.Produce`.
+//! `raftlog.v1.Produce`: checks a produce request (record sizes, timestamps against the
+//! leader's clock) and queues it for its partition's batcher; issues producer ids.
 
 use std::sync::Arc;
 
@@ -18,9 +19,11 @@ use tonic::Response;
 use tonic::Status;
 
 use crate::api::resolve;
+use crate::config::LimitsSection;
 use crate::context::NodeContext;
 use crate::controller::ControllerOutcome;
 use crate::error::ServerError;
+use crate::partition::batcher::wall_clock_ms;
 use crate::partition::batcher::ProduceJob;
 
 /// The Produce service.
@@ -45,9 +48,7 @@ impl ProduceService {
                 "at least one record is required",
             ));
         }
-        let now_ms = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as i64);
+        let now_ms = wall_clock_ms();
         let mut total_bytes = 0usize;
         let mut records = Vec::with_capacity(request.records.len());
         for (i, record) in request.records.into_iter().enumerate() {
@@ -60,9 +61,11 @@ impl ProduceService {
                     message: format!("record is {size} bytes, the limit is {RECORD_BYTES_MAX}"),
                 });
             }
+            // 0 (unset): the leader assigns its time, as ever.
             if record.timestamp_ms == 0 {
                 record.timestamp_ms = now_ms;
             }
+            check_timestamp(i, record.timestamp_ms, now_ms, &self.context.config.limits)?;
             total_bytes += record.encoded_bytes_estimate() as usize;
             records.push(record);
         }
@@ -127,6 +130,42 @@ impl ProduceService {
     }
 }
 
+/// Refuses record `i`'s timestamp if it is further from the leader's clock `now_ms` than the
+/// configured bounds: `timestamp_after_max_ms` ahead, `timestamp_before_max_ms` (if set)
+/// behind, and never before the Unix epoch (Kafka's producer refuses negative timestamps too).
+/// Time-based state no longer reads client timestamps; the bound keeps what consumers see (and
+/// any later time index) sane, and refuses the whole request, so nothing of it is written.
+fn check_timestamp(
+    i: usize,
+    timestamp_ms: i64,
+    now_ms: i64,
+    limits: &LimitsSection,
+) -> Result<(), ServerError> {
+    let after_max_ms = limits.timestamp_after_max_ms;
+    // The epoch is the furthest back any bound reaches.
+    let to_epoch_ms = now_ms.max(0).unsigned_abs();
+    let (before_max_ms, before_key) = match limits.timestamp_before_max_ms {
+        Some(max_ms) if max_ms < to_epoch_ms => (max_ms, "limits.timestamp_before_max_ms"),
+        _ => (to_epoch_ms, "the Unix epoch"),
+    };
+    let offset_ms = timestamp_ms.abs_diff(now_ms);
+    let (broken, side, key) = if timestamp_ms > now_ms && offset_ms > after_max_ms {
+        (after_max_ms, "ahead of", "limits.timestamp_after_max_ms")
+    } else if timestamp_ms < now_ms && offset_ms > before_max_ms {
+        (before_max_ms, "behind", before_key)
+    } else {
+        return Ok(());
+    };
+    Err(ServerError::InvalidTimestamp {
+        field: format!("records[{i}].timestamp_ms"),
+        message: format!(
+            "{timestamp_ms} is {offset_ms} ms {side} the leader's clock ({now_ms}); at most {broken} ms is accepted ({key}); send 0 to have the leader assign its time"
+        ),
+        leader_time_ms: now_ms,
+        max_skew_ms: broken,
+    })
+}
+
 #[tonic::async_trait]
 impl Produce for ProduceService {
     #[tracing::instrument(skip_all, fields(topic = %request.get_ref().topic, partition = request.get_ref().partition, node = self.context.node_id))]
@@ -164,5 +203,52 @@ impl Produce for ProduceService {
             }
             .into()),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const NOW_MS: i64 = 1_700_000_000_000;
+
+    fn skew_of(timestamp_ms: i64, limits: &LimitsSection) -> Option<u64> {
+        match check_timestamp(3, timestamp_ms, NOW_MS, limits) {
+            Ok(()) => None,
+            Err(ServerError::InvalidTimestamp {
+                field,
+                leader_time_ms,
+                max_skew_ms,
+                ..
+            }) => {
+                assert_eq!(
+                    (field.as_str(), leader_time_ms),
+                    ("records[3].timestamp_ms", NOW_MS)
+                );
+                Some(max_skew_ms)
+            }
+            Err(other) => panic!("unexpected {other}"),
+        }
+    }
+
+    #[test]
+    fn timestamps_are_bounded_ahead_and_never_before_the_epoch() {
+        let limits = LimitsSection::default();
+        let hour_ms = 3_600_000;
+        assert_eq!(skew_of(NOW_MS, &limits), None);
+        assert_eq!(skew_of(NOW_MS + hour_ms, &limits), None);
+        assert_eq!(skew_of(NOW_MS + hour_ms + 1, &limits), Some(3_600_000));
+        assert_eq!(skew_of(i64::MAX, &limits), Some(3_600_000));
+        // No past bound by default, but the epoch.
+        assert_eq!(skew_of(1, &limits), None);
+        assert_eq!(skew_of(-1, &limits), Some(NOW_MS as u64));
+        assert_eq!(skew_of(i64::MIN, &limits), Some(NOW_MS as u64));
+        let limits = LimitsSection {
+            timestamp_before_max_ms: Some(hour_ms as u64),
+            ..LimitsSection::default()
+        };
+        assert_eq!(skew_of(NOW_MS - hour_ms, &limits), None);
+        assert_eq!(skew_of(NOW_MS - hour_ms - 1, &limits), Some(3_600_000));
+        assert_eq!(skew_of(i64::MIN, &limits), Some(3_600_000));
     }
 }

@@ -34,6 +34,7 @@ impl ServerError {
             ServerError::PartitionNotFound { .. } => ErrorReason::PartitionNotFound,
             ServerError::TopicExists { .. } => ErrorReason::TopicExists,
             ServerError::InvalidArgument { reason, .. } => *reason,
+            ServerError::InvalidTimestamp { .. } => ErrorReason::InvalidTimestamp,
             ServerError::OffsetOutOfRange { .. } => ErrorReason::OffsetOutOfRange,
             ServerError::OffsetNotAvailable { .. } => ErrorReason::OffsetNotAvailable,
             ServerError::NoQuorum { .. } => ErrorReason::NoQuorum,
@@ -71,6 +72,15 @@ impl ServerError {
             | ServerError::GroupNotFound { .. } => Code::NotFound,
             ServerError::TopicExists { .. } => Code::AlreadyExists,
             ServerError::InvalidArgument { .. } => Code::InvalidArgument,
+            ServerError::InvalidTimestamp {
+                leader_time_ms,
+                max_skew_ms,
+                ..
+            } => {
+                metadata.insert("leader_time_ms".to_owned(), leader_time_ms.to_string());
+                metadata.insert("max_skew_ms".to_owned(), max_skew_ms.to_string());
+                Code::InvalidArgument
+            }
             ServerError::OffsetOutOfRange {
                 log_start_offset,
                 high_watermark,
@@ -135,7 +145,9 @@ impl ServerError {
         if retryable {
             details.set_retry_info(Some(self.retry_delay()));
         }
-        if let ServerError::InvalidArgument { field, message, .. } = self {
+        if let ServerError::InvalidArgument { field, message, .. }
+        | ServerError::InvalidTimestamp { field, message, .. } = self
+        {
             details.add_bad_request_violation(field.clone(), message.clone());
         }
         Status::with_error_details(code, self.to_string(), details)
@@ -202,7 +214,12 @@ mod tests {
             invalid(ErrorReason::NotEnoughNodes),
             invalid(ErrorReason::RecordTooLarge),
             invalid(ErrorReason::BatchTooLarge),
-            invalid(ErrorReason::InvalidTimestamp),
+            ServerError::InvalidTimestamp {
+                field: "records[0].timestamp_ms".into(),
+                message: "too far ahead".into(),
+                leader_time_ms: 1_700_000_000_000,
+                max_skew_ms: 3_600_000,
+            },
             ServerError::OffsetOutOfRange {
                 offset: 9,
                 log_start_offset: 0,
@@ -272,9 +289,10 @@ mod tests {
             ServerError::GroupNotFound { .. } => 14,
             ServerError::Internal { .. } => 15,
             ServerError::Interrupted { .. } => 16,
+            ServerError::InvalidTimestamp { .. } => 17,
         }
     }
-    const VARIANTS: usize = 17;
+    const VARIANTS: usize = 18;
 
     #[test]
     fn every_error_names_a_reason_of_the_proto_and_says_whether_to_retry_as_it_classifies() {
@@ -302,7 +320,10 @@ mod tests {
             assert_eq!(details.retry_info().is_some(), retryable, "{error}");
             assert_eq!(
                 details.bad_request().is_some(),
-                matches!(error, ServerError::InvalidArgument { .. }),
+                matches!(
+                    error,
+                    ServerError::InvalidArgument { .. } | ServerError::InvalidTimestamp { .. }
+                ),
                 "{error}"
             );
             assert_eq!(status.message(), error.to_string());
@@ -316,6 +337,26 @@ mod tests {
         for reason in ErrorReason::all().filter(|r| *r != ErrorReason::Unspecified) {
             assert!(seen_reasons.contains(&reason), "{reason:?} is never sent");
         }
+    }
+
+    #[test]
+    fn an_invalid_timestamp_names_the_leader_time_and_the_bound_it_broke() {
+        let status = ServerError::InvalidTimestamp {
+            field: "records[1].timestamp_ms".into(),
+            message: "is 2 hours ahead".into(),
+            leader_time_ms: 1_700_000_000_000,
+            max_skew_ms: 3_600_000,
+        }
+        .to_status();
+        assert_eq!(status.code(), Code::InvalidArgument);
+        let details = status.get_error_details();
+        let info = details.error_info().expect("ErrorInfo");
+        assert_eq!(info.reason, "INVALID_TIMESTAMP");
+        assert_eq!(info.metadata["leader_time_ms"], "1700000000000");
+        assert_eq!(info.metadata["max_skew_ms"], "3600000");
+        assert_eq!(info.metadata["retryable"], "false");
+        let violations = &details.bad_request().expect("BadRequest").field_violations;
+        assert_eq!(violations[0].field, "records[1].timestamp_ms");
     }
 
     #[test]

@@ -16,3 +16,4 @@ mod elections;
 mod fetch;
 mod produce;
 mod shutdown;
+mod timestamps;
