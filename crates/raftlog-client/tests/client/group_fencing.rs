@@ -223,7 +223,7 @@ async fn a_new_coordinator_gives_a_partition_away_only_once_its_owner_s_session_
     a.partitions = partitions(&rejoined.assignment);
     assert!(
         !a.partitions.contains(&owned_by_b),
-        "a got b's partition {owned_by_b} {:?} after the takeover, while b's session ran until {:?} from now",
+        "a got b's partition {owned_by_b} when joining the new coordinator, {:?} after b's last heartbeat, {:?} before b's session ended",
         b_last_sent.elapsed(),
         SESSION.saturating_sub(b_last_sent.elapsed())
     );
