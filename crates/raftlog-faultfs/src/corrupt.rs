@@ -65,12 +65,16 @@ pub fn flip_bits(
     Ok(offsets)
 }
 
-/// Cuts a random tail of up to `max_cut` bytes (at least one) off the file at `path`, as a
-/// torn write at the end would; returns the new length.
+/// Cuts a random tail of up to `max_cut` bytes (at least one) off the written part of the file
+/// at `path` (see [`written_len`]), as a torn write at the end would; returns the new length.
+/// A file with nothing written is left alone.
 pub fn truncate_tail(path: &Path, max_cut: u64, rng: &mut SplitMix) -> std::io::Result<u64> {
+    let len = written_len(path)?;
     let file = std::fs::OpenOptions::new().write(true).open(path)?;
-    let len = file.metadata()?.len();
-    let cut = 1 + rng.below(max_cut.max(1).min(len.max(1)));
+    if len == 0 {
+        return Ok(0);
+    }
+    let cut = 1 + rng.below(max_cut.max(1).min(len));
     let new_len = len.saturating_sub(cut);
     file.set_len(new_len)?;
     file.sync_all()?;
@@ -121,7 +125,9 @@ mod tests {
     fn truncation_cuts_at_least_one_byte_and_at_most_the_bound() {
         let dir = tempfile::TempDir::new().expect("temp dir");
         let path = dir.path().join("f");
-        std::fs::write(&path, vec![1u8; 1000]).expect("write");
+        let mut bytes = vec![1u8; 1000];
+        bytes.extend([0u8; 500]);
+        std::fs::write(&path, bytes).expect("write");
         let new_len = truncate_tail(&path, 100, &mut SplitMix::new(1)).expect("truncate");
         assert!((900..1000).contains(&new_len), "{new_len}");
         assert_eq!(std::fs::metadata(&path).expect("stat").len(), new_len);

@@ -139,7 +139,7 @@ impl Tree {
         let moved: Vec<(u64, PathBuf)> = self
             .inodes
             .iter()
-            .filter_map(|(ino, (p, _))| p.strip_prefix(from).ok().map(|rest| (*ino, to.join(rest))))
+            .filter_map(|(ino, (p, _))| crate::pending::moved(p, from, to).map(|new| (*ino, new)))
             .collect();
         for (ino, new_path) in moved {
             if let Some(entry) = self.inodes.get_mut(&ino) {

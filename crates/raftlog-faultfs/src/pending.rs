@@ -68,7 +68,12 @@ pub struct Lost {
     pub files_reverted: usize,
     /// Files and directories removed because their creation was never made durable.
     pub entries_removed: usize,
+    /// The first [`MAX_REPORTED`] of them, relative to the root.
+    pub removed: Vec<PathBuf>,
 }
+
+/// Removed entries a [`Lost`] names.
+pub const MAX_REPORTED: usize = 32;
 
 /// Everything not yet fsynced in one file system.
 #[derive(Default)]
@@ -210,8 +215,8 @@ impl Pending {
     pub fn renamed(&mut self, from: &Path, to: &Path) {
         self.created.retain(|_, p| p != from && p != to);
         for path in self.created.values_mut() {
-            if let Ok(rest) = path.strip_prefix(from) {
-                *path = to.join(rest);
+            if let Some(new) = moved(path, from, to) {
+                *path = new;
             }
         }
     }
@@ -233,6 +238,9 @@ impl Pending {
             };
             removed?;
             lost.entries_removed += 1;
+            if lost.removed.len() < MAX_REPORTED {
+                lost.removed.push(path);
+            }
         }
         for (_, dirty) in self.dirty.drain() {
             dirty.file.set_len(dirty.synced_len)?;
@@ -256,6 +264,17 @@ impl Pending {
         self.saved_bytes = 0;
         Ok(lost)
     }
+}
+
+/// Where `path` is after renaming `from` to `to`, if it is `from` or below it.
+pub fn moved(path: &Path, from: &Path, to: &Path) -> Option<PathBuf> {
+    let rest = path.strip_prefix(from).ok()?;
+    // `join("")` would add a trailing slash, which names a directory.
+    Some(if rest.as_os_str().is_empty() {
+        to.to_path_buf()
+    } else {
+        to.join(rest)
+    })
 }
 
 #[cfg(test)]
@@ -305,6 +324,22 @@ mod tests {
         file.write_all_at(b" world", 5).expect("write");
         pending.revert(dir.path()).expect("revert");
         assert_eq!(std::fs::read(dir.path().join("f")).expect("read"), b"hello");
+    }
+
+    #[test]
+    fn a_renamed_path_is_exactly_the_new_name() {
+        assert_eq!(
+            moved(Path::new("d/tmp"), Path::new("d/tmp"), Path::new("d/meta")),
+            Some("d/meta".into())
+        );
+        assert_eq!(
+            moved(Path::new("d/x"), Path::new("d"), Path::new("e")),
+            Some("e/x".into())
+        );
+        assert_eq!(
+            moved(Path::new("dd/x"), Path::new("d"), Path::new("e")),
+            None
+        );
     }
 
     #[test]

@@ -80,6 +80,31 @@ mod needs_root {
         assert!(!mnt.join("seg").exists());
     }
 
+    /// The write-temp-then-rename of a meta file: the file is then reachable under its new
+    /// name (and only there), and is kept by a power loss once its directory is synced.
+    #[test]
+    fn a_file_renamed_into_place_opens_under_its_new_name_and_survives_a_power_loss() {
+        let (_dir, fs) = mounted();
+        let mnt = fs.mountpoint().to_path_buf();
+        std::fs::create_dir(mnt.join("g")).expect("mkdir");
+        let mut temp = std::fs::File::create(mnt.join("g/meta.tmp")).expect("create");
+        temp.write_all(b"slot").expect("write");
+        temp.sync_all().expect("fsync");
+        drop(temp);
+        std::fs::rename(mnt.join("g/meta.tmp"), mnt.join("g/meta")).expect("rename");
+        sync_dir(&mnt.join("g"));
+        sync_dir(&mnt);
+        let file = std::fs::OpenOptions::new()
+            .write(true)
+            .open(mnt.join("g/meta"))
+            .expect("open the renamed file");
+        file.write_all_at(b"SLOT", 0).expect("overwrite");
+        drop(file);
+        assert!(!mnt.join("g/meta.tmp").exists());
+        fs.lose_unsynced().expect("lose");
+        assert_eq!(std::fs::read(mnt.join("g/meta")).expect("read"), b"slot");
+    }
+
     #[test]
     fn a_stall_holds_fsync_until_released() {
         let (_dir, fs) = mounted();
