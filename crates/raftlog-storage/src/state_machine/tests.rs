@@ -1,6 +1,6 @@
 //! Time in the partition state machine: producer expiry runs on the leaders' stamps, kept
-//! monotonic and persisted, and no client timestamp (far future, negative) can make it forget
-//! producers or overflow.
+//! monotonic and persisted (in the applied state and in snapshots), and no client timestamp
+//! (far future, negative) can make it forget producers or overflow.
 
 use bytes::Bytes;
 use openraft::CommittedLeaderId;
@@ -179,4 +179,25 @@ fn an_unstamped_entry_is_timed_by_its_records_as_before_and_leaves_the_clock_alo
     apply_one(&mut state_machine, unstamped(3, batch(3, 0, &[i64::MIN])));
     apply_one(&mut state_machine, unstamped(4, batch(4, 0, &[i64::MAX])));
     assert_eq!(state_machine.applied().leader_time_ms, LEADER_MS);
+}
+
+#[tokio::test]
+async fn a_snapshot_carries_the_partition_clock_to_the_replica_that_installs_it() {
+    use openraft::RaftSnapshotBuilder;
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let storage = NodeStorage::open(dir.path(), LogConfig::default()).expect("storage");
+    let (_log, mut source, _) = storage.open_group(GROUP).expect("group");
+    apply_one(&mut source, stamped(1, LEADER_MS, batch(1, 0, &[1])));
+    let snapshot = source
+        .snapshot_builder()
+        .build_snapshot()
+        .await
+        .expect("snapshot");
+    let (_other_log, mut target, _) = storage.open_group(GroupId(4)).expect("other group");
+    target
+        .install(&snapshot.meta, snapshot.snapshot.into_inner())
+        .expect("install");
+    assert_eq!(target.applied().leader_time_ms, LEADER_MS);
+    assert_eq!(target.producer(1).map(|s| s.last_write_ms), Some(LEADER_MS));
 }
