@@ -8,6 +8,7 @@
 pub mod checker;
 pub mod clock;
 pub mod cluster;
+pub mod disk;
 pub mod history;
 pub mod nemesis;
 pub mod network;

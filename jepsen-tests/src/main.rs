@@ -27,11 +27,13 @@ enum Command {
         #[arg(long, default_value_t = 60)]
         time_limit: u64,
         /// Faults to mix, comma-separated: kill, pause, partition (every shape) or one of
-        /// partition-one, partition-leader, partition-halves, partition-ring, clock; none for none.
+        /// partition-one, partition-leader, partition-halves, partition-ring; partition-oneway,
+        /// clock, power-loss, power-loss-all, corrupt, disk-stall, disk-full; none for none.
+        /// The disk faults put each node's data dir on a fault file system (needs root).
         #[arg(long, value_delimiter = ',', default_value = "kill,pause")]
         nemesis: Vec<String>,
-        /// Seed of the fault schedule (default: from the clock; printed).
-        #[arg(long)]
+        /// Seed of the fault schedule (default: from the clock; printed), to replay a run.
+        #[arg(long, env = "RAFTLOG_JEPSEN_SEED")]
         seed: Option<u64>,
         /// Where to write the history, node logs and reports.
         #[arg(long)]

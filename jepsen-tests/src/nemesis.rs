@@ -1,5 +1,6 @@
-//! The nemesis: the faults a run may inject, the shapes of network partitions, and a seeded
-//! schedule that applies one fault at a time and heals it.
+//! The nemesis: the faults a run may inject, the shapes of network partitions (both ways and
+//! one way), and a seeded schedule that applies one fault at a time and heals it. The disk
+//! faults are applied by [`crate::disk`].
 
 use rand::seq::SliceRandom;
 use rand::Rng;
@@ -30,11 +31,26 @@ pub enum Fault {
     Partition(PartitionShape),
     /// Jump the wall clocks of some nodes by up to ±5 minutes (libfaketime), reset them later.
     Clock,
+    /// Drop packets in one direction only (iptables), e.g. followers → leader.
+    PartitionOneWay,
+    /// One node loses power: SIGKILLed, its writes since their fsync lost, restarted later.
+    PowerLoss,
+    /// Every node loses power at once; all restart together later.
+    PowerLossAll,
+    /// Bit flips or a cut tail in segment and meta files of a node of a fixed minority, while
+    /// it is stopped; restarted later.
+    Corrupt,
+    /// A node's writes and fsyncs stop completing for a while (reads go on).
+    DiskStall,
+    /// A node's writes and fsyncs fail with ENOSPC for a while.
+    DiskFull,
 }
 
 impl Fault {
     /// Every fault a name stands for: `kill`, `pause`, `clock`, `partition` (all shapes) or one
-    /// shape: `partition-one`, `partition-leader`, `partition-halves`, `partition-ring`.
+    /// shape: `partition-one`, `partition-leader`, `partition-halves`, `partition-ring`;
+    /// `partition-oneway`; the disk faults `power-loss`, `power-loss-all`, `corrupt`,
+    /// `disk-stall`, `disk-full`.
     pub fn parse(name: &str) -> Result<Vec<Fault>, String> {
         use PartitionShape::*;
         Ok(match name {
@@ -48,10 +64,17 @@ impl Fault {
             "partition-leader" => vec![Fault::Partition(IsolateLeader)],
             "partition-halves" => vec![Fault::Partition(Halves)],
             "partition-ring" => vec![Fault::Partition(Ring)],
+            "partition-oneway" => vec![Fault::PartitionOneWay],
+            "power-loss" => vec![Fault::PowerLoss],
+            "power-loss-all" => vec![Fault::PowerLossAll],
+            "corrupt" => vec![Fault::Corrupt],
+            "disk-stall" => vec![Fault::DiskStall],
+            "disk-full" => vec![Fault::DiskFull],
             other => {
                 return Err(format!(
                     "unknown nemesis {other:?}: use kill, pause, partition, partition-one, \
-                     partition-leader, partition-halves, partition-ring, clock or none"
+                     partition-leader, partition-halves, partition-ring, partition-oneway, \
+                     clock, power-loss, power-loss-all, corrupt, disk-stall, disk-full or none"
                 ))
             }
         })
@@ -59,7 +82,62 @@ impl Fault {
 
     /// Whether the fault needs iptables.
     pub fn is_partition(self) -> bool {
-        matches!(self, Fault::Partition(_))
+        matches!(self, Fault::Partition(_) | Fault::PartitionOneWay)
+    }
+
+    /// Whether the fault needs the nodes' data dirs on the fault file system.
+    pub fn is_disk(self) -> bool {
+        matches!(
+            self,
+            Fault::PowerLoss
+                | Fault::PowerLossAll
+                | Fault::Corrupt
+                | Fault::DiskStall
+                | Fault::DiskFull
+        )
+    }
+}
+
+/// The directed links (`from`, `to`: packets from `from` to `to` dropped) of a one-way
+/// partition, and its name: the followers' packets to the leader of a chosen partition, the
+/// leader's to its followers, everything one node sends, or one direction of one link.
+/// `leader` is that partition's leader, if known (else a random node stands in).
+pub fn oneway_links(
+    nodes: &[u64],
+    leader: Option<u64>,
+    rng: &mut impl Rng,
+) -> (&'static str, Vec<(u64, u64)>) {
+    let mut shuffled = nodes.to_vec();
+    shuffled.shuffle(rng);
+    let Some(&first) = shuffled.first() else {
+        return ("none", Vec::new());
+    };
+    let hub = leader.filter(|l| nodes.contains(l)).unwrap_or(first);
+    let others: Vec<u64> = nodes.iter().copied().filter(|&n| n != hub).collect();
+    match rng.random_range(0..4) {
+        0 => (
+            "FollowersToLeader",
+            others.iter().map(|&n| (n, hub)).collect(),
+        ),
+        1 => (
+            "LeaderToFollowers",
+            others.iter().map(|&n| (hub, n)).collect(),
+        ),
+        2 => (
+            "OneNodeOutbound",
+            others
+                .iter()
+                .map(|&n| (first, n))
+                .filter(|(a, b)| a != b)
+                .collect(),
+        ),
+        _ => (
+            "OneLink",
+            shuffled
+                .get(1)
+                .map(|&second| vec![(first, second)])
+                .unwrap_or_default(),
+        ),
     }
 }
 
@@ -212,6 +290,45 @@ mod tests {
         assert!(Fault::parse("partitoin")
             .unwrap_err()
             .contains("unknown nemesis \"partitoin\""));
+    }
+
+    #[test]
+    fn oneway_links_cut_one_direction_only() {
+        let nodes = [1, 2, 3];
+        let mut shapes = BTreeSet::new();
+        for seed in 0..64 {
+            let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+            let (shape, links) = oneway_links(&nodes, Some(2), &mut rng);
+            assert!(!links.is_empty(), "{shape}: nothing cut");
+            for (a, b) in &links {
+                assert_ne!(a, b);
+                assert!(
+                    !links.contains(&(*b, *a)),
+                    "{shape}: {links:?} cuts both ways"
+                );
+            }
+            if shape == "FollowersToLeader" {
+                assert_eq!(links, vec![(1, 2), (3, 2)]);
+            }
+            shapes.insert(shape);
+        }
+        assert_eq!(shapes.len(), 4, "{shapes:?}");
+    }
+
+    #[test]
+    fn disk_fault_names_parse() {
+        for (name, fault) in [
+            ("power-loss", Fault::PowerLoss),
+            ("power-loss-all", Fault::PowerLossAll),
+            ("corrupt", Fault::Corrupt),
+            ("disk-stall", Fault::DiskStall),
+            ("disk-full", Fault::DiskFull),
+            ("partition-oneway", Fault::PartitionOneWay),
+        ] {
+            assert_eq!(Fault::parse(name), Ok(vec![fault]));
+        }
+        assert!(Fault::PowerLoss.is_disk() && !Fault::PartitionOneWay.is_disk());
+        assert!(Fault::PartitionOneWay.is_partition());
     }
 
     #[test]

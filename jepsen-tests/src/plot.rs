@@ -38,13 +38,17 @@ const ACKED: RGBColor = RGBColor(31, 119, 180);
 const POLLED: RGBColor = RGBColor(44, 160, 44);
 /// Fault shading, one colour per kind in order of first appearance; none of them is an
 /// outcome's or a throughput line's colour, so shading never reads as data.
-const FAULT_COLORS: [RGBColor; 6] = [
+const FAULT_COLORS: [RGBColor; 10] = [
     RGBColor(148, 103, 189),
     RGBColor(140, 86, 75),
     RGBColor(227, 119, 194),
     RGBColor(188, 189, 34),
     RGBColor(23, 190, 207),
     RGBColor(127, 127, 127),
+    RGBColor(0, 0, 128),
+    RGBColor(128, 0, 0),
+    RGBColor(0, 100, 0),
+    RGBColor(184, 134, 11),
 ];
 const FAULT_OPACITY: f64 = 0.2;
 /// Points overlap by the thousand in a long run: translucency keeps density visible.

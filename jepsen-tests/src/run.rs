@@ -19,6 +19,7 @@ use rand::SeedableRng;
 
 use crate::clock::Clocks;
 use crate::cluster::ProcessCluster;
+use crate::disk::Disks;
 use crate::history::Action;
 use crate::history::History;
 use crate::history::Kind;
@@ -233,20 +234,37 @@ async fn consumer(
     }
 }
 
-/// Ends every fault: processes running, links restored, clocks reset.
+/// Ends every fault: disks released, processes running (also those that exited on their own,
+/// whose ids are returned), links restored, clocks reset.
 fn heal(
     cluster: &mut ProcessCluster,
     network: &mut Network,
     clocks: Option<&Clocks>,
-) -> anyhow::Result<()> {
+    disks: Option<&Disks>,
+) -> anyhow::Result<Vec<u64>> {
     network.heal()?;
     if let Some(clocks) = clocks {
         for id in cluster.ids() {
             clocks.set_offset(id, 0)?;
         }
     }
+    if let Some(disks) = disks {
+        disks.heal();
+    }
+    let exited = crate::disk::reap_exited(cluster);
     cluster.heal()?;
-    Ok(())
+    Ok(exited)
+}
+
+/// The leader of a random partition of the test topic, if one is known.
+async fn random_leader(client: &Client, rng: &mut impl Rng) -> Option<u64> {
+    match client.describe_topic("jepsen").await {
+        Ok(topic) if !topic.partitions.is_empty() => {
+            let pick = rng.random_range(0..topic.partitions.len());
+            topic.partitions[pick].leader_id
+        }
+        _ => None,
+    }
 }
 
 /// Runs the test and returns its history; node logs and the nemesis log go to `results`.
@@ -260,7 +278,17 @@ pub async fn run(config: &RunConfig, raftlog: &Path, results: &Path) -> anyhow::
     if config.faults.iter().any(|f| f.is_partition()) {
         Network::check_available()?;
     }
+    // Declared before the cluster, so dropped after it: no node holds a file when unmounting.
+    let disks = if config.faults.iter().any(|f| f.is_disk()) {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(config.seed ^ 0xD15C);
+        Some(Disks::mount(results, config.nodes, &mut rng)?)
+    } else {
+        None
+    };
     let mut cluster = crate::cluster::start(raftlog, results, config.nodes, clocks.clone())?;
+    if let Some(disks) = &disks {
+        disks.check_layout(&cluster)?;
+    }
     let mut network = Network::new(
         format!("raftlog-jepsen-{}", std::process::id()),
         cluster.ips(),
@@ -344,13 +372,7 @@ pub async fn run(config: &RunConfig, raftlog: &Path, results: &Path) -> anyhow::
                 format!("{fault:?} node {node}")
             }
             Fault::Partition(shape) => {
-                let leader = match client.describe_topic("jepsen").await {
-                    Ok(topic) if !topic.partitions.is_empty() => {
-                        let pick = rng.random_range(0..topic.partitions.len());
-                        topic.partitions[pick].leader_id
-                    }
-                    _ => None,
-                };
+                let leader = random_leader(&client, &mut rng).await;
                 let links = nemesis::partition_links(shape, &node_ids, leader, &mut rng);
                 for (a, b) in &links {
                     network.cut(*a, *b)?;
@@ -358,6 +380,23 @@ pub async fn run(config: &RunConfig, raftlog: &Path, results: &Path) -> anyhow::
                 let links: Vec<String> = links.iter().map(|(a, b)| format!("{a}-{b}")).collect();
                 format!("Partition {shape:?} cut {}", links.join(" "))
             }
+            Fault::PartitionOneWay => {
+                let leader = random_leader(&client, &mut rng).await;
+                let (shape, links) = nemesis::oneway_links(&node_ids, leader, &mut rng);
+                for (from, to) in &links {
+                    network.cut_one_way(*from, *to)?;
+                }
+                let links: Vec<String> = links.iter().map(|(a, b)| format!("{a}>{b}")).collect();
+                format!("OneWay {shape} cut {}", links.join(" "))
+            }
+            disk_fault @ (Fault::PowerLoss
+            | Fault::PowerLossAll
+            | Fault::Corrupt
+            | Fault::DiskStall
+            | Fault::DiskFull) => match &disks {
+                Some(disks) => disks.inject(disk_fault, &mut cluster, &mut rng)?,
+                None => anyhow::bail!("{disk_fault:?} without fault file systems"),
+            },
             Fault::Clock => {
                 let offsets = nemesis::clock_offsets(&node_ids, &mut rng);
                 let mut label = String::from("Clock");
@@ -372,9 +411,13 @@ pub async fn run(config: &RunConfig, raftlog: &Path, results: &Path) -> anyhow::
             }
         };
         tokio::time::sleep(Duration::from_millis(rng.random_range(1000..4000))).await;
-        heal(&mut cluster, &mut network, clocks.as_ref())?;
+        let exited = heal(&mut cluster, &mut network, clocks.as_ref(), disks.as_ref())?;
+        let exited: String = exited
+            .iter()
+            .map(|id| format!(" (node {id} had exited)"))
+            .collect();
         nemesis_log.push_str(&format!(
-            "{at:.3} {:.3} {label}\n",
+            "{at:.3} {:.3} {label}{exited}\n",
             recorder.started.elapsed().as_secs_f64()
         ));
     }
@@ -382,7 +425,7 @@ pub async fn run(config: &RunConfig, raftlog: &Path, results: &Path) -> anyhow::
     for worker in workers {
         let _ = worker.await;
     }
-    heal(&mut cluster, &mut network, clocks.as_ref())?;
+    heal(&mut cluster, &mut network, clocks.as_ref(), disks.as_ref())?;
     std::fs::write(results.join("nemesis.log"), nemesis_log)?;
 
     // Final reads: every partition from each of its replicas, once it has caught up.
