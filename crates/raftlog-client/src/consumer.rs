@@ -406,7 +406,9 @@ impl Consumer {
     }
 
     /// Returns the next records of the assigned partitions, waiting up to `poll_wait` when none
-    /// is available. Partitions whose replica cannot be reached are skipped this time.
+    /// is available. Partitions whose replica cannot be reached are skipped this time. A fenced
+    /// group member (no answered heartbeat sent within its session timeout) gets no records
+    /// until it has joined the group again.
     pub async fn poll(&mut self) -> Result<Vec<ConsumerRecord>, ClientError> {
         self.sync_assignment();
         self.resolve_positions().await?;
@@ -505,7 +507,11 @@ impl Consumer {
         }))
     }
 
-    /// Commits the positions of the assigned partitions (the records returned so far).
+    /// Commits the positions of the assigned partitions (the records returned so far). Commits
+    /// nothing, and says Ok, when the positions belong to an assignment the group has since
+    /// changed or once this member is fenced (its session may have ended, so another member may
+    /// own the partitions): the records since the last commit are then delivered again, to
+    /// whichever member owns them next.
     pub async fn commit(&mut self) -> Result<(), ClientError> {
         let Some(group) = self.config.group.clone() else {
             return Err(ClientError::InvalidArgument(
