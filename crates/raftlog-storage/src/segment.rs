@@ -157,8 +157,9 @@ impl Segment {
     ///
     /// The first invalid frame of the last segment, above the committed index, starts a write
     /// that was never synced: it and everything after it is cut off (and the cut synced), even
-    /// where an intact frame follows (`cut_unsynced_tail`). Any other damage is returned as
-    /// `StorageError::Corrupt` and nothing is changed on disk.
+    /// where an intact frame follows, if the damage reads as unwritten blocks
+    /// (`cut_unsynced_tail`). Any other damage is returned as `StorageError::Corrupt` and nothing
+    /// is changed on disk.
     pub fn open(
         path: &Path,
         base_index: u64,
@@ -256,7 +257,7 @@ impl Segment {
     }
 
     /// Handles the first invalid frame of an opened segment, found at `pos`: in the last segment
-    /// and past the committed index it can only be part of a write that was never synced, so it
+    /// and past the committed index, where it reads as a write that never reached the disk, it
     /// and everything after it is cut off (and the cut synced); anywhere else it is corruption.
     ///
     /// Why an intact frame after it does not make it corruption: the kernel writes dirty pages
@@ -264,6 +265,14 @@ impl Segment {
     /// be on disk while an earlier one is not. No frame from the first unsynced one on was
     /// acknowledged by this node (an append is acknowledged only after its sync), so none of them
     /// can be needed by a majority; Kafka and Redpanda truncate at the first invalid batch too.
+    ///
+    /// The stored committed index lags the acknowledged entries by up to the committed persist
+    /// interval, so past it a frame may still have been synced and acknowledged. With an intact
+    /// frame after it, the damage is therefore cut off only if it looks like a write that never
+    /// reached the disk: a page or sector that was not written reads as zeros (segments are
+    /// preallocated, so unwritten blocks read as zeros), so the frame's header is zeros or some
+    /// aligned [`UNWRITTEN_BLOCK_BYTES`] block before the intact frame is. A flipped bit
+    /// with intact frames all around is decay of synced data, and is corruption.
     fn cut_unsynced_tail(
         &mut self,
         bytes: &[u8],
@@ -286,6 +295,14 @@ impl Segment {
                 return Err(corrupt(format!(
                     "{reason}; entry {} is committed, so it cannot be a torn write",
                     self.next_index
+                )));
+            }
+        }
+        if let Some(intact) = find_intact_frame_after(bytes, pos + 1) {
+            let header_unwritten = matches!(check_frame(&bytes[pos..]), FrameCheck::End);
+            if !header_unwritten && !holds_unwritten_block(&bytes[..intact], pos) {
+                return Err(corrupt(format!(
+                    "{reason}, yet an intact frame follows at byte {intact} and no block between reads as zeros: damaged data, not a write that never reached the disk"
                 )));
             }
         }
@@ -564,6 +581,20 @@ impl SegmentRead {
         }
         Ok((entries, range))
     }
+}
+
+/// The smallest unit a disk writes whole (a sector): a write that did not reach the disk leaves
+/// at least one such aligned block of zeros.
+pub const UNWRITTEN_BLOCK_BYTES: usize = 512;
+
+/// Whether `bytes` holds an all-zero block of [`UNWRITTEN_BLOCK_BYTES`], aligned to its size,
+/// at or after `from`.
+fn holds_unwritten_block(bytes: &[u8], from: usize) -> bool {
+    let first = from.next_multiple_of(UNWRITTEN_BLOCK_BYTES);
+    bytes.get(first..).is_some_and(|rest| {
+        rest.chunks_exact(UNWRITTEN_BLOCK_BYTES)
+            .any(|block| block.iter().all(|b| *b == 0))
+    })
 }
 
 /// How many intact frames start after `pos`, each searched for after the end of the previous

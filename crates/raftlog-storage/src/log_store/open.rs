@@ -6,10 +6,12 @@
 //!   (they hold only purged entries) are deleted, and the directory synced, before the rest is
 //!   read;
 //! - the last segment is cut at its first invalid frame past the stored committed log id, with
-//!   everything after it, even intact frames (`Segment::open`): the kernel writes pages back out
-//!   of order, so after a power loss an unsynced append can leave a hole before later frames,
-//!   and nothing past the first unsynced frame was acknowledged. The stored committed log id is
-//!   the durable point because it is never written beyond the durable log (`hard_state.rs`);
+//!   everything after it (`Segment::open`): the kernel writes pages back out of order, so after
+//!   a power loss an unsynced append can leave a hole before later intact frames, and nothing
+//!   past the first unsynced frame was acknowledged. The stored committed log id is the durable
+//!   point because it is never written beyond the durable log (`hard_state.rs`); since it lags
+//!   the acknowledged entries by up to a second, damage with intact frames after it is cut only
+//!   if it reads as blocks that were never written (zeros), not as flipped bits;
 //! - any other damage (in a sealed segment, or at or below the stored committed log id), any gap
 //!   between segments, and a log that ends before the stored committed log id, is an error
 //!   naming the file and position, and open then changes nothing on disk beyond finishing an

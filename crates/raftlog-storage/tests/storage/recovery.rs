@@ -202,6 +202,75 @@ fn zeroed_frame_followed_by_an_intact_one_past_the_committed_point_is_cut_off() 
     Ok(())
 }
 
+/// The same with a page of an unsynced append that never reached the disk: it reads as zeros
+/// from the middle of one frame into the next, and later pages are intact.
+#[test]
+fn unwritten_page_inside_frames_past_the_committed_point_is_cut_off() -> anyhow::Result<()> {
+    const PAGE_BYTES: usize = 4096;
+    let dir = TempDir::new()?;
+    log_with_committed(dir.path(), 60)?;
+    let segment = segment_files(dir.path())?.pop().expect("a segment");
+    let mut bytes = std::fs::read(&segment)?;
+    let ranges = frame_ranges(&bytes);
+    let page = ranges[70].0.next_multiple_of(PAGE_BYTES);
+    let first_damaged = ranges
+        .iter()
+        .position(|(_, end)| *end > page)
+        .expect("a frame in the page");
+    assert!(
+        ranges.last().expect("frames").1 > page + 2 * PAGE_BYTES,
+        "frames follow the page"
+    );
+    bytes[page..page + PAGE_BYTES].fill(0);
+    std::fs::write(&segment, &bytes)?;
+
+    let (_storage, log, report) = open_log(dir.path(), committed_written_at_once())?;
+    match report.tail {
+        TailState::TornTailTruncated {
+            position,
+            intact_frames_dropped,
+            ..
+        } => {
+            assert_eq!(position, ranges[first_damaged].0 as u64);
+            assert!(intact_frames_dropped > 0);
+        }
+        other => panic!("the unsynced tail was not cut off: {other:?}"),
+    }
+    let last = first_damaged as u64 - 1;
+    assert_eq!(log.last_log_id(), Some(log_id(1, last)));
+    assert_log_holds(&log, 0, last)?;
+    Ok(())
+}
+
+/// Past the stored committed point a frame may still have been synced and acknowledged (that
+/// point is written at most once a second): a flipped bit with intact frames all around, and no
+/// block reading as zeros, is decay of synced data, never a write that did not reach the disk.
+#[test]
+fn flipped_bit_past_the_committed_point_with_intact_frames_after_refuses_to_start(
+) -> anyhow::Result<()> {
+    let dir = TempDir::new()?;
+    log_with_committed(dir.path(), 10)?;
+    let segment = segment_files(dir.path())?.pop().expect("a segment");
+    let mut bytes = std::fs::read(&segment)?;
+    let (start, end) = frame_ranges(&bytes)[50];
+    bytes[(start + end) / 2] ^= 0x10;
+    std::fs::write(&segment, &bytes)?;
+
+    let (path, position, reason) = corrupt_error(open_log(dir.path(), committed_written_at_once()));
+    assert_eq!(path, segment);
+    assert_eq!(position, start as u64);
+    assert!(
+        reason.contains("no block between reads as zeros"),
+        "{reason}"
+    );
+    assert_eq!(
+        std::fs::read(&segment)?,
+        bytes,
+        "a refused open must not touch the file"
+    );
+    Ok(())
+}
+
 #[test]
 fn flipped_bit_below_the_committed_point_refuses_to_start_and_changes_nothing() -> anyhow::Result<()>
 {
