@@ -127,11 +127,11 @@ mod needs_root {
         run_clean(vec![Fault::Partition(PartitionShape::Ring)], 7).await;
     }
 
-    /// A leader cut off from the others keeps calling itself leader of its term (openraft 0.9 has
-    /// no step-down on lost quorum) while the others elect a new one and commit more. Its own high
-    /// watermark is then behind: it must answer an offset the new leader wrote with the retryable
-    /// OFFSET_NOT_AVAILABLE (its quorum lease has run out), not OFFSET_OUT_OF_RANGE, and serve it
-    /// once the partition heals.
+    /// A leader cut off from the others calls itself leader of its term until its quorum lease
+    /// runs out and CheckQuorum steps it down, while the others elect a new one and commit more.
+    /// Its own high watermark is then behind: it must answer an offset the new leader wrote with
+    /// the retryable OFFSET_NOT_AVAILABLE (as a leader whose lease has run out, or as a replica
+    /// that may be behind), not OFFSET_OUT_OF_RANGE, and serve it once the partition heals.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn an_isolated_leader_answers_offset_not_available_for_what_the_new_leader_wrote() {
         Network::check_available().expect("partitions need root and iptables");

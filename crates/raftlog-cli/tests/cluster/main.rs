@@ -7,6 +7,7 @@ mod bench;
 mod cli;
 mod clients;
 mod durability;
+mod gray_failures;
 mod jepsen;
 mod kit;
 mod many_partitions;

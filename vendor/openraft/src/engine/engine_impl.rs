@@ -252,7 +252,7 @@ where C: RaftTypeConfig
     /// exactly the state of a node that voted for itself and has not won, so it grants no other
     /// vote in this term, and any leader of a later term is followed. The stored vote is not
     /// rewritten (saving it would wait for the very disk that may have stalled); raftlog stores
-    /// it uncommitted at the next start anyway. Replication stops with the leadership.
+    /// it uncommitted at the next start anyway. Replication to every follower stops.
     pub(crate) fn step_down(&mut self) {
         if self.leader.is_none() {
             return;
@@ -264,6 +264,11 @@ where C: RaftTypeConfig
         self.leader = None;
         self.candidate = None;
         self.server_state_handler().update_server_state_if_changed();
+        // A deposed leader's replication stops when its followers answer with a higher vote;
+        // this one's followers still hold its term, so its replication would go on resending
+        // unacknowledged entries, which they accept as word from their leader: they would
+        // refuse other candidates and never stand. Remove every stream.
+        self.output.push_command(Command::RebuildReplicationStreams { targets: vec![] });
     }
 
     pub(crate) fn candidate_ref(&self) -> Option<&Candidate<C, LeaderQuorumSet<C::NodeId>>> {

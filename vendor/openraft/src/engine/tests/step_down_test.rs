@@ -43,7 +43,10 @@ fn test_step_down_keeps_the_term_and_quits_leading() -> anyhow::Result<()> {
     assert!(eng.candidate_ref().is_none());
     assert_eq!(Vote::new(2, 1), *eng.state.vote_ref(), "same term, uncommitted");
     assert_ne!(ServerState::Leader, eng.state.server_state);
-    assert_eq!(vec![Command::QuitLeader], eng.output.take_commands());
+    assert_eq!(
+        vec![Command::QuitLeader, Command::RebuildReplicationStreams { targets: vec![] }],
+        eng.output.take_commands()
+    );
 
     // An older vote is refused as before.
     assert!(eng.vote_handler().update_vote(&Vote::new(1, 3)).is_err());

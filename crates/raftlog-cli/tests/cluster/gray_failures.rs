@@ -1,0 +1,205 @@
+//! Gray failures of a leader, with real node processes: it keeps running and keeps sending, but
+//! cannot lead. The safety issue's Must-show: such a leader loses every partition it led within
+//! two election timeouts, and those partitions take writes again. Without CheckQuorum (raftlog-
+//! raft's `watchdog.rs`) a leader cut off one way, followers → leader, led on forever: its
+//! followers still heard it, so none stood, and every write to its partitions timed out.
+
+use std::time::Duration;
+use std::time::Instant;
+
+use raftlog_client::record;
+use raftlog_client::Client;
+use raftlog_client::ClientOptions;
+use raftlog_proto::internal::raft_transport_client::RaftTransportClient;
+use raftlog_proto::internal::GroupStatusRequest;
+use raftlog_testkit::ProcessCluster;
+use raftlog_testkit::RaftTimers;
+
+/// The groups of `groups` that node `id` says it leads, asked on its peer port (which the
+/// test's client reaches from 127.0.0.1, never cut).
+pub async fn groups_led_by(cluster: &ProcessCluster, id: u64, groups: &[u64]) -> Vec<u64> {
+    let address = &cluster.nodes()[(id - 1) as usize].peer_addr;
+    let mut client = RaftTransportClient::new(raftlog_testkit::wait::channel(
+        address,
+        Duration::from_secs(2),
+    ));
+    let request = GroupStatusRequest {
+        group_ids: groups.to_vec(),
+    };
+    let Ok(response) = client.group_status(request).await else {
+        return groups.to_vec();
+    };
+    response
+        .into_inner()
+        .groups
+        .into_iter()
+        .filter(|status| status.leader_id == Some(id))
+        .map(|status| status.group_id)
+        .collect()
+}
+
+/// A client of the nodes `ids`, once they answer.
+pub async fn client_of(cluster: &ProcessCluster, ids: &[u64]) -> Client {
+    let addresses: Vec<String> = ids.iter().map(|id| cluster.addr(*id)).collect();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        match Client::connect_with(&addresses, ClientOptions::default()).await {
+            Ok(client) => return client,
+            Err(error) => assert!(Instant::now() < deadline, "connect: {error}"),
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Creates `topic` with `partitions` partitions on 3 replicas, and returns the node that leads
+/// the most of them, with the (partition, group) pairs it leads, once each took a record.
+pub async fn topic_led_mostly_by_one(
+    client: &Client,
+    topic: &str,
+    partitions: u32,
+) -> (u64, Vec<(u32, u64)>) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while let Err(error) = client.create_topic(topic, partitions, 3).await {
+        assert!(Instant::now() < deadline, "create {topic}: {error}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    for partition in 0..partitions {
+        produce_within(client, topic, partition, Duration::from_secs(30)).await;
+    }
+    let description = client.describe_topic(topic).await.expect("describe");
+    let mut by_leader: std::collections::BTreeMap<u64, Vec<(u32, u64)>> = Default::default();
+    for partition in &description.partitions {
+        let leader = partition.leader_id.expect("a leader after a write");
+        by_leader
+            .entry(leader)
+            .or_default()
+            .push((partition.partition, partition.group_id));
+    }
+    by_leader
+        .into_iter()
+        .max_by_key(|(_, led)| led.len())
+        .expect("some leader")
+}
+
+/// Produces one record to `topic`/`partition`, retrying until it is acknowledged; returns how
+/// long that took. Panics after `within`.
+pub async fn produce_within(
+    client: &Client,
+    topic: &str,
+    partition: u32,
+    within: Duration,
+) -> Duration {
+    let started = Instant::now();
+    loop {
+        let produced = client
+            .produce(topic, partition, vec![record(None, b"x".to_vec())])
+            .await;
+        match produced {
+            Ok(_) => return started.elapsed(),
+            Err(error) => assert!(
+                started.elapsed() < within,
+                "{topic}/{partition} took no write within {within:?}: {error}"
+            ),
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Waits until node `id` leads none of `groups`; returns how long that took from `since`, or
+/// panics after `within` from it.
+pub async fn leads_none_within(
+    cluster: &ProcessCluster,
+    id: u64,
+    groups: &[u64],
+    since: Instant,
+    within: Duration,
+) -> Duration {
+    loop {
+        let still = groups_led_by(cluster, id, groups).await;
+        if still.is_empty() {
+            return since.elapsed();
+        }
+        assert!(
+            since.elapsed() < within,
+            "node {id} still leads groups {still:?} {:?} after the fault began",
+            since.elapsed()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Waits until nodes `ids` between them lead every group of `groups` (each asked about
+/// itself); returns how long that took from `since`, or panics after `within` from it.
+pub async fn survivors_lead_within(
+    cluster: &ProcessCluster,
+    ids: &[u64],
+    groups: &[u64],
+    since: Instant,
+    within: Duration,
+) -> Duration {
+    loop {
+        let mut led = Vec::new();
+        for id in ids {
+            led.extend(groups_led_by(cluster, *id, groups).await);
+        }
+        if groups.iter().all(|group| led.contains(group)) {
+            return since.elapsed();
+        }
+        assert!(
+            since.elapsed() < within,
+            "nodes {ids:?} lead only {led:?} of groups {groups:?} {:?} after the fault began",
+            since.elapsed()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+mod needs_root {
+    use raftlog_jepsen::network::Network;
+
+    use super::*;
+    use crate::kit::RAFTLOG;
+
+    /// Followers → leader cut (iptables, one direction): the leader still reaches its
+    /// followers, so they keep hearing it, but no acknowledgement comes back. It steps down
+    /// from every partition it led within two election timeouts, and they take writes again.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_leader_cut_off_one_way_loses_every_partition_and_they_take_writes_again() {
+        Network::check_available().expect("partitions need root and iptables");
+        let dir = tempfile::TempDir::new().expect("temp dir");
+        let cluster =
+            raftlog_jepsen::cluster::start(std::path::Path::new(RAFTLOG), dir.path(), 3, None)
+                .expect("start");
+        let client = client_of(&cluster, &[1, 2, 3]).await;
+        let (leader, led) = topic_led_mostly_by_one(&client, "one-way", 6).await;
+        let groups: Vec<u64> = led.iter().map(|(_, group)| *group).collect();
+        let others: Vec<u64> = (1..=3).filter(|id| *id != leader).collect();
+
+        let mut network = Network::new(
+            format!("raftlog-test-one-way-{}", std::process::id()),
+            cluster.ips(),
+        );
+        for other in &others {
+            network.cut_one_way(*other, leader).expect("cut");
+        }
+        let cut_at = Instant::now();
+        let timers = RaftTimers::SHORT;
+        let two_timeouts = Duration::from_millis(2 * timers.election_max_ms);
+        let lost = leads_none_within(&cluster, leader, &groups, cut_at, two_timeouts).await;
+        let led_again =
+            survivors_lead_within(&cluster, &others, &groups, cut_at, two_timeouts).await;
+        let survivors = client_of(&cluster, &others).await;
+        for (partition, _) in &led {
+            produce_within(&survivors, "one-way", *partition, Duration::from_secs(30)).await;
+            eprintln!(
+                "partition {partition}: took a write again {:?} after the cut",
+                cut_at.elapsed()
+            );
+        }
+        eprintln!(
+            "node {leader} led groups {groups:?}: lost them {lost:?} after the cut, the others led \
+             them {led_again:?} after it (bound {two_timeouts:?})"
+        );
+        network.heal().expect("heal");
+    }
+}
