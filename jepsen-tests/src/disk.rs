@@ -3,10 +3,19 @@
 //! (its writes since their fsync are lost), corrupt its files while it is stopped, stall its
 //! disk or fill it. Healing releases stalls and failures and restarts every node that is down,
 //! including one that exited on its own after a failed write.
+//!
+//! A node refusing to start on the damage `corrupt` did is the safe outcome (it serves nothing
+//! corrupt, and a majority holds every acknowledged write), but it would stay down for good, so
+//! after the heal [`Disks::settle`] waits a moment: a node that exits is noted as having
+//! detected the damage, gets its files back as they were before it (a repaired disk) and is
+//! started again. A node that starts on the damage has to prove itself in the final reads.
 
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::path::PathBuf;
+use std::sync::Mutex;
+use std::time::Duration;
+use std::time::Instant;
 
 use raftlog_faultfs::corrupt::SplitMix;
 use raftlog_faultfs::Failure;
@@ -22,6 +31,11 @@ const FILES_PER_CORRUPTION: usize = 2;
 const MAX_FLIPS: u64 = 3;
 /// The most a truncation cuts off a file's written tail.
 const MAX_CUT_BYTES: u64 = 4096;
+/// How long a node restarted on damaged files is watched for refusing to start.
+const SETTLE_WAIT: Duration = Duration::from_secs(3);
+
+/// Files damaged on one node, each with its contents before the damage.
+type Originals = Vec<(PathBuf, Vec<u8>)>;
 
 /// The fault file systems of a run's nodes.
 pub struct Disks {
@@ -29,6 +43,9 @@ pub struct Disks {
     /// The nodes `corrupt` may damage: a fixed minority, so that whatever was acknowledged
     /// stays intact on a majority however many corruptions a run has.
     corruptible: Vec<u64>,
+    /// Files `corrupt` damaged, with their contents before, per node, until the node has
+    /// started on them or refused to.
+    damaged: Mutex<BTreeMap<u64, Originals>>,
 }
 
 /// The data dir a node of a cluster in `results` uses (the test kit's layout).
@@ -53,6 +70,7 @@ impl Disks {
         Ok(Disks {
             mounts,
             corruptible: ids,
+            damaged: Mutex::default(),
         })
     }
 
@@ -129,7 +147,9 @@ impl Disks {
         files.shuffle(rng);
         let mut label = format!("node {id}");
         let mut split = SplitMix::new(rng.random());
+        let mut originals = Vec::new();
         for path in files.iter().take(FILES_PER_CORRUPTION) {
+            originals.push((path.clone(), std::fs::read(path)?));
             let name = path
                 .strip_prefix(fs.backing())
                 .unwrap_or(path)
@@ -148,7 +168,49 @@ impl Disks {
                 label.push_str(&format!(" {name} cut@{new_len}"));
             }
         }
+        if let Ok(mut damaged) = self.damaged.lock() {
+            damaged.entry(id).or_default().extend(originals);
+        }
         Ok(Some(label))
+    }
+
+    /// After a heal: watches every node restarted on damaged files for [`SETTLE_WAIT`]; one
+    /// that exits (it detected the damage) gets its files back and is started again. Returns
+    /// a note per damaged node for the nemesis log.
+    pub async fn settle(&self, cluster: &mut ProcessCluster) -> anyhow::Result<String> {
+        let damaged: BTreeMap<u64, Originals> = match self.damaged.lock() {
+            Ok(mut damaged) => std::mem::take(&mut *damaged),
+            Err(_) => return Ok(String::new()),
+        };
+        let mut notes = String::new();
+        for (id, originals) in damaged {
+            let until = Instant::now() + SETTLE_WAIT;
+            let mut exit = None;
+            while exit.is_none() && Instant::now() < until {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                exit = cluster.unexpected_exit(id);
+            }
+            match exit {
+                Some(exit) => {
+                    let reason = exit
+                        .lines()
+                        .rev()
+                        .find(|line| line.contains("corrupt") || line.contains("error"))
+                        .unwrap_or("")
+                        .trim()
+                        .to_string();
+                    eprintln!("corrupt: node {id} refused its damaged files: {reason}");
+                    cluster.kill(id);
+                    for (path, bytes) in &originals {
+                        std::fs::write(path, bytes)?;
+                    }
+                    cluster.restart(id)?;
+                    notes.push_str(&format!(" (node {id} detected the damage; disk repaired)"));
+                }
+                None => notes.push_str(&format!(" (node {id} started on the damage)")),
+            }
+        }
+        Ok(notes)
     }
 
     /// Stalls node `id`'s writes and fsyncs until the heal.

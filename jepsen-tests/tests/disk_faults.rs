@@ -1,0 +1,102 @@
+//! One short run per disk and one-way fault: real `raftlog node` processes, each data dir on a
+//! fault file system, producers and consumers, final reads from every node and the full
+//! anomaly checker. They need root (FUSE mounts, iptables), so they live in `needs_root`.
+//!
+//! The node binary is the workspace's `raftlog`, next to this test's directory in the target
+//! dir (`cargo nextest run --workspace` builds it; alone: `cargo build -p raftlog-cli` first).
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod needs_root {
+    use std::path::PathBuf;
+    use std::time::Duration;
+
+    use raftlog_jepsen::run::Fault;
+    use raftlog_jepsen::run::RunConfig;
+
+    fn raftlog_binary() -> PathBuf {
+        let exe = std::env::current_exe().expect("test path");
+        // target/<profile>/deps/<this test> → target/<profile>/raftlog
+        let binary = exe
+            .parent()
+            .and_then(|deps| deps.parent())
+            .map(|profile| profile.join("raftlog"))
+            .expect("target dir");
+        assert!(
+            binary.exists(),
+            "{} not found: build it with `cargo build -p raftlog-cli`",
+            binary.display()
+        );
+        binary
+    }
+
+    async fn run_clean(fault: Fault, seed: u64) {
+        let dir = tempfile::TempDir::new().expect("temp dir");
+        let config = RunConfig {
+            nodes: 3,
+            time_limit: Duration::from_secs(10),
+            faults: vec![fault],
+            seed,
+            partitions: 3,
+            producers: 4,
+            consumers: 2,
+        };
+        let history = raftlog_jepsen::run::run(&config, &raftlog_binary(), dir.path())
+            .await
+            .expect("run");
+        let nemesis = std::fs::read_to_string(dir.path().join("nemesis.log")).unwrap_or_default();
+        let report = raftlog_jepsen::check(&history);
+        eprintln!("{nemesis}{}", report.table());
+        assert!(!nemesis.is_empty(), "no fault was injected");
+        assert!(
+            report.stats.values_acknowledged > 100,
+            "too little was acknowledged to mean anything:\n{}",
+            report.table()
+        );
+        assert!(
+            report.valid,
+            "anomalies found under {fault:?} (seed {seed}):\n{nemesis}{}",
+            report.table()
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn power_loss_of_one_node_no_anomalies() {
+        run_clean(Fault::PowerLoss, 21).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn power_loss_of_every_node_no_anomalies() {
+        run_clean(Fault::PowerLossAll, 22).await;
+    }
+
+    // Ignored until a replica repairs damage it detects or misses (findings of the faultfs
+    // work): a truncated committed tail left node 3 answering INTERNAL "log entry 2 of offset
+    // 0 is missing" for good, a flipped bit took its replica out of service for good; either
+    // way the final reads never complete. Run with `--run-ignored all`.
+    #[ignore = "a damaged replica is never repaired: the final reads stay INCOMPLETE"]
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn corrupted_minority_no_anomalies() {
+        run_clean(Fault::Corrupt, 23).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn stalled_disk_no_anomalies() {
+        run_clean(Fault::DiskStall, 24).await;
+    }
+
+    // Ignored until a node recovers from a full disk (finding of the faultfs work): one
+    // ENOSPC from sled leaves the node's state store answering "No space left on device"
+    // after the disk has room again, and its Raft cores stop on the storage error, so the node
+    // neither exits nor serves. Run with `--run-ignored all`.
+    #[ignore = "a node never recovers from one ENOSPC: the final reads stay INCOMPLETE"]
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn full_disk_no_anomalies() {
+        run_clean(Fault::DiskFull, 25).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn oneway_partition_no_anomalies() {
+        run_clean(Fault::PartitionOneWay, 26).await;
+    }
+}
