@@ -412,10 +412,13 @@ pub async fn run(config: &RunConfig, raftlog: &Path, results: &Path) -> anyhow::
         };
         tokio::time::sleep(Duration::from_millis(rng.random_range(1000..4000))).await;
         let exited = heal(&mut cluster, &mut network, clocks.as_ref(), disks.as_ref())?;
-        let exited: String = exited
+        let mut exited: String = exited
             .iter()
             .map(|id| format!(" (node {id} had exited)"))
             .collect();
+        if let Some(disks) = &disks {
+            exited.push_str(&disks.settle(&mut cluster).await?);
+        }
         nemesis_log.push_str(&format!(
             "{at:.3} {:.3} {label}{exited}\n",
             recorder.started.elapsed().as_secs_f64()
@@ -426,6 +429,9 @@ pub async fn run(config: &RunConfig, raftlog: &Path, results: &Path) -> anyhow::
         let _ = worker.await;
     }
     heal(&mut cluster, &mut network, clocks.as_ref(), disks.as_ref())?;
+    if let Some(disks) = &disks {
+        disks.settle(&mut cluster).await?;
+    }
     std::fs::write(results.join("nemesis.log"), nemesis_log)?;
 
     // Final reads: every partition from each of its replicas, once it has caught up.
