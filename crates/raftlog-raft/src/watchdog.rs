@@ -4,8 +4,9 @@
 //! - **CheckQuorum**: a leader that has had no acknowledgement from a majority of its voters
 //!   within `RaftTiming::check_quorum_ms` steps down. Cut off one way (followers → leader), it
 //!   keeps reaching its followers, so they would never time out and stand.
-//! - **A stalled disk**: while any log on this node has written entries whose sync has not
-//!   completed for `RaftTiming::disk_stall_ms`, every group led here steps down, and the node
+//! - **A stalled disk**: while any log on this node has had a write that has not returned, or
+//!   written entries whose sync has not completed, for `RaftTiming::disk_stall_ms`, every group
+//!   led here steps down (idle ones too: they share the disk), and the node
 //!   stands for no election (`election.rs`) until syncs complete again. Its followers' fsyncs
 //!   would still commit entries, but this node could not apply or answer them.
 //! - **A wedged core**: each group led here has its Raft core probed; only a core that answers
@@ -54,8 +55,8 @@ pub(crate) async fn run(host: Weak<RaftHost>, stop: CancellationToken) {
 }
 
 impl RaftHost {
-    /// Whether this node's disk has stalled: some log here has had written entries wait for
-    /// a sync, with none completing, for the stall window. Kept in `disk_stalled` for the
+    /// Whether this node's disk has stalled: some log here has had a write hang, or written
+    /// entries wait for a sync with none completing, for the stall window. Kept in `disk_stalled` for the
     /// heartbeat and election timers between the watchdog's rounds.
     pub(crate) fn disk_stalled(&self) -> bool {
         self.disk_stalled.load(Ordering::Relaxed)
@@ -67,7 +68,7 @@ impl RaftHost {
         self.each_group(|_, hosted| {
             stalled |= hosted
                 .durability
-                .sync_waiting_for(now)
+                .stalled_for(now)
                 .is_some_and(|waited| waited >= window);
         });
         let was = self.disk_stalled.swap(stalled, Ordering::Relaxed);

@@ -8,6 +8,10 @@
 //! - a follower's reply to AppendEntries, whose success counts this node towards a quorum. A
 //!   node that has just stepped down as leader may still hold entries whose sync is running.
 
+use std::sync::atomic::AtomicU64;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::sync::LazyLock;
 use std::time::Duration;
 use std::time::Instant;
 
@@ -39,9 +43,45 @@ impl DurableMark {
     }
 }
 
+/// The instant `WriteStart` counts from.
+static WRITE_CLOCK_BASE: LazyLock<Instant> = LazyLock::new(Instant::now);
+
+/// When the append under way began writing, in microseconds since [`WRITE_CLOCK_BASE`] plus
+/// one; 0 while no append is writing. Apart from the watch channel, so marking a write costs
+/// no wake-up of the state machine's waiters. A write(2) that never returns (a hung disk or
+/// file system) shows here: the entries are not yet written, so `waiting_since` cannot.
+#[derive(Default)]
+struct WriteStart(AtomicU64);
+
+impl WriteStart {
+    fn encode(at: Instant) -> u64 {
+        at.saturating_duration_since(*WRITE_CLOCK_BASE).as_micros() as u64 + 1
+    }
+
+    fn writing_for(&self, now: Instant) -> Option<Duration> {
+        match self.0.load(Ordering::Relaxed) {
+            0 => None,
+            started => {
+                let started = *WRITE_CLOCK_BASE + Duration::from_micros(started - 1);
+                Some(now.saturating_duration_since(started))
+            }
+        }
+    }
+}
+
+/// Marks an append as writing until dropped (also when the append fails).
+pub(crate) struct Writing<'a>(&'a WriteStart);
+
+impl Drop for Writing<'_> {
+    fn drop(&mut self) {
+        self.0 .0.store(0, Ordering::Relaxed);
+    }
+}
+
 /// The log's side: records writes, syncs and truncations.
 pub(crate) struct DurabilityMark {
     sender: watch::Sender<DurableMark>,
+    write_start: Arc<WriteStart>,
 }
 
 impl DurabilityMark {
@@ -53,7 +93,18 @@ impl DurabilityMark {
             written_next: next_index,
             waiting_since: None,
         });
-        DurabilityMark { sender }
+        DurabilityMark {
+            sender,
+            write_start: Arc::default(),
+        }
+    }
+
+    /// An append begins writing (appends of one log are serialized by its state lock).
+    pub(crate) fn writing(&self) -> Writing<'_> {
+        self.write_start
+            .0
+            .store(WriteStart::encode(Instant::now()), Ordering::Relaxed);
+        Writing(&self.write_start)
     }
 
     /// Entries up to `last_index` were written; returns the epoch their sync reports in.
@@ -120,6 +171,7 @@ impl DurabilityMark {
         Durability {
             group,
             receiver: self.sender.subscribe(),
+            write_start: Arc::clone(&self.write_start),
         }
     }
 }
@@ -129,6 +181,7 @@ impl DurabilityMark {
 pub struct Durability {
     group: raftlog_types::GroupId,
     receiver: watch::Receiver<DurableMark>,
+    write_start: Arc<WriteStart>,
 }
 
 impl Durability {
@@ -138,13 +191,17 @@ impl Durability {
         self.receiver.borrow().is_durable(index)
     }
 
-    /// How long written entries have waited, by `now`, with no sync completing; `None` if
-    /// nothing written is waiting for one.
-    pub fn sync_waiting_for(&self, now: Instant) -> Option<Duration> {
-        self.receiver
+    /// How long, by `now`, this log's disk has kept it waiting: an append's write that has not
+    /// returned, or written entries whose sync has not completed (measured from the last sync
+    /// that did). `None` if nothing is waiting.
+    pub fn stalled_for(&self, now: Instant) -> Option<Duration> {
+        let sync = self
+            .receiver
             .borrow()
             .waiting_since
-            .map(|since| now.saturating_duration_since(since))
+            .map(|since| now.saturating_duration_since(since));
+        let write = self.write_start.writing_for(now);
+        sync.max(write)
     }
 
     /// Waits until `is_durable(index)`.
@@ -217,21 +274,33 @@ mod tests {
     fn the_sync_wait_starts_at_a_write_and_over_at_each_completed_sync() {
         let mark = DurabilityMark::new(1);
         let durability = mark.subscribe(GroupId(1));
-        assert_eq!(durability.sync_waiting_for(Instant::now()), None);
+        assert_eq!(durability.stalled_for(Instant::now()), None);
         let epoch = mark.written(5);
         let later = Instant::now() + Duration::from_secs(3);
-        assert!(durability.sync_waiting_for(later) >= Some(Duration::from_secs(3)));
+        assert!(durability.stalled_for(later) >= Some(Duration::from_secs(3)));
         mark.synced(epoch, 3);
-        let waited = durability.sync_waiting_for(Instant::now());
+        let waited = durability.stalled_for(Instant::now());
         assert!(
             waited.is_some_and(|w| w < Duration::from_secs(1)),
             "{waited:?}"
         );
         mark.synced(epoch, 5);
-        assert_eq!(durability.sync_waiting_for(later), None);
+        assert_eq!(durability.stalled_for(later), None);
         mark.written(6);
         mark.truncated(6);
-        assert_eq!(durability.sync_waiting_for(later), None);
+        assert_eq!(durability.stalled_for(later), None);
+    }
+
+    /// A write that has not returned counts as a stall too, from when it began.
+    #[test]
+    fn a_write_under_way_counts_from_when_it_began() {
+        let mark = DurabilityMark::new(1);
+        let durability = mark.subscribe(GroupId(1));
+        let writing = mark.writing();
+        let later = Instant::now() + Duration::from_secs(2);
+        assert!(durability.stalled_for(later) >= Some(Duration::from_secs(2)));
+        drop(writing);
+        assert_eq!(durability.stalled_for(later), None);
     }
 
     #[test]

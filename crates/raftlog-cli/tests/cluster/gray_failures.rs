@@ -2,7 +2,10 @@
 //! cannot lead. The safety issue's Must-show: such a leader loses every partition it led within
 //! two election timeouts, and those partitions take writes again. Without CheckQuorum (raftlog-
 //! raft's `watchdog.rs`) a leader cut off one way, followers → leader, led on forever: its
-//! followers still heard it, so none stood, and every write to its partitions timed out.
+//! followers still heard it, so none stood, and every write to its partitions timed out. A
+//! leader whose disk stalls (raftlog-faultfs holds its writes and fsyncs) steps down on its
+//! watchdog's stall check, or, if the stall wedges it, falls silent; either way its followers
+//! elect another.
 
 use std::time::Duration;
 use std::time::Instant;
@@ -155,6 +158,7 @@ pub async fn survivors_lead_within(
 }
 
 mod needs_root {
+    use raftlog_jepsen::disk::Disks;
     use raftlog_jepsen::network::Network;
 
     use super::*;
@@ -201,5 +205,68 @@ mod needs_root {
              them {led_again:?} after it (bound {two_timeouts:?})"
         );
         network.heal().expect("heal");
+    }
+
+    /// Releases every stall when dropped, before the cluster's processes are killed: a process
+    /// blocked in a stalled FUSE write cannot die until the write is answered.
+    struct ReleaseStalls<'a>(&'a Disks);
+
+    impl Drop for ReleaseStalls<'_> {
+        fn drop(&mut self) {
+            self.0.heal();
+        }
+    }
+
+    /// The leader's data dir stops completing writes and fsyncs (a fault file system under
+    /// each node's data dir). Its partitions are led by the others within two election
+    /// timeouts and take writes again; once the disk is released, it serves again.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_leader_whose_disk_stalls_loses_every_partition_and_they_take_writes_again() {
+        let dir = tempfile::TempDir::new().expect("temp dir");
+        let disks =
+            Disks::mount(dir.path(), 3, &mut rand::rng()).expect("mount fault file systems");
+        let cluster =
+            raftlog_jepsen::cluster::start(std::path::Path::new(RAFTLOG), dir.path(), 3, None)
+                .expect("start");
+        disks.check_layout(&cluster).expect("layout");
+        let release = ReleaseStalls(&disks);
+        let client = std::sync::Arc::new(client_of(&cluster, &[1, 2, 3]).await);
+        let (leader, led) = topic_led_mostly_by_one(&client, "stall", 6).await;
+        let groups: Vec<u64> = led.iter().map(|(_, group)| *group).collect();
+        let others: Vec<u64> = (1..=3).filter(|id| *id != leader).collect();
+        // A write in flight on the stalled node, as under load.
+        let writer = {
+            let client = std::sync::Arc::clone(&client);
+            let partition = led[0].0;
+            tokio::spawn(async move {
+                let _ = client
+                    .produce("stall", partition, vec![record(None, b"during".to_vec())])
+                    .await;
+            })
+        };
+
+        disks.stall(leader).expect("stall");
+        let stalled_at = Instant::now();
+        let two_timeouts = Duration::from_millis(2 * RaftTimers::SHORT.election_max_ms);
+        let led_again =
+            survivors_lead_within(&cluster, &others, &groups, stalled_at, two_timeouts).await;
+        let survivors = client_of(&cluster, &others).await;
+        for (partition, _) in &led {
+            produce_within(&survivors, "stall", *partition, Duration::from_secs(30)).await;
+            eprintln!(
+                "partition {partition}: took a write again {:?} after the stall",
+                stalled_at.elapsed()
+            );
+        }
+        eprintln!(
+            "node {leader} led groups {groups:?}; the others led them {led_again:?} after its \
+             disk stalled (bound {two_timeouts:?})"
+        );
+
+        drop(release);
+        writer.await.expect("writer");
+        for (partition, _) in &led {
+            produce_within(&client, "stall", *partition, Duration::from_secs(30)).await;
+        }
     }
 }

@@ -38,6 +38,8 @@ impl SegmentLog {
     ) -> Result<()> {
         let shared = &self.shared;
         let mut files = shared.state.write();
+        // Seen by the leader watchdog while a write hangs (raftlog-raft's `watchdog.rs`).
+        let _writing = shared.durability.writing();
         let mut buffer: Vec<u8> = Vec::new();
         let mut frames: Vec<PendingFrame> = Vec::new();
         // An empty log accepts any first index, unless an (empty) segment already names it.
