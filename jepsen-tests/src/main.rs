@@ -35,6 +35,11 @@ enum Command {
         /// Seed of the fault schedule (default: from the clock; printed), to replay a run.
         #[arg(long, env = "RAFTLOG_JEPSEN_SEED")]
         seed: Option<u64>,
+        /// Consumer-group members in the workload: they share the topic through the group API
+        /// (join, heartbeat, fetch, commit) under the nemesis; the checker's group-exclusive,
+        /// nonmonotonic-commit and commit-past-end read what they record. 0 for none.
+        #[arg(long, default_value_t = 3)]
+        group_members: u64,
         /// Where to write the history, node logs and reports.
         #[arg(long)]
         results: Option<PathBuf>,
@@ -56,6 +61,7 @@ fn run(cli: Cli) -> anyhow::Result<bool> {
             time_limit,
             nemesis,
             seed,
+            group_members,
             results,
             raftlog,
         } => {
@@ -95,8 +101,14 @@ fn run(cli: Cli) -> anyhow::Result<bool> {
             let runtime = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
                 .build()?;
-            let history =
-                runtime.block_on(raftlog_jepsen::run::run(&config, &raftlog, &results))?;
+            let history = runtime.block_on(raftlog_jepsen::run::run_with_group(
+                &config,
+                &raftlog_jepsen::run::GroupWorkload {
+                    members: group_members,
+                },
+                &raftlog,
+                &results,
+            ))?;
             std::fs::write(results.join("history.jsonl"), history.to_json_lines())?;
             std::fs::write(results.join("seed"), seed.to_string())?;
             let report = raftlog_jepsen::check(&history);

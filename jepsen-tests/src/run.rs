@@ -29,6 +29,9 @@ use crate::network::Network;
 
 pub use crate::nemesis::Fault;
 
+mod final_read;
+mod workload_group;
+
 /// What to run.
 pub struct RunConfig {
     /// Nodes in the cluster.
@@ -45,6 +48,20 @@ pub struct RunConfig {
     pub producers: u64,
     /// Consumer processes.
     pub consumers: u64,
+}
+
+/// The consumer-group part of the workload. Apart from [`RunConfig`], so that callers that do
+/// not choose it run the default.
+#[derive(Clone, Debug)]
+pub struct GroupWorkload {
+    /// Members sharing the topic through the group API (0 for none).
+    pub members: u64,
+}
+
+impl Default for GroupWorkload {
+    fn default() -> Self {
+        GroupWorkload { members: 3 }
+    }
 }
 
 /// The history being recorded, shared by every process.
@@ -195,17 +212,7 @@ async fn consumer(
                 .await
             {
                 Ok(response) => {
-                    let reads: Vec<(u32, u64, u64)> = response
-                        .records
-                        .iter()
-                        .filter_map(|r| {
-                            std::str::from_utf8(&r.value)
-                                .ok()?
-                                .parse()
-                                .ok()
-                                .map(|v| (partition, r.offset, v))
-                        })
-                        .collect();
+                    let reads = parse_records(partition, &response.records);
                     if let Some((_, offset, _)) = reads.last() {
                         positions[partition as usize] = offset + 1;
                     }
@@ -218,20 +225,54 @@ async fn consumer(
                         },
                     );
                 }
-                Err(_) => {
-                    recorder.record(
-                        process,
-                        Kind::Fail,
-                        Action::Poll {
-                            reads: Vec::new(),
-                            reset: false,
-                        },
-                    );
+                Err(error) => {
+                    let position = positions[partition as usize];
+                    record_consume_error(&recorder, process, partition, position, &error);
                     tokio::time::sleep(Duration::from_millis(50)).await;
                 }
             }
         }
     }
+}
+
+/// The test's records as (partition, offset, value); the values are decimal numbers.
+fn parse_records(partition: u32, records: &[v1::StoredRecord]) -> Vec<(u32, u64, u64)> {
+    records
+        .iter()
+        .filter_map(|r| {
+            std::str::from_utf8(&r.value)
+                .ok()?
+                .parse()
+                .ok()
+                .map(|v| (partition, r.offset, v))
+        })
+        .collect()
+}
+
+/// Completes a poll with its error and the ErrorReason the server gave: `fail` when the
+/// server refused (nothing was read), else `info`.
+fn record_consume_error(
+    recorder: &Recorder,
+    process: u64,
+    partition: u32,
+    offset: u64,
+    error: &ClientError,
+) {
+    let kind = if error.outcome_unknown() {
+        Kind::Info
+    } else {
+        Kind::Fail
+    };
+    recorder.record(
+        process,
+        kind,
+        Action::ConsumeError {
+            partition: Some(partition),
+            offset: Some(offset),
+            reason: error.reason_name().map(str::to_owned),
+            message: error.to_string(),
+        },
+    );
 }
 
 /// Ends every fault: disks released, processes running (also those that exited on their own,
@@ -267,8 +308,18 @@ async fn random_leader(client: &Client, rng: &mut impl Rng) -> Option<u64> {
     }
 }
 
-/// Runs the test and returns its history; node logs and the nemesis log go to `results`.
+/// Runs the test with the default group workload; see [`run_with_group`].
 pub async fn run(config: &RunConfig, raftlog: &Path, results: &Path) -> anyhow::Result<History> {
+    run_with_group(config, &GroupWorkload::default(), raftlog, results).await
+}
+
+/// Runs the test and returns its history; node logs and the nemesis log go to `results`.
+pub async fn run_with_group(
+    config: &RunConfig,
+    group: &GroupWorkload,
+    raftlog: &Path,
+    results: &Path,
+) -> anyhow::Result<History> {
     std::fs::create_dir_all(results)?;
     let clocks = if config.faults.contains(&Fault::Clock) {
         Some(Clocks::find(results)?)
@@ -347,6 +398,13 @@ pub async fn run(config: &RunConfig, raftlog: &Path, results: &Path) -> anyhow::
         );
         workers.push(tokio::spawn(task));
     }
+    workers.extend(workload_group::spawn(
+        &cluster.addrs(),
+        &recorder,
+        group.members,
+        "jepsen",
+        &stop,
+    ));
 
     // The nemesis: one fault at a time, healed before the next, so a majority is up and
     // connected between faults.
@@ -434,91 +492,8 @@ pub async fn run(config: &RunConfig, raftlog: &Path, results: &Path) -> anyhow::
     }
     std::fs::write(results.join("nemesis.log"), nemesis_log)?;
 
-    // Final reads: every partition from each of its replicas, once it has caught up.
-    let description = {
-        let ready_by = Instant::now() + Duration::from_secs(30);
-        loop {
-            match client.describe_topic("jepsen").await {
-                Ok(description)
-                    if description.partitions.iter().all(|p| p.leader_id.is_some())
-                        || Instant::now() > ready_by =>
-                {
-                    break description;
-                }
-                Err(error) if Instant::now() > ready_by => return Err(error.into()),
-                _ => tokio::time::sleep(Duration::from_millis(200)).await,
-            }
-        }
-    };
-    for partition in &description.partitions {
-        // Every replica of the partition; with more nodes than replicas the others hold none.
-        let replicas: Vec<(u64, String)> = cluster
-            .nodes()
-            .iter()
-            .filter(|n| partition.replicas.contains(&n.id))
-            .map(|n| (n.id, n.client_addr.clone()))
-            .collect();
-        for (node_id, client_addr) in replicas {
-            let mut records = Vec::new();
-            let mut offset = 0;
-            let caught_up_by = Instant::now() + Duration::from_secs(30);
-            loop {
-                match client
-                    .fetch_from(
-                        &client_addr,
-                        "jepsen",
-                        partition.partition,
-                        offset,
-                        1024 * 1024,
-                        0,
-                    )
-                    .await
-                {
-                    Ok(response) => {
-                        for r in &response.records {
-                            if let Some(value) = std::str::from_utf8(&r.value)
-                                .ok()
-                                .and_then(|v| v.parse().ok())
-                            {
-                                records.push((r.offset, value));
-                            }
-                            offset = r.offset + 1;
-                        }
-                        if offset >= partition.high_watermark || Instant::now() > caught_up_by {
-                            break;
-                        }
-                        if response.records.is_empty() {
-                            tokio::time::sleep(Duration::from_millis(100)).await;
-                        }
-                    }
-                    Err(_) if Instant::now() < caught_up_by => {
-                        tokio::time::sleep(Duration::from_millis(200)).await
-                    }
-                    Err(error) => {
-                        let exit = cluster
-                            .unexpected_exit(node_id)
-                            .map_or_else(String::new, |exit| format!("\n{exit}"));
-                        return Err(anyhow::anyhow!(
-                            "final read of partition {} from node {node_id}: {error}{exit}",
-                            partition.partition,
-                        ));
-                    }
-                }
-            }
-            recorder.record(
-                0,
-                Kind::Ok,
-                Action::FinalRead {
-                    node: node_id,
-                    partition: partition.partition,
-                    records,
-                    target: partition.high_watermark,
-                    reached: offset,
-                    error: None,
-                },
-            );
-        }
-    }
+    // Final reads: every partition from each of its replicas, to the replica's end.
+    final_read::read_all(&client, &mut cluster, &recorder, "jepsen").await?;
     let ops = recorder
         .ops
         .lock()

@@ -1,0 +1,166 @@
+//! Final reads: once every fault is healed, each partition is read from each of its replicas to
+//! that replica's end, so that the checker compares whole logs. A replica that does not get
+//! there in time is recorded with how far it got and why (the verdict is then INCOMPLETE):
+//! a final read never gives up silently.
+
+use std::time::Duration;
+use std::time::Instant;
+
+use raftlog_client::v1;
+use raftlog_client::Client;
+
+use super::Recorder;
+use crate::cluster::ProcessCluster;
+use crate::history::Action;
+use crate::history::Kind;
+
+/// How long a replica may make no progress (no new record, no growth of its end) before its
+/// read is given up. Healing restarts every node; a restarted replica catches up through Raft
+/// from the leader, which a healthy cluster does well within this.
+const STALL_MAX: Duration = Duration::from_secs(30);
+/// Upper bound on one replica's read, progress or not.
+const REPLICA_READ_MAX: Duration = Duration::from_secs(180);
+/// How long to wait for every partition to have a leader before reading.
+const LEADERS_WAIT_MAX: Duration = Duration::from_secs(30);
+/// Record bytes per fetch.
+const FETCH_BYTES_MAX: u32 = 1024 * 1024;
+
+/// Reads every partition of `topic` from each of its replicas and records each read.
+pub(super) async fn read_all(
+    client: &Client,
+    cluster: &mut ProcessCluster,
+    recorder: &Recorder,
+    topic: &str,
+) -> anyhow::Result<()> {
+    let description = describe_with_leaders(client, topic).await?;
+    for partition in &description.partitions {
+        // Every replica of the partition; with more nodes than replicas the others hold none.
+        let replicas: Vec<(u64, String)> = cluster
+            .nodes()
+            .iter()
+            .filter(|n| partition.replicas.contains(&n.id))
+            .map(|n| (n.id, n.client_addr.clone()))
+            .collect();
+        for (node, address) in replicas {
+            let mut read = read_replica(client, &address, topic, partition).await;
+            if let Some(error) = &mut read.error {
+                if let Some(exit) = cluster.unexpected_exit(node) {
+                    error.push_str(&format!("; the node exited: {exit}"));
+                }
+            }
+            recorder.record(
+                0,
+                Kind::Ok,
+                Action::FinalRead {
+                    node,
+                    partition: partition.partition,
+                    records: read.records,
+                    target: read.target,
+                    reached: read.reached,
+                    error: read.error,
+                },
+            );
+        }
+    }
+    Ok(())
+}
+
+/// The topic once every partition has a leader (or as it is after the wait: each replica's
+/// own end still bounds its read).
+async fn describe_with_leaders(
+    client: &Client,
+    topic: &str,
+) -> anyhow::Result<v1::TopicDescription> {
+    let ready_by = Instant::now() + LEADERS_WAIT_MAX;
+    loop {
+        match client.describe_topic(topic).await {
+            Ok(description)
+                if description.partitions.iter().all(|p| p.leader_id.is_some())
+                    || Instant::now() > ready_by =>
+            {
+                return Ok(description);
+            }
+            Err(error) if Instant::now() > ready_by => return Err(error.into()),
+            _ => tokio::time::sleep(Duration::from_millis(200)).await,
+        }
+    }
+}
+
+/// What one replica's read got.
+struct ReplicaRead {
+    records: Vec<(u64, u64)>,
+    target: u64,
+    reached: u64,
+    error: Option<String>,
+}
+
+/// Reads one replica from offset 0 until it reaches both the partition's committed end (as
+/// described after healing) and the replica's own end (its high watermark, as it answers).
+async fn read_replica(
+    client: &Client,
+    address: &str,
+    topic: &str,
+    partition: &v1::PartitionDescription,
+) -> ReplicaRead {
+    let mut read = ReplicaRead {
+        records: Vec::new(),
+        target: partition.high_watermark,
+        reached: 0,
+        error: None,
+    };
+    let started = Instant::now();
+    let mut progressed = Instant::now();
+    let mut answered = false;
+    let mut last_error: Option<String> = None;
+    while !(answered && read.reached >= read.target) {
+        if progressed.elapsed() > STALL_MAX || started.elapsed() > REPLICA_READ_MAX {
+            read.error = Some(format!(
+                "no progress for {} s (read for {} s); last error: {}",
+                progressed.elapsed().as_secs(),
+                started.elapsed().as_secs(),
+                last_error.as_deref().unwrap_or("none")
+            ));
+            break;
+        }
+        let fetched = client
+            .fetch_from(
+                address,
+                topic,
+                partition.partition,
+                read.reached,
+                FETCH_BYTES_MAX,
+                0,
+            )
+            .await;
+        match fetched {
+            Ok(response) => {
+                answered = true;
+                if response.high_watermark > read.target {
+                    read.target = response.high_watermark;
+                    progressed = Instant::now();
+                }
+                if response.records.is_empty() {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                for record in &response.records {
+                    if let Some(value) = std::str::from_utf8(&record.value)
+                        .ok()
+                        .and_then(|v| v.parse().ok())
+                    {
+                        read.records.push((record.offset, value));
+                    }
+                    read.reached = record.offset + 1;
+                    progressed = Instant::now();
+                }
+            }
+            Err(error) => {
+                // A replica behind the committed end answers OFFSET_NOT_AVAILABLE until it
+                // catches up; anything else (a node still starting...) is retried the same way,
+                // and the last error is kept for the record if the read ends short.
+                last_error = Some(error.to_string());
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+    }
+    read
+}
