@@ -46,6 +46,16 @@ pub fn check(analysis: &Analysis) -> Vec<String> {
                 .push((poll.completed_ns, offset + 1));
         }
     }
+    // Sorted by time, each end raised to the highest so far: the end known at an instant is the
+    // last entry before it.
+    for events in known.values_mut() {
+        events.sort_unstable();
+        let mut highest = 0;
+        for (_, end) in events.iter_mut() {
+            highest = highest.max(*end);
+            *end = highest;
+        }
+    }
     let mut found = Vec::new();
     for error in &analysis.consume_errors {
         let (Some(partition), Some(offset), Some(reason)) =
@@ -57,11 +67,8 @@ pub fn check(analysis: &Analysis) -> Vec<String> {
             continue;
         }
         let end = known.get(&partition).and_then(|events| {
-            events
-                .iter()
-                .filter(|(at, _)| *at < error.invoked_ns)
-                .map(|(_, end)| *end)
-                .max()
+            let before = events.partition_point(|(at, _)| *at < error.invoked_ns);
+            before.checked_sub(1).map(|last| events[last].1)
         });
         if let Some(end) = end.filter(|end| offset <= *end) {
             found.push(format!(
