@@ -14,12 +14,21 @@ use crate::cluster::ProcessCluster;
 use crate::history::Action;
 use crate::history::Kind;
 
-/// How long a replica may make no progress (no new record, no growth of its end) before its
-/// read is given up. Healing restarts every node; a restarted replica catches up through Raft
-/// from the leader, which a healthy cluster does well within this.
-const STALL_MAX: Duration = Duration::from_secs(30);
-/// Upper bound on one replica's read, progress or not.
-const REPLICA_READ_MAX: Duration = Duration::from_secs(180);
+/// How long a replica's read may go on. Healing restarts every node; a restarted replica
+/// catches up through Raft from the leader, which a healthy cluster does well within these.
+#[derive(Clone, Copy, Debug)]
+struct ReadLimits {
+    /// No progress (no new record, no growth of the replica's end) for this long ends it.
+    stall_max: Duration,
+    /// Progress or not, it ends after this long.
+    read_max: Duration,
+}
+
+/// The limits of a run's final reads.
+const READ_LIMITS: ReadLimits = ReadLimits {
+    stall_max: Duration::from_secs(30),
+    read_max: Duration::from_secs(180),
+};
 /// How long to wait for every partition to have a leader before reading.
 const LEADERS_WAIT_MAX: Duration = Duration::from_secs(30);
 /// Record bytes per fetch.
@@ -42,7 +51,7 @@ pub(super) async fn read_all(
             .map(|n| (n.id, n.client_addr.clone()))
             .collect();
         for (node, address) in replicas {
-            let mut read = read_replica(client, &address, topic, partition).await;
+            let mut read = read_replica(client, &address, topic, partition, READ_LIMITS).await;
             if let Some(error) = &mut read.error {
                 if let Some(exit) = cluster.unexpected_exit(node) {
                     error.push_str(&format!("; the node exited: {exit}"));
@@ -101,6 +110,7 @@ async fn read_replica(
     address: &str,
     topic: &str,
     partition: &v1::PartitionDescription,
+    limits: ReadLimits,
 ) -> ReplicaRead {
     let mut read = ReplicaRead {
         records: Vec::new(),
@@ -113,7 +123,7 @@ async fn read_replica(
     let mut answered = false;
     let mut last_error: Option<String> = None;
     while !(answered && read.reached >= read.target) {
-        if progressed.elapsed() > STALL_MAX || started.elapsed() > REPLICA_READ_MAX {
+        if progressed.elapsed() > limits.stall_max || started.elapsed() > limits.read_max {
             read.error = Some(format!(
                 "no progress for {} s (read for {} s); last error: {}",
                 progressed.elapsed().as_secs(),
@@ -163,4 +173,46 @@ async fn read_replica(
         }
     }
     read
+}
+
+#[cfg(test)]
+mod tests {
+    use raftlog_client::record;
+    use raftlog_testkit::in_process::InProcessCluster;
+
+    use super::*;
+
+    const LIMITS: ReadLimits = ReadLimits {
+        stall_max: Duration::from_millis(500),
+        read_max: Duration::from_secs(5),
+    };
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_replica_read_short_of_its_target_says_how_far_it_got_and_why() {
+        let cluster = InProcessCluster::start_nodes(1).await;
+        let client = Client::connect(&cluster.addrs()).await.expect("connect");
+        client.create_topic("t", 1, 1).await.expect("create");
+        cluster.wait_for_leaders("t").await;
+        let records = (1..=3u64)
+            .map(|v| record(None, v.to_string().into_bytes()))
+            .collect();
+        client.produce("t", 0, records).await.expect("produce");
+        let description = client.describe_topic("t").await.expect("describe");
+        let mut partition = description.partitions[0].clone();
+        let address = cluster.addr(1);
+
+        // Reaching the end: every record, no error.
+        let read = read_replica(&client, &address, "t", &partition, LIMITS).await;
+        assert_eq!(read.records, vec![(0, 1), (1, 2), (2, 3)]);
+        assert_eq!((read.reached, read.target, read.error), (3, 3, None));
+
+        // An end the replica never reaches: the read stops, with how far it got and why.
+        partition.high_watermark = 10;
+        let read = read_replica(&client, &address, "t", &partition, LIMITS).await;
+        assert_eq!((read.reached, read.target), (3, 10));
+        let error = read
+            .error
+            .expect("a read short of its target recorded no error");
+        assert!(error.contains("no progress"), "{error}");
+    }
 }
