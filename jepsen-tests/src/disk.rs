@@ -205,7 +205,12 @@ impl Disks {
                         std::fs::write(path, bytes)?;
                     }
                     cluster.restart(id)?;
-                    notes.push_str(&format!(" (node {id} detected the damage; disk repaired)"));
+                    let why = if reason.contains("corrupt") {
+                        "detected the damage"
+                    } else {
+                        "exited, not naming the damage"
+                    };
+                    notes.push_str(&format!(" (node {id} {why}; disk repaired)"));
                 }
                 None => notes.push_str(&format!(" (node {id} started on the damage)")),
             }

@@ -6,9 +6,11 @@
 //! - [`FaultFs::lose_unsynced`]: lose power. Every file gets back its length and bytes as of
 //!   its last fsync (or fdatasync, or write through `O_SYNC`/`O_DSYNC`), and every file or
 //!   directory created since its directory's last fsync is removed. Renames and removals are
-//!   durable at once (a rename also makes the moved entry's creation durable, so that after a
-//!   write-temp-then-rename the old or the new file is there, never neither). Call it with the
-//!   files' users stopped: writes still queued then are failed with EIO.
+//!   durable at once, and with them every creation before them, as in a file system that
+//!   journals metadata in order (so after a write-temp-then-rename the old or the new file is
+//!   there, never neither, and a power loss never keeps a later change of the tree while
+//!   dropping an earlier one). Call it with the files' users stopped: writes still queued then
+//!   are failed with EIO.
 //! - [`FaultFs::set_stall`]: writes and syncs wait until released; reads go on.
 //! - [`FaultFs::set_failure`]: writes and syncs fail with ENOSPC or EIO (a full disk still
 //!   lets files be removed).

@@ -203,22 +203,19 @@ impl Pending {
         self.created.retain(|_, path| path.parent() != Some(dir));
     }
 
-    /// The entry at `path` was removed: there is nothing left to remove on a power loss.
-    pub fn removed(&mut self, path: &Path) {
-        self.created.retain(|_, p| p != path);
+    /// An entry was removed. Removals are durable at once, and, as in a file system that
+    /// journals its metadata in order, so is every creation before them: a power loss never
+    /// keeps a later change of the tree and drops an earlier one.
+    pub fn removed(&mut self, _path: &Path) {
+        self.created.clear();
     }
 
-    /// `from` was renamed to `to`. Renames are durable at once (see the crate docs): the moved
-    /// entry itself counts as made durable, so that a power loss after the usual
-    /// write-temp-then-rename leaves the old or the new file, never neither; entries created
-    /// below a moved directory follow it.
-    pub fn renamed(&mut self, from: &Path, to: &Path) {
-        self.created.retain(|_, p| p != from && p != to);
-        for path in self.created.values_mut() {
-            if let Some(new) = moved(path, from, to) {
-                *path = new;
-            }
-        }
+    /// An entry was renamed. Like removals, renames are durable at once together with every
+    /// creation before them (see [`Pending::removed`]): after the usual write-temp-then-rename
+    /// the old or the new file is there, never neither, and never a renamed file without the
+    /// files created before it.
+    pub fn renamed(&mut self, _from: &Path, _to: &Path) {
+        self.created.clear();
     }
 
     /// Puts the tree under `root` back as a power loss would leave it, and forgets everything
@@ -360,5 +357,22 @@ mod tests {
         assert!(dir.path().join("d/kept").exists());
         assert!(!dir.path().join("d/gone").exists());
         assert!(!dir.path().join("top").exists());
+    }
+
+    #[test]
+    fn a_rename_makes_every_earlier_creation_durable_and_later_ones_stay_pending() {
+        let dir = tempfile::TempDir::new().expect("temp dir");
+        for name in ["a", "b", "c"] {
+            std::fs::write(dir.path().join(name), name).expect("write");
+        }
+        let mut pending = Pending::default();
+        pending.created(1, "a".into()).expect("created");
+        pending.created(2, "b".into()).expect("created");
+        pending.renamed(Path::new("b"), Path::new("b2"));
+        std::fs::rename(dir.path().join("b"), dir.path().join("b2")).expect("rename");
+        pending.created(3, "c".into()).expect("created");
+        let lost = pending.revert(dir.path()).expect("revert");
+        assert_eq!(lost.removed, vec![PathBuf::from("c")]);
+        assert!(dir.path().join("a").exists() && dir.path().join("b2").exists());
     }
 }
