@@ -59,12 +59,19 @@ pub struct GroupCommit {
 impl GroupCommit {
     /// Starts the flusher thread.
     pub fn start() -> Result<GroupCommit> {
+        GroupCommit::start_with(None)
+    }
+
+    /// Starts the flusher thread; with `sync_delay_file` (a test failpoint, see
+    /// [`SYNC_DELAY_FAILPOINT_ENV`]), each sync first sleeps the milliseconds that file holds,
+    /// if it exists.
+    pub fn start_with(sync_delay_file: Option<PathBuf>) -> Result<GroupCommit> {
         let (sender, receiver) = mpsc::sync_channel(GROUP_COMMIT_QUEUE_MAX);
         let stats = Arc::new(GroupCommitStats::default());
         let thread_stats = Arc::clone(&stats);
         std::thread::Builder::new()
             .name("raftlog-group-commit".into())
-            .spawn(move || run_flusher(receiver, &thread_stats))
+            .spawn(move || run_flusher(receiver, &thread_stats, sync_delay_file))
             .map_err(|source| StorageError::Io {
                 op: "spawn group-commit thread",
                 path: PathBuf::new(),
@@ -97,8 +104,37 @@ impl GroupCommit {
     }
 }
 
-fn run_flusher(receiver: mpsc::Receiver<SyncRequest>, stats: &GroupCommitStats) {
-    run_rounds(receiver, stats, |file| file.sync_data());
+/// The environment variable that arms the sync-delay failpoint: set to `1`, a node's flusher
+/// sleeps before each sync for the milliseconds written in `<data dir>/`[`SYNC_DELAY_FILE`]
+/// (none while the file is absent). A test uses it on one node to make its own syncs lag its
+/// followers' (the power-loss test of finding 1 in the safety issue); the delay is in the
+/// flusher, so appends and replication go on meanwhile, as they do on a slow disk.
+pub const SYNC_DELAY_FAILPOINT_ENV: &str = "RAFTLOG_FAILPOINT_SYNC_DELAY";
+/// The file, in a node's data dir, that the sync-delay failpoint reads.
+pub const SYNC_DELAY_FILE: &str = "failpoint-sync-delay-ms";
+
+/// The sync-delay failpoint's file for `data_dir`, if the failpoint is armed.
+pub(crate) fn sync_delay_failpoint(data_dir: &std::path::Path) -> Option<PathBuf> {
+    (std::env::var_os(SYNC_DELAY_FAILPOINT_ENV).is_some_and(|value| value == "1"))
+        .then(|| data_dir.join(SYNC_DELAY_FILE))
+}
+
+fn run_flusher(
+    receiver: mpsc::Receiver<SyncRequest>,
+    stats: &GroupCommitStats,
+    sync_delay_file: Option<PathBuf>,
+) {
+    run_rounds(receiver, stats, |file| {
+        if let Some(path) = &sync_delay_file {
+            let delay_ms = std::fs::read_to_string(path)
+                .ok()
+                .and_then(|text| text.trim().parse::<u64>().ok());
+            if let Some(delay_ms) = delay_ms {
+                std::thread::sleep(std::time::Duration::from_millis(delay_ms));
+            }
+        }
+        file.sync_data()
+    });
 }
 
 /// What one file's sync came to: `None` if it succeeded, else the error to give each request.

@@ -11,5 +11,6 @@ mod gray_failures;
 mod jepsen;
 mod kit;
 mod many_partitions;
+mod power_loss;
 mod reading;
 mod reflection;
