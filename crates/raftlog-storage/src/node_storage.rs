@@ -49,8 +49,22 @@ impl NodeStorage {
         let groups_dir = data_dir.join("groups");
         fsutil::ensure_dir(&groups_dir)?;
         let replicas = ReplicaRecord::open(data_dir, &groups_dir)?;
-        let state = StateStore::open(&data_dir.join("state"))?;
-        let flusher = GroupCommit::start()?;
+        let state_dir = data_dir.join("state");
+        let state = StateStore::open(&state_dir)?;
+        // sled syncs its files but never the directories it creates them in, so after a power
+        // loss its database could be gone whole (raftlog-faultfs showed it: `state`, `state/db`,
+        // `state/conf` and `state/blobs` vanished at every cut). Make those entries durable.
+        for dir in [state_dir.join("blobs"), state_dir.clone()] {
+            if dir.is_dir() {
+                fsutil::sync_dir(&dir)?;
+            }
+        }
+        fsutil::sync_dir(data_dir)?;
+        let sync_delay = crate::group_commit::sync_delay_failpoint(data_dir);
+        if let Some(path) = &sync_delay {
+            tracing::warn!(path = %path.display(), "test failpoint armed: syncs wait for the delay in this file");
+        }
+        let flusher = GroupCommit::start_with(sync_delay)?;
         let recent_pool = RecentPool::new(config.recent_entries_node_bytes);
         let page_cache = PageCacheBudget::new(config.page_cache_node_bytes);
         Ok(NodeStorage {
