@@ -23,7 +23,19 @@ use crate::kit::assert_not_available_for;
 use crate::kit::produce_numbers;
 use crate::kit::RAFTLOG;
 
-async fn run_clean(faults: Vec<Fault>, seed: u64) {
+/// A fresh random seed each run, printed so that a failure can be replayed with
+/// `RAFTLOG_JEPSEN_SEED=<seed>` (which also pins it here).
+fn run_seed() -> u64 {
+    let seed = std::env::var("RAFTLOG_JEPSEN_SEED")
+        .ok()
+        .and_then(|seed| seed.parse().ok())
+        .unwrap_or_else(rand::random::<u64>);
+    eprintln!("seed {seed} (replay with RAFTLOG_JEPSEN_SEED={seed})");
+    seed
+}
+
+async fn run_clean(faults: Vec<Fault>) {
+    let seed = run_seed();
     let dir = tempfile::TempDir::new().expect("temp dir");
     let config = RunConfig {
         nodes: 3,
@@ -53,22 +65,22 @@ async fn run_clean(faults: Vec<Fault>, seed: u64) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_faults_no_anomalies() {
-    run_clean(Vec::new(), 1).await;
+    run_clean(Vec::new()).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killed_nodes_no_anomalies() {
-    run_clean(vec![Fault::Kill], 2).await;
+    run_clean(vec![Fault::Kill]).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn paused_nodes_no_anomalies() {
-    run_clean(vec![Fault::Pause], 3).await;
+    run_clean(vec![Fault::Pause]).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn clock_skew_no_anomalies() {
-    run_clean(vec![Fault::Clock], 8).await;
+    run_clean(vec![Fault::Clock]).await;
 }
 
 async fn connect_retrying(addresses: Vec<String>) -> Client {
@@ -109,22 +121,22 @@ mod needs_root {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn isolated_node_no_anomalies() {
-        run_clean(vec![Fault::Partition(PartitionShape::IsolateOne)], 4).await;
+        run_clean(vec![Fault::Partition(PartitionShape::IsolateOne)]).await;
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn isolated_leader_no_anomalies() {
-        run_clean(vec![Fault::Partition(PartitionShape::IsolateLeader)], 5).await;
+        run_clean(vec![Fault::Partition(PartitionShape::IsolateLeader)]).await;
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn minority_majority_split_no_anomalies() {
-        run_clean(vec![Fault::Partition(PartitionShape::Halves)], 6).await;
+        run_clean(vec![Fault::Partition(PartitionShape::Halves)]).await;
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn majorities_ring_no_anomalies() {
-        run_clean(vec![Fault::Partition(PartitionShape::Ring)], 7).await;
+        run_clean(vec![Fault::Partition(PartitionShape::Ring)]).await;
     }
 
     /// A leader cut off from the others calls itself leader of its term until its quorum lease
