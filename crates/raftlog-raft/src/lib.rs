@@ -33,6 +33,7 @@ pub use error::RaftHostError;
 pub use openraft_network::GroupNetwork;
 pub use openraft_network::GroupNetworkFactory;
 pub use peer::PeerPool;
+pub use registry::GroupFailure;
 pub use registry::RaftHost;
 pub use timing::RaftTiming;
 pub use transport::PeerDirectory;

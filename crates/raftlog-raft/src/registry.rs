@@ -43,6 +43,20 @@ pub struct RaftHost {
     stop_timers: CancellationToken,
     /// Whether this node's disk has stalled, as the watchdog last measured (`watchdog.rs`).
     pub(crate) disk_stalled: AtomicBool,
+    /// The first group whose Raft core stopped on a storage error (or a panic), and why; the
+    /// node stops when it is set (`RaftHost::failed`).
+    pub(crate) failure: Mutex<Option<GroupFailure>>,
+    /// Cancelled once `failure` is set.
+    pub(crate) failed: CancellationToken,
+}
+
+/// A group whose Raft core stopped, so that the node can no longer keep its promises for it.
+#[derive(Clone, Debug)]
+pub struct GroupFailure {
+    /// The group.
+    pub group: GroupId,
+    /// What stopped it (openraft's `Fatal`: a storage error, or a panic in the core).
+    pub reason: String,
 }
 
 /// Per follower of a group led here: term and send time of its last acknowledged light
@@ -82,12 +96,26 @@ impl RaftHost {
             timers: TaskTracker::new(),
             stop_timers: CancellationToken::new(),
             disk_stalled: AtomicBool::new(false),
+            failure: Mutex::new(None),
+            failed: CancellationToken::new(),
         })
     }
 
     /// This node's id.
     pub fn node_id(&self) -> NodeId {
         self.node_id
+    }
+
+    /// Cancelled once a group's Raft core has stopped on a storage error or a panic: the node
+    /// must stop (fail-stop), as after a failed `fdatasync` Linux may have dropped the data and
+    /// a retry would report it durable. [`RaftHost::failure`] says which group and why.
+    pub fn failed(&self) -> CancellationToken {
+        self.failed.clone()
+    }
+
+    /// The group failure that cancelled [`RaftHost::failed`], if any.
+    pub fn failure(&self) -> Option<GroupFailure> {
+        self.failure.lock().clone()
     }
 
     /// The shared peer connections.

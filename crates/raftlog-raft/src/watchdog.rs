@@ -13,6 +13,11 @@
 //!   gets light heartbeats sent for it (`heartbeat.rs`), since light heartbeats are built from
 //!   the metrics a wedged core last published. Without them its followers time out and stand.
 //!
+//! - **A stopped core**: a group whose Raft core stopped on a storage error or a panic fails
+//!   the node (`RaftHost::failed`): after a failed `fdatasync` the data may be gone from the
+//!   page cache, so the node must not go on as if it were durable (fail-stop, as etcd and
+//!   Redpanda do); restarted, it recovers from what its disk really holds.
+//!
 //! Stepping down is openraft patch 5 (`Trigger::step_down`): same term, no new vote saved.
 
 use std::sync::atomic::Ordering;
@@ -20,6 +25,7 @@ use std::sync::Weak;
 use std::time::Duration;
 use std::time::Instant;
 
+use openraft::error::Fatal;
 use openraft::RaftMetrics;
 use openraft::ServerState;
 use raftlog_types::GroupId;
@@ -27,6 +33,7 @@ use raftlog_types::NodeId;
 use raftlog_types::NodeInfo;
 use tokio_util::sync::CancellationToken;
 
+use crate::registry::GroupFailure;
 use crate::registry::RaftHost;
 use crate::ticks::Ticks;
 
@@ -104,8 +111,43 @@ impl RaftHost {
         }
     }
 
+    /// Records the first group whose core stopped on a storage error or a panic, and fails the
+    /// node. A core stopped by `stop_group` (`Fatal::Stopped`) is a normal end.
+    fn look_for_stopped_cores(&self) {
+        let mut stopped = None;
+        self.each_group(|group, hosted| {
+            if stopped.is_some() {
+                return;
+            }
+            let metrics = hosted.raft.metrics();
+            let metrics = metrics.borrow();
+            if let Err(fatal @ (Fatal::StorageError(_) | Fatal::Panicked)) = &metrics.running_state
+            {
+                stopped = Some(GroupFailure {
+                    group,
+                    reason: fatal.to_string(),
+                });
+            }
+        });
+        let Some(stopped) = stopped else {
+            return;
+        };
+        let mut failure = self.failure.lock();
+        if failure.is_none() {
+            tracing::error!(
+                group = stopped.group.0,
+                node = self.node_id,
+                reason = %stopped.reason,
+                "a Raft group stopped on a storage error: stopping the node (fail-stop)"
+            );
+            *failure = Some(stopped);
+            self.failed.cancel();
+        }
+    }
+
     /// One round: probe the cores of the groups led here, and step down where they cannot lead.
     async fn watch_leaders(&self, probe_timeout: Duration) {
+        self.look_for_stopped_cores();
         let now = Instant::now();
         let disk_stalled = self.measure_disk_stall(now);
         let check_quorum = Duration::from_millis(self.timing.check_quorum_ms());

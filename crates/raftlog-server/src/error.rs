@@ -121,6 +121,10 @@ pub enum ServerError {
         replicas: Vec<NodeId>,
         /// Client address of the first replica, as a routing hint.
         replica_address: Option<String>,
+        /// This node was given a replica but refused it at start-up (corrupt or lost data):
+        /// ErrorInfo metadata `out_of_service` = "true", so a reader knows that this replica
+        /// will not serve until it is replaced, rather than that it is behind.
+        out_of_service: bool,
     },
     /// Too many requests are queued for the partition.
     #[error("{what} has {queued} produce requests queued; retry after a short pause")]
@@ -239,6 +243,16 @@ pub enum NodeError {
     /// The controller group could not start.
     #[error("controller group: {0}")]
     Controller(String),
+    /// A Raft group's core stopped on a storage error (e.g. a failed write or `fdatasync`) or
+    /// a panic: the node stopped rather than serve from a disk it cannot trust (fail-stop).
+    /// Restarted, it recovers from what the disk holds.
+    #[error("stopped: Raft group {group} failed: {reason}")]
+    GroupFailed {
+        /// The group.
+        group: u64,
+        /// What openraft reported.
+        reason: String,
+    },
     /// A gRPC server failed.
     #[error("gRPC server ({what}): {source}")]
     Serve {

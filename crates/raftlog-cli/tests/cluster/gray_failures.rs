@@ -269,4 +269,73 @@ mod needs_root {
             produce_within(&client, "stall", *partition, Duration::from_secs(30)).await;
         }
     }
+
+    /// A node whose disk fails its writes (ENOSPC) stops (fail-stop) instead of running on with
+    /// Raft groups stopped, while the others keep taking writes; restarted once the disk has
+    /// room, it serves again and catches up. Without fail-stop it stayed up with every group
+    /// whose write failed stopped for good, serving nothing of them until someone restarted it.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_node_whose_disk_fails_stops_and_the_others_keep_serving() {
+        let dir = tempfile::TempDir::new().expect("temp dir");
+        let disks =
+            Disks::mount(dir.path(), 3, &mut rand::rng()).expect("mount fault file systems");
+        let mut cluster =
+            raftlog_jepsen::cluster::start(std::path::Path::new(RAFTLOG), dir.path(), 3, None)
+                .expect("start");
+        disks.check_layout(&cluster).expect("layout");
+        let release = ReleaseStalls(&disks);
+        let client = client_of(&cluster, &[1, 2, 3]).await;
+        let (node, _) = topic_led_mostly_by_one(&client, "full", 3).await;
+
+        disks.fill(node).expect("fill");
+        let filled_at = Instant::now();
+        let exited = loop {
+            for partition in 0..3 {
+                produce_within(&client, "full", partition, Duration::from_secs(30)).await;
+            }
+            if let Some(exit) = cluster.unexpected_exit(node) {
+                break exit;
+            }
+            assert!(
+                filled_at.elapsed() < Duration::from_secs(20),
+                "node {node} still runs {:?} after its disk filled",
+                filled_at.elapsed()
+            );
+        };
+        eprintln!(
+            "node {node} stopped {:?} after its disk filled: {exited}",
+            filled_at.elapsed()
+        );
+        for partition in 0..3 {
+            produce_within(&client, "full", partition, Duration::from_secs(30)).await;
+        }
+
+        drop(release);
+        cluster.kill(node);
+        cluster.restart(node).expect("restart");
+        let others: Vec<u64> = (1..=3).filter(|id| *id != node).collect();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let theirs =
+                raftlog_testkit::wait::describe_topic(&[cluster.addr(others[0])], "full").await;
+            let its = raftlog_testkit::wait::describe_topic(&[cluster.addr(node)], "full").await;
+            let marks = |d: Option<raftlog_proto::v1::TopicDescription>| {
+                d.map(|d| {
+                    d.partitions
+                        .iter()
+                        .map(|p| p.high_watermark)
+                        .collect::<Vec<_>>()
+                })
+            };
+            let (theirs, its) = (marks(theirs), marks(its));
+            if theirs.is_some() && theirs == its {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "node {node} did not catch up after its restart: {its:?} against {theirs:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
 }

@@ -163,8 +163,18 @@ impl Node {
         tracing::info!(node = self.id(), client_addr = %self.entry.client_addr, peer_addr = %self.entry.peer_addr, "node started");
         self.start_background_tasks(&context);
 
-        self.stop.cancelled().await;
-        tracing::info!(node = self.id(), "shutting down");
+        let failed = self.host.failed();
+        tokio::select! {
+            () = self.stop.cancelled() => {}
+            () = failed.cancelled() => {}
+        }
+        let failure = self.host.failure();
+        self.stop.cancel();
+        tracing::info!(
+            node = self.id(),
+            failed = failure.is_some(),
+            "shutting down"
+        );
         self.tasks.close();
         self.tasks.wait().await;
         self.host.shutdown().await;
@@ -178,6 +188,12 @@ impl Node {
             if let Ok(Err(source)) = server.await {
                 return Err(NodeError::Serve { what, source });
             }
+        }
+        if let Some(failure) = failure {
+            return Err(NodeError::GroupFailed {
+                group: failure.group.0,
+                reason: failure.reason,
+            });
         }
         tracing::info!(node = self.id(), "stopped");
         Ok(())
