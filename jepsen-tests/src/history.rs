@@ -88,6 +88,11 @@ pub enum Action {
         /// Why the read stopped short of `target` (`None` when it reached it).
         #[serde(default)]
         error: Option<String>,
+        /// The node said its replica is out of service (`NOT_A_REPLICA` with `out_of_service`):
+        /// it refused the replica at start-up as corrupt or lost, as it must after a `corrupt`
+        /// fault, and serves nothing of it. Not a read cut short.
+        #[serde(default)]
+        out_of_service: bool,
     },
     /// A consumer-group member's join or heartbeat; on `ok`, what the coordinator answered.
     /// The member is live from the answer until `session_timeout_ms` after the invocation (the

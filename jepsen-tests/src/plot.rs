@@ -599,6 +599,7 @@ mod tests {
                     target: 1,
                     reached: 1,
                     error: None,
+                    out_of_service: false,
                 },
             ),
         ];

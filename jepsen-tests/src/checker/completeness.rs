@@ -1,6 +1,8 @@
 //! Completeness: the history shows every replica's whole log. A final read that stopped short
 //! of its replica's end (or a partition never read at the end) leaves records unchecked, so the
-//! verdict is INCOMPLETE instead of VALID: never a silent pass.
+//! verdict is INCOMPLETE instead of VALID: never a silent pass. A replica its node refused as
+//! corrupt or lost (out of service) has no log to read; it is listed by [`out_of_service`], and
+//! its partition must then have a replica read to its end.
 
 use std::collections::BTreeSet;
 
@@ -10,6 +12,9 @@ use super::Analysis;
 pub fn missing(analysis: &Analysis) -> Vec<String> {
     let mut missing = Vec::new();
     for ((node, partition), read) in &analysis.final_reads {
+        if read.out_of_service {
+            continue;
+        }
         if !read.complete() {
             missing.push(format!(
                 "node {node} partition {partition}: the final read reached offset {} of {}{}",
@@ -21,7 +26,12 @@ pub fn missing(analysis: &Analysis) -> Vec<String> {
             ));
         }
     }
-    let read_at_end: BTreeSet<u32> = analysis.final_reads.keys().map(|(_, p)| *p).collect();
+    let read_at_end: BTreeSet<u32> = analysis
+        .final_reads
+        .iter()
+        .filter(|(_, read)| !read.out_of_service)
+        .map(|((_, p), _)| *p)
+        .collect();
     let mut used: BTreeSet<u32> = analysis.sends.iter().map(|s| s.partition).collect();
     used.extend(
         analysis
@@ -33,4 +43,19 @@ pub fn missing(analysis: &Analysis) -> Vec<String> {
         missing.push(format!("partition {partition}: no final read"));
     }
     missing
+}
+
+/// The replicas their nodes refused as corrupt or lost, one line each with the node's reason.
+pub fn out_of_service(analysis: &Analysis) -> Vec<String> {
+    analysis
+        .final_reads
+        .iter()
+        .filter(|(_, read)| read.out_of_service)
+        .map(|((node, partition), read)| {
+            format!(
+                "node {node} partition {partition}: {}",
+                read.error.as_deref().unwrap_or("out of service")
+            )
+        })
+        .collect()
 }

@@ -10,10 +10,14 @@ pub const DEFINITION: &str = "the final reads of one partition disagree: two nod
 
 /// Compares whole logs: every offset two nodes both hold, every offset one node holds inside
 /// the range the other read, and each complete read's end against what was acknowledged.
-/// A read that stopped short is compared only as far as it got (completeness reports it).
+/// A read that stopped short is compared only as far as it got (completeness reports it); a
+/// replica out of service has nothing to compare.
 pub fn check(analysis: &Analysis) -> Vec<String> {
     let mut by_partition: BTreeMap<u32, Vec<(u64, &FinalRead)>> = BTreeMap::new();
     for ((node, partition), read) in &analysis.final_reads {
+        if read.out_of_service {
+            continue;
+        }
         by_partition
             .entry(*partition)
             .or_default()

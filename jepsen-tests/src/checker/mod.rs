@@ -101,6 +101,8 @@ pub struct FinalRead {
     pub reached: u64,
     /// Why it stopped short.
     pub error: Option<String>,
+    /// The node refused this replica as corrupt or lost (see `Action::FinalRead`).
+    pub out_of_service: bool,
 }
 
 impl FinalRead {
@@ -304,6 +306,7 @@ impl Analysis {
             target,
             reached,
             error,
+            out_of_service,
         } = &op.action
         {
             for (offset, value) in records {
@@ -314,6 +317,7 @@ impl Analysis {
                 target: *target,
                 reached: *reached,
                 error: error.clone(),
+                out_of_service: *out_of_service,
             };
             self.final_reads.insert((*node, *partition), read);
             return;
@@ -563,6 +567,9 @@ pub struct Report {
     /// Why the verdict would be INCOMPLETE: replicas not read to their end, partitions never
     /// read at the end.
     pub incomplete: Vec<String>,
+    /// Replicas their nodes refused at start-up as corrupt or lost (after `corrupt`): not read,
+    /// and not counted as incomplete; their partitions were read on other replicas.
+    pub out_of_service: Vec<String>,
     /// Anomaly name → what was found (every check is listed, with count 0 when clean).
     pub anomalies: BTreeMap<&'static str, Anomaly>,
     /// What the history holds.
@@ -687,6 +694,7 @@ pub fn check(history: &History) -> Report {
             .count(),
     };
     let incomplete = completeness::missing(&analysis);
+    let out_of_service = completeness::out_of_service(&analysis);
     let verdict = if anomalies.values().any(|a| a.count > 0) {
         Verdict::Invalid
     } else if !incomplete.is_empty() {
@@ -698,6 +706,7 @@ pub fn check(history: &History) -> Report {
         valid: verdict == Verdict::Valid,
         verdict,
         incomplete,
+        out_of_service,
         anomalies,
         stats,
     }
@@ -710,6 +719,11 @@ impl Report {
         for (name, anomaly) in &self.anomalies {
             let example = anomaly.examples.first().map_or("", String::as_str);
             out.push_str(&format!("{name:<24} {:>7}  {example}\n", anomaly.count));
+        }
+        for line in &self.out_of_service {
+            out.push_str(&format!(
+                "out of service (refused as corrupt or lost): {line}\n"
+            ));
         }
         for line in &self.incomplete {
             out.push_str(&format!("incomplete: {line}\n"));

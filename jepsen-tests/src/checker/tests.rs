@@ -86,6 +86,24 @@ impl Builder {
                 target: records.last().map_or(0, |(offset, _)| offset + 1),
                 reached: records.last().map_or(0, |(offset, _)| offset + 1),
                 error: None,
+                out_of_service: false,
+            },
+        )
+    }
+
+    /// A final read that node `node` refused: its replica is out of service.
+    fn final_read_out_of_service(&mut self, node: u64, partition: u32) -> &mut Self {
+        self.push(
+            0,
+            Kind::Ok,
+            Action::FinalRead {
+                node,
+                partition,
+                records: Vec::new(),
+                target: 0,
+                reached: 0,
+                error: Some("node 3's replica is out of service".into()),
+                out_of_service: true,
             },
         )
     }
@@ -108,6 +126,7 @@ impl Builder {
                 target,
                 reached: records.last().map_or(0, |(offset, _)| offset + 1),
                 error: Some("gave up".into()),
+                out_of_service: false,
             },
         )
     }
@@ -538,6 +557,37 @@ fn a_replica_not_read_to_its_end_makes_the_run_incomplete_not_valid() {
     // A partition written to but never read at the end leaves the run incomplete as well.
     let mut b = Builder::default();
     b.send(1, 0, &[1], Kind::Ok, &[0]).poll(2, &[(0, 0, 1)]);
+    let report = check(&b.history());
+    assert_eq!(report.verdict, Verdict::Incomplete, "{}", report.table());
+    assert_eq!(
+        report.incomplete,
+        vec!["partition 0: no final read".to_owned()]
+    );
+}
+
+/// A replica its node refused as corrupt or lost is listed, not counted as incomplete, as long
+/// as another replica of its partition was read to its end; if none was, the run is incomplete.
+#[test]
+fn a_replica_out_of_service_is_listed_and_its_partition_read_elsewhere() {
+    let mut b = clean();
+    b.final_read_out_of_service(3, 0);
+    let report = check(&b.history());
+    assert_eq!(report.verdict, Verdict::Valid, "{}", report.table());
+    assert_eq!(
+        report.out_of_service.len(),
+        1,
+        "{:?}",
+        report.out_of_service
+    );
+    assert!(
+        report.table().contains("out of service"),
+        "{}",
+        report.table()
+    );
+
+    let mut b = Builder::default();
+    b.send(1, 0, &[1], Kind::Ok, &[0]).poll(2, &[(0, 0, 1)]);
+    b.final_read_out_of_service(3, 0);
     let report = check(&b.history());
     assert_eq!(report.verdict, Verdict::Incomplete, "{}", report.table());
     assert_eq!(

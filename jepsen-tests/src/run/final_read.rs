@@ -8,6 +8,7 @@ use std::time::Instant;
 
 use raftlog_client::v1;
 use raftlog_client::Client;
+use raftlog_client::ErrorReason;
 
 use super::Recorder;
 use crate::cluster::ProcessCluster;
@@ -67,6 +68,7 @@ pub(super) async fn read_all(
                     target: read.target,
                     reached: read.reached,
                     error: read.error,
+                    out_of_service: read.out_of_service,
                 },
             );
         }
@@ -101,6 +103,7 @@ struct ReplicaRead {
     target: u64,
     reached: u64,
     error: Option<String>,
+    out_of_service: bool,
 }
 
 /// Reads one replica from offset 0 until it reaches both the partition's committed end (as
@@ -117,6 +120,7 @@ async fn read_replica(
         target: partition.high_watermark,
         reached: 0,
         error: None,
+        out_of_service: false,
     };
     let started = Instant::now();
     let mut progressed = Instant::now();
@@ -162,6 +166,14 @@ async fn read_replica(
                     read.reached = record.offset + 1;
                     progressed = Instant::now();
                 }
+            }
+            Err(error)
+                if error.reason() == Some(ErrorReason::NotAReplica)
+                    && error.metadata("out_of_service") == Some("true") =>
+            {
+                read.out_of_service = true;
+                read.error = Some(error.to_string());
+                break;
             }
             Err(error) => {
                 // A replica behind the committed end answers OFFSET_NOT_AVAILABLE until it

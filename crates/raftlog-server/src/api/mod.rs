@@ -138,6 +138,7 @@ pub fn local_replica(
                 .first()
                 .and_then(|id| context.client_addresses.get(id).cloned()),
             replicas,
+            out_of_service: refused,
         }
     })
 }

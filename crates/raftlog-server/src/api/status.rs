@@ -100,10 +100,15 @@ impl ServerError {
             // producer may send them again.
             ServerError::Timeout { .. } | ServerError::Interrupted { .. } => Code::Unavailable,
             ServerError::NotAReplica {
-                replica_address, ..
+                replica_address,
+                out_of_service,
+                ..
             } => {
                 if let Some(addr) = replica_address {
                     metadata.insert("replica_address".to_owned(), addr.clone());
+                }
+                if *out_of_service {
+                    metadata.insert("out_of_service".to_owned(), "true".to_owned());
                 }
                 Code::FailedPrecondition
             }
@@ -243,6 +248,7 @@ mod tests {
                 node: 1,
                 replicas: vec![2, 3],
                 replica_address: Some("127.0.0.1:7002".into()),
+                out_of_service: true,
             },
             ServerError::Overloaded {
                 what: what(),
