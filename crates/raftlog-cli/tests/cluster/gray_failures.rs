@@ -160,9 +160,31 @@ pub async fn survivors_lead_within(
 mod needs_root {
     use raftlog_jepsen::disk::Disks;
     use raftlog_jepsen::network::Network;
+    use raftlog_testkit::Addressing;
+    use raftlog_testkit::ClusterSpec;
+    use raftlog_testkit::ProcessOptions;
 
     use super::*;
     use crate::kit::RAFTLOG;
+
+    /// The timers these tests bound failover by: the defaults of a real deployment
+    /// (`RaftTiming::default`), not the test kit's short ones, so that the fixed costs of a
+    /// loaded test machine (processes starved of CPU for a moment) weigh less against the
+    /// bound of two election timeouts than they would at half a second.
+    const TIMERS: RaftTimers = RaftTimers {
+        heartbeat_ms: 250,
+        election_min_ms: 1000,
+        election_max_ms: 2000,
+    };
+
+    /// Three node processes on addresses of their own (for iptables) with [`TIMERS`], their
+    /// data in `dir/data` (where `Disks::mount` puts its file systems).
+    fn start_cluster(dir: &std::path::Path) -> ProcessCluster {
+        let spec = ClusterSpec::new(3)
+            .addressing(Addressing::IpPerNode)
+            .timers(TIMERS);
+        ProcessCluster::launch_in(dir, &spec, ProcessOptions::new(RAFTLOG)).expect("start")
+    }
 
     /// Followers → leader cut (iptables, one direction): the leader still reaches its
     /// followers, so they keep hearing it, but no acknowledgement comes back. It steps down
@@ -171,9 +193,7 @@ mod needs_root {
     async fn a_leader_cut_off_one_way_loses_every_partition_and_they_take_writes_again() {
         Network::check_available().expect("partitions need root and iptables");
         let dir = tempfile::TempDir::new().expect("temp dir");
-        let cluster =
-            raftlog_jepsen::cluster::start(std::path::Path::new(RAFTLOG), dir.path(), 3, None)
-                .expect("start");
+        let cluster = start_cluster(dir.path());
         let client = client_of(&cluster, &[1, 2, 3]).await;
         let (leader, led) = topic_led_mostly_by_one(&client, "one-way", 6).await;
         let groups: Vec<u64> = led.iter().map(|(_, group)| *group).collect();
@@ -187,8 +207,7 @@ mod needs_root {
             network.cut_one_way(*other, leader).expect("cut");
         }
         let cut_at = Instant::now();
-        let timers = RaftTimers::SHORT;
-        let two_timeouts = Duration::from_millis(2 * timers.election_max_ms);
+        let two_timeouts = Duration::from_millis(2 * TIMERS.election_max_ms);
         let lost = leads_none_within(&cluster, leader, &groups, cut_at, two_timeouts).await;
         let led_again =
             survivors_lead_within(&cluster, &others, &groups, cut_at, two_timeouts).await;
@@ -225,9 +244,7 @@ mod needs_root {
         let dir = tempfile::TempDir::new().expect("temp dir");
         let disks =
             Disks::mount(dir.path(), 3, &mut rand::rng()).expect("mount fault file systems");
-        let cluster =
-            raftlog_jepsen::cluster::start(std::path::Path::new(RAFTLOG), dir.path(), 3, None)
-                .expect("start");
+        let cluster = start_cluster(dir.path());
         disks.check_layout(&cluster).expect("layout");
         let release = ReleaseStalls(&disks);
         let client = std::sync::Arc::new(client_of(&cluster, &[1, 2, 3]).await);
@@ -247,7 +264,7 @@ mod needs_root {
 
         disks.stall(leader).expect("stall");
         let stalled_at = Instant::now();
-        let two_timeouts = Duration::from_millis(2 * RaftTimers::SHORT.election_max_ms);
+        let two_timeouts = Duration::from_millis(2 * TIMERS.election_max_ms);
         let led_again =
             survivors_lead_within(&cluster, &others, &groups, stalled_at, two_timeouts).await;
         let survivors = client_of(&cluster, &others).await;
@@ -279,9 +296,7 @@ mod needs_root {
         let dir = tempfile::TempDir::new().expect("temp dir");
         let disks =
             Disks::mount(dir.path(), 3, &mut rand::rng()).expect("mount fault file systems");
-        let mut cluster =
-            raftlog_jepsen::cluster::start(std::path::Path::new(RAFTLOG), dir.path(), 3, None)
-                .expect("start");
+        let mut cluster = start_cluster(dir.path());
         disks.check_layout(&cluster).expect("layout");
         let release = ReleaseStalls(&disks);
         let client = client_of(&cluster, &[1, 2, 3]).await;
@@ -302,6 +317,14 @@ mod needs_root {
                 filled_at.elapsed()
             );
         };
+        // It should stop with the fail-stop error (exit status 1). Once in about fifteen runs
+        // on a loaded machine it exited with a panic (101) instead, not yet explained: said
+        // here, so that the next run that shows it leaves the panic in the test's output.
+        if !exited.contains("exit status: 1)") {
+            let log = std::fs::read_to_string(cluster.log_path(node)).unwrap_or_default();
+            let panics: Vec<&str> = log.lines().filter(|l| l.contains("panicked")).collect();
+            eprintln!("warning: node {node} did not fail-stop cleanly: {panics:?}");
+        }
         eprintln!(
             "node {node} stopped {:?} after its disk filled: {exited}",
             filled_at.elapsed()
