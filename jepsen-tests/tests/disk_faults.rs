@@ -30,7 +30,19 @@ mod needs_root {
         binary
     }
 
-    async fn run_clean(fault: Fault, seed: u64) {
+    /// A fresh random seed each run, printed so that a failure can be replayed with
+    /// `RAFTLOG_JEPSEN_SEED=<seed>` (which also pins it here).
+    fn run_seed() -> u64 {
+        let seed = std::env::var("RAFTLOG_JEPSEN_SEED")
+            .ok()
+            .and_then(|seed| seed.parse().ok())
+            .unwrap_or_else(rand::random::<u64>);
+        eprintln!("seed {seed} (replay with RAFTLOG_JEPSEN_SEED={seed})");
+        seed
+    }
+
+    async fn run_clean(fault: Fault) {
+        let seed = run_seed();
         let dir = tempfile::TempDir::new().expect("temp dir");
         let config = RunConfig {
             nodes: 3,
@@ -62,41 +74,36 @@ mod needs_root {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn power_loss_of_one_node_no_anomalies() {
-        run_clean(Fault::PowerLoss, 21).await;
+        run_clean(Fault::PowerLoss).await;
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn power_loss_of_every_node_no_anomalies() {
-        run_clean(Fault::PowerLossAll, 22).await;
+        run_clean(Fault::PowerLossAll).await;
     }
 
-    // Ignored until a replica repairs damage it detects or misses (findings of the faultfs
-    // work): a truncated committed tail left node 3 answering INTERNAL "log entry 2 of offset
-    // 0 is missing" for good, a flipped bit took its replica out of service for good; either
-    // way the final reads never complete. Run with `--run-ignored all`.
-    #[ignore = "a damaged replica is never repaired: the final reads stay INCOMPLETE"]
+    // A node refuses a replica whose damage it detects (out of service, listed by the
+    // checker; its partition is read from the other replicas), or repairs what reads as an
+    // unsynced tail from its leader.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn corrupted_minority_no_anomalies() {
-        run_clean(Fault::Corrupt, 23).await;
+        run_clean(Fault::Corrupt).await;
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn stalled_disk_no_anomalies() {
-        run_clean(Fault::DiskStall, 24).await;
+        run_clean(Fault::DiskStall).await;
     }
 
-    // Ignored until a node recovers from a full disk (finding of the faultfs work; 3 of 4
-    // runs failed on 12-03): one ENOSPC from sled leaves the node's state store answering "No
-    // space left on device" after the disk has room again, and its Raft cores stop on the
-    // storage error, so the node neither exits nor serves. Run with `--run-ignored all`.
-    #[ignore = "a node never recovers from one ENOSPC: the final reads stay INCOMPLETE"]
+    // A node whose write or sync fails with ENOSPC stops (fail-stop, like etcd and Redpanda)
+    // and the heal restarts it on what its disk holds.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn full_disk_no_anomalies() {
-        run_clean(Fault::DiskFull, 25).await;
+        run_clean(Fault::DiskFull).await;
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn oneway_partition_no_anomalies() {
-        run_clean(Fault::PartitionOneWay, 26).await;
+        run_clean(Fault::PartitionOneWay).await;
     }
 }

@@ -129,6 +129,7 @@ impl NodeStorage {
         &self,
         group: GroupId,
     ) -> Result<(SegmentLog, PartitionStateMachine, OpenReport)> {
+        let applied = PartitionStateMachine::stored_last_applied(group, &self.state)?;
         let (log, report) = SegmentLog::open(
             group,
             &self.group_dir(group),
@@ -136,6 +137,7 @@ impl NodeStorage {
             self.flusher.clone(),
             Arc::clone(&self.recent_pool),
             Arc::clone(&self.page_cache),
+            applied,
         )?;
         let state_machine = PartitionStateMachine::open(group, &self.state, log.durability())?;
         Ok((log, state_machine, report))

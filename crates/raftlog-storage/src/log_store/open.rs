@@ -75,12 +75,21 @@ impl SegmentLog {
         flusher: GroupCommit,
         recent_pool: Arc<RecentPool>,
         page_cache: Arc<PageCacheBudget>,
+        applied: Option<LogId>,
     ) -> Result<(SegmentLog, OpenReport)> {
         let log_dir = group_dir.join("log");
         fsutil::ensure_dir(group_dir)?;
         fsutil::ensure_dir(&log_dir)?;
         let meta_file = MetaFile::open(group_dir)?;
-        let stored = meta_file.stored().clone();
+        let mut stored = meta_file.stored().clone();
+        // The state machine applies only entries that are committed and durable in this log,
+        // and the meta file's committed id is written lazily, so the applied id can be the
+        // later of the two: every entry up to it must be here too. Without it, a tail cut
+        // short below the applied entry (a damaged disk) read as an unsynced tail, was cut
+        // off, and the replica then served offsets whose entries it no longer had.
+        if applied.is_some_and(|applied| stored.committed.is_none_or(|c| applied.index > c.index)) {
+            stored.committed = applied;
+        }
 
         let mut bases = list_segment_bases(&log_dir)?;
         let purged_segments_removed = match stored.last_purged {
@@ -202,7 +211,7 @@ fn check_holds_committed(
         path,
         position,
         reason: format!(
-            "entries up to {} are committed, but the log ends at {}: segment files are missing",
+            "entries up to {} are committed, but the log ends at {}: segment files are missing or cut short",
             committed.index,
             last_log_id.map_or_else(|| "no entry".to_string(), |id| id.index.to_string())
         ),

@@ -142,6 +142,22 @@ impl Drop for PartitionStateMachine {
     }
 }
 
+/// Reads `group`'s applied state from its tree (the default when nothing was applied yet).
+fn read_applied_state(
+    group: GroupId,
+    store: &StateStore,
+    tree: &sled::Tree,
+) -> Result<AppliedState> {
+    match tree.get(APPLIED_STATE_KEY).map_err(|e| store.error(e))? {
+        Some(bytes) => serde_json::from_slice(&bytes).map_err(|e| StorageError::StateDecode {
+            group,
+            key: "applied_state".into(),
+            reason: e.to_string(),
+        }),
+        None => Ok(AppliedState::default()),
+    }
+}
+
 impl PartitionStateMachine {
     /// Opens the state of `group` in the node's state store.
     pub fn open(
@@ -155,11 +171,7 @@ impl PartitionStateMachine {
             key: key.into(),
             reason,
         };
-        let state = match tree.get(APPLIED_STATE_KEY).map_err(|e| store.error(e))? {
-            Some(bytes) => serde_json::from_slice(&bytes)
-                .map_err(|e| decode_error("applied_state", e.to_string()))?,
-            None => AppliedState::default(),
-        };
+        let state = read_applied_state(group, store, &tree)?;
         let mut producers = BTreeMap::new();
         for item in tree.scan_prefix([PRODUCER_PREFIX]) {
             let (key, value) = item.map_err(|e| store.error(e))?;
@@ -182,6 +194,13 @@ impl PartitionStateMachine {
             pending: PendingWrites::default(),
             recent_index: RecentIndex::default(),
         })
+    }
+
+    /// The last entry applied as stored for `group`, without opening its state machine: the log
+    /// must still hold it (see `SegmentLog::open`).
+    pub(crate) fn stored_last_applied(group: GroupId, store: &StateStore) -> Result<Option<LogId>> {
+        let tree = store.group_tree(group)?;
+        Ok(read_applied_state(group, store, &tree)?.last_applied)
     }
 
     /// A view for readers.

@@ -585,3 +585,41 @@ fn idle_logs_preallocate_little_and_busy_ones_grow() -> anyhow::Result<()> {
     assert_log_holds(&log, 0, 4000)?;
     Ok(())
 }
+
+/// The meta file's committed id is written lazily, so after a crash it can lag what the state
+/// machine applied; applied entries are committed all the same. A tail cut short below the last
+/// applied entry (a damaged disk, not a power loss: nothing is applied before it is durable
+/// here) must refuse the replica, not read as an unsynced tail and be cut off, which left the
+/// replica serving offsets whose entries it no longer had.
+#[test]
+fn tail_cut_short_below_the_applied_entry_refuses_to_start_and_changes_nothing(
+) -> anyhow::Result<()> {
+    let dir = TempDir::new()?;
+    {
+        let storage = NodeStorage::open(dir.path(), LogConfig::default())?;
+        let (log, mut state_machine, _) = storage.open_group(GROUP)?;
+        append_range(&log, 1, 0, 99)?;
+        for index in 0..=99 {
+            state_machine.apply_entries([entry(1, index)])?;
+        }
+        // A clean close writes the applied state; no committed id was ever stored.
+        drop(state_machine);
+    }
+    let segment = segment_files(dir.path())?.pop().expect("a segment");
+    let mut bytes = std::fs::read(&segment)?;
+    let (start, end) = *frame_ranges(&bytes).last().expect("frames");
+    // The last frame, entry 99, loses its second half.
+    bytes.truncate(start + (end - start) / 2);
+    std::fs::write(&segment, &bytes)?;
+
+    let (path, position, reason) = corrupt_error(open_log(dir.path(), LogConfig::default()));
+    assert_eq!(path, segment);
+    assert_eq!(position, start as u64);
+    assert!(reason.contains("entry 99 is committed"), "{reason}");
+    assert_eq!(
+        std::fs::read(&segment)?,
+        bytes,
+        "a refused open must not touch the file"
+    );
+    Ok(())
+}
