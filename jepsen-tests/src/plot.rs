@@ -831,4 +831,37 @@ mod tests {
             )
         );
     }
+    /// The disk and one-way faults, as their nemeses log them (lines from a real run), are
+    /// shaded like the old ones, each kind in a colour of its own.
+    #[test]
+    fn svg_shades_the_disk_and_one_way_faults_each_in_its_own_colour() {
+        let text = "1.348 3.210 PowerLoss node 1 lost 3f/0e\n\
+                    5.525 7.583 DiskStall node 3\n\
+                    15.773 19.767 OneWay OneNodeOutbound cut 2>3\n\
+                    20.872 27.481 Corrupt node 1 groups/0/meta.slots flip@904,361 (node 1 started on the damage)\n\
+                    29.340 33.088 DiskFull node 1 (node 1 had exited)\n\
+                    39.473 43.507 PowerLossAll node 1 lost 2f/0e node 2 lost 3f/0e node 3 lost 2f/0e\n\
+                    46.460 49.451 OneWay LeaderToFollowers cut 3>1 3>2\n";
+        let faults = parse_nemesis_log(text).unwrap();
+        let svg = render_svg(&sample(), &faults).unwrap();
+        let shaded = |color: RGBColor| {
+            let fill = format!("fill=\"#{:02X}{:02X}{:02X}\"", color.0, color.1, color.2);
+            count(&svg, "rect", &["opacity=\"0.2\"", &fill])
+        };
+        // Six kinds in order of first appearance; OneWay happened twice.
+        for (kind, expected) in [2, 2, 4, 2, 2, 2].into_iter().enumerate() {
+            assert_eq!(shaded(FAULT_COLORS[kind]), expected, "kind {kind}");
+        }
+        assert_eq!(count(&svg, "rect", &["opacity=\"0.2\""]), 14);
+        for text in [
+            "PowerLoss (1)",
+            "DiskStall (1)",
+            "OneWay (2)",
+            "Corrupt (1)",
+            "DiskFull (1)",
+            "PowerLossAll (1)",
+        ] {
+            assert!(svg.contains(text), "{text} missing");
+        }
+    }
 }
