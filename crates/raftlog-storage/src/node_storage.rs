@@ -123,8 +123,9 @@ impl NodeStorage {
         self.replicas.forget(group)
     }
 
-    /// Opens one group's log and state machine, creating them if the group has no directory
-    /// (for the controller group; partition replicas use [`NodeStorage::open_replica`]).
+    /// Opens one group's log and state machine, creating them if the group has no directory.
+    /// Nodes open their replicas (controller and partitions) with [`NodeStorage::open_replica`],
+    /// which refuses to recreate a lost one; this is for tests and tools.
     pub fn open_group(
         &self,
         group: GroupId,

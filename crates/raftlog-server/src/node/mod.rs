@@ -288,8 +288,11 @@ impl Node {
         &self,
         storage: &NodeStorage,
     ) -> Result<(RaftGroup, watch::Receiver<Arc<ControllerState>>), NodeError> {
+        // Like a partition replica, a controller replica this node held is never recreated
+        // empty: it could vote with an empty log and elect a controller leader that lacks
+        // committed metadata. Without it the node cannot run, so it stops, naming the files.
         let (log, _, _) = storage
-            .open_group(GroupId::CONTROLLER)
+            .open_replica(GroupId::CONTROLLER)
             .map_err(|e| NodeError::Storage(format!("{e:#}")))?;
         let state_machine = ControllerStateMachine::open(storage.state_store(), log.durability())
             .map_err(|e| NodeError::Storage(format!("{e:#}")))?;

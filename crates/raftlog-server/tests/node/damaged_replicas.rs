@@ -1,6 +1,7 @@
 //! A node whose replica of a partition is corrupt or lost starts without it (never recreating it
 //! empty, which would let it vote with an empty log), answers for it with the reason, and keeps
-//! serving its other partitions; the other replicas keep serving the partition.
+//! serving its other partitions; the other replicas keep serving the partition. A node whose
+//! controller replica is lost cannot run without it, so it stops, naming it.
 
 use std::path::Path;
 use std::path::PathBuf;
@@ -214,4 +215,54 @@ async fn a_corrupt_or_lost_replica_is_kept_out_and_the_partition_served_by_the_o
         bytes,
         "the corrupt segment was changed"
     );
+}
+
+/// A node whose controller replica directory is gone stops with an error naming it instead of
+/// recreating it empty (it could vote with an empty log); the others keep the metadata.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_controller_replica_stops_its_node_and_is_not_recreated() {
+    let mut cluster = InProcessCluster::start_nodes(3).await;
+    create_topic(&cluster, "before", 1, 3).await;
+    cluster.stop(DAMAGED_NODE).await;
+    let controller_dir = cluster.data_dir(DAMAGED_NODE).join("groups").join("0");
+    std::fs::remove_dir_all(&controller_dir).expect("delete the controller replica");
+
+    let run = raftlog_server::run(
+        cluster.config().clone(),
+        DAMAGED_NODE,
+        std::future::pending(),
+    );
+    let error = tokio::time::timeout(Duration::from_secs(20), run)
+        .await
+        .expect("the node ran on with its controller replica recreated")
+        .expect_err("the node started without its controller replica");
+    let message = error.to_string();
+    assert!(
+        message.contains(&controller_dir.display().to_string()) && message.contains("lost"),
+        "the error does not name the lost replica: {message}"
+    );
+    assert!(
+        !controller_dir.exists(),
+        "the controller replica was recreated"
+    );
+    // The other two voters still hold the metadata and take changes, once one of them leads.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    'created: loop {
+        for id in [1, 2] {
+            let created = clients(&cluster, id)
+                .admin
+                .create_topic(v1::CreateTopicRequest {
+                    name: "after".into(),
+                    partitions: 1,
+                    replicas: 3,
+                })
+                .await;
+            match created {
+                Ok(_) => break 'created,
+                Err(_) if Instant::now() < deadline => {}
+                Err(status) => panic!("the other voters took no metadata change: {status:?}"),
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
