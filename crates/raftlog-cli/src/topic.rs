@@ -1,4 +1,8 @@
-//! `raftlog topic`: create, list, describe, delete.
+//! `raftlog topic`: create, list, describe, alter (configs), delete.
+
+use std::collections::HashMap;
+
+use raftlog_client::v1;
 
 /// Topic commands.
 #[derive(clap::Subcommand)]
@@ -13,6 +17,22 @@ pub enum TopicCommand {
         /// Replicas per partition.
         #[arg(long, default_value_t = 3)]
         replicas: u32,
+        /// A topic config, KEY=VALUE (repeatable), e.g. `--config retention.ms=86400000`.
+        /// Keys: retention.ms, retention.bytes, segment.bytes, segment.ms, cleanup.policy,
+        /// delete.retention.ms, min.compaction.lag.ms, max.message.bytes.
+        #[arg(long = "config", value_name = "KEY=VALUE", value_parser = parse_config)]
+        configs: Vec<(String, String)>,
+    },
+    /// Set or remove topic configs, all at once; prints the configs in effect after.
+    Alter {
+        /// Topic name.
+        name: String,
+        /// A config to set, KEY=VALUE (repeatable).
+        #[arg(long = "config", value_name = "KEY=VALUE", value_parser = parse_config)]
+        configs: Vec<(String, String)>,
+        /// A config to remove, so that it takes the cluster's default again (repeatable).
+        #[arg(long = "delete-config", value_name = "KEY")]
+        delete_configs: Vec<String>,
     },
     /// List topics.
     List {
@@ -20,7 +40,7 @@ pub enum TopicCommand {
         #[arg(long, value_enum, default_value = "text")]
         format: crate::Format,
     },
-    /// Show every partition's replicas, leader, term and high watermark.
+    /// Show every partition's replicas, leader, term and high watermark, and the configs.
     Describe {
         /// Topic name.
         name: String,
@@ -43,8 +63,12 @@ pub async fn run(command: TopicCommand, bootstrap: &[String]) -> anyhow::Result<
             name,
             partitions,
             replicas,
+            configs,
         } => {
-            let topic = client.create_topic(&name, partitions, replicas).await?;
+            let configs = config_map(configs)?;
+            let topic = client
+                .create_topic_with_configs(&name, partitions, replicas, configs)
+                .await?;
             println!(
                 "created topic {} with {} partitions, {} replicas each",
                 topic.name,
@@ -80,7 +104,8 @@ pub async fn run(command: TopicCommand, bootstrap: &[String]) -> anyhow::Result<
                 .collect();
             println!(
                 "{}",
-                serde_json::json!({"name": topic.name, "replicas": topic.replicas, "partitions": partitions})
+                serde_json::json!({"name": topic.name, "replicas": topic.replicas, "partitions": partitions,
+                    "configs": configs_json(&topic.configs)})
             );
         }
         TopicCommand::List {
@@ -123,6 +148,23 @@ pub async fn run(command: TopicCommand, bootstrap: &[String]) -> anyhow::Result<
                     p.partition, p.group_id, leader, p.term, p.high_watermark, p.log_start_offset
                 );
             }
+            println!();
+            print_configs(&topic.configs);
+        }
+        TopicCommand::Alter {
+            name,
+            configs,
+            delete_configs,
+        } => {
+            if configs.is_empty() && delete_configs.is_empty() {
+                anyhow::bail!("nothing to alter: give --config KEY=VALUE or --delete-config KEY");
+            }
+            let configs = config_map(configs)?;
+            let after = client
+                .alter_topic_configs(&name, configs, delete_configs)
+                .await?;
+            println!("altered topic {name}");
+            print_configs(&after);
         }
         TopicCommand::Delete { name } => {
             client.delete_topic(&name).await?;
@@ -130,4 +172,59 @@ pub async fn run(command: TopicCommand, bootstrap: &[String]) -> anyhow::Result<
         }
     }
     Ok(())
+}
+
+/// Parses `KEY=VALUE`.
+fn parse_config(text: &str) -> Result<(String, String), String> {
+    match text.split_once('=') {
+        Some((key, value)) if !key.trim().is_empty() => {
+            Ok((key.trim().to_owned(), value.trim().to_owned()))
+        }
+        _ => Err(format!("expected KEY=VALUE, got {text:?}")),
+    }
+}
+
+/// The configs as a map, refusing a key given twice (which one would win is not obvious).
+fn config_map(configs: Vec<(String, String)>) -> anyhow::Result<HashMap<String, String>> {
+    let mut map = HashMap::new();
+    for (key, value) in configs {
+        if map.insert(key.clone(), value).is_some() {
+            anyhow::bail!("--config {key} is given twice");
+        }
+    }
+    Ok(map)
+}
+
+fn source_name(config: &v1::TopicConfig) -> &'static str {
+    match v1::ConfigSource::try_from(config.source) {
+        Ok(v1::ConfigSource::Topic) => "topic",
+        Ok(v1::ConfigSource::ClusterDefault) => "cluster default",
+        Ok(v1::ConfigSource::Default) => "default",
+        _ => "unknown",
+    }
+}
+
+fn print_configs(configs: &[v1::TopicConfig]) {
+    println!("{:<24} {:<20} SOURCE", "CONFIG", "VALUE");
+    for config in configs {
+        println!(
+            "{:<24} {:<20} {}",
+            config.name,
+            config.value,
+            source_name(config)
+        );
+    }
+}
+
+fn configs_json(configs: &[v1::TopicConfig]) -> serde_json::Value {
+    configs
+        .iter()
+        .map(|c| {
+            (
+                c.name.clone(),
+                serde_json::json!({"value": c.value, "source": source_name(c)}),
+            )
+        })
+        .collect::<serde_json::Map<_, _>>()
+        .into()
 }

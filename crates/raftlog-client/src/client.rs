@@ -180,17 +180,31 @@ impl Client {
         .await
     }
 
-    /// Creates a topic.
+    /// Creates a topic with the cluster's default configs.
     pub async fn create_topic(
         &self,
         name: &str,
         partitions: u32,
         replicas: u32,
     ) -> Result<v1::TopicDescription, ClientError> {
+        self.create_topic_with_configs(name, partitions, replicas, HashMap::new())
+            .await
+    }
+
+    /// Creates a topic with `configs` set on it (keys and values as in
+    /// `v1::CreateTopicRequest::configs`, e.g. `retention.ms` → `86400000`).
+    pub async fn create_topic_with_configs(
+        &self,
+        name: &str,
+        partitions: u32,
+        replicas: u32,
+        configs: HashMap<String, String>,
+    ) -> Result<v1::TopicDescription, ClientError> {
         let request = v1::CreateTopicRequest {
             name: name.to_owned(),
             partitions,
             replicas,
+            configs,
         };
         let response = self.with_admin(AdminCall::Write, |mut c| {
             let request = request.clone();
@@ -200,6 +214,45 @@ impl Client {
             .await?
             .topic
             .ok_or_else(|| ClientError::InvalidArgument("server sent no topic".into()))
+    }
+
+    /// Every config key of a topic with its value in effect and where it comes from.
+    pub async fn describe_topic_configs(
+        &self,
+        name: &str,
+    ) -> Result<Vec<v1::TopicConfig>, ClientError> {
+        let request = v1::DescribeTopicConfigsRequest {
+            name: name.to_owned(),
+        };
+        Ok(self
+            .with_admin(AdminCall::Read, |mut c| {
+                let request = request.clone();
+                async move { c.describe_topic_configs(request).await }
+            })
+            .await?
+            .configs)
+    }
+
+    /// Sets `set` and removes `delete` from a topic's configs, all at once; returns every
+    /// config in effect after the change.
+    pub async fn alter_topic_configs(
+        &self,
+        name: &str,
+        set: HashMap<String, String>,
+        delete: Vec<String>,
+    ) -> Result<Vec<v1::TopicConfig>, ClientError> {
+        let request = v1::AlterTopicConfigsRequest {
+            name: name.to_owned(),
+            set,
+            delete,
+        };
+        Ok(self
+            .with_admin(AdminCall::Write, |mut c| {
+                let request = request.clone();
+                async move { c.alter_topic_configs(request).await }
+            })
+            .await?
+            .configs)
     }
 
     /// Deletes a topic.

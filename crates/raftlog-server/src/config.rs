@@ -1,6 +1,7 @@
 //! Cluster configuration: one TOML file that every node of a cluster reads; a node is told apart
 //! only by its id. Load order: file, then `RAFTLOG_*` environment overrides, then `validate()`.
 
+use std::collections::BTreeMap;
 use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::path::Path;
@@ -23,6 +24,7 @@ use raftlog_types::limits::SEGMENT_BYTES_MIN;
 use raftlog_types::limits::TIMESTAMP_AFTER_MAX_MS_DEFAULT;
 use raftlog_types::limits::TIMESTAMP_AFTER_MAX_MS_MAX;
 use raftlog_types::limits::TIMESTAMP_SKEW_MS_MIN;
+use raftlog_types::topic_config::validate_topic_config;
 use raftlog_types::NodeId;
 use serde::Deserialize;
 use serde::Serialize;
@@ -75,8 +77,32 @@ pub struct ClusterConfig {
     /// Log storage settings.
     #[serde(default)]
     pub storage: StorageSection,
+    /// `[topic_defaults]`: the cluster's default for each topic config key (the keys of
+    /// `raftlog_types::topic_config`, quoted: `"retention.ms" = 86400000`); a topic's own
+    /// value wins, a key set nowhere takes the built-in default.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub topic_defaults: BTreeMap<String, TopicConfigValue>,
     /// Every node of the cluster.
     pub nodes: Vec<NodeEntry>,
+}
+
+/// A topic config value in the config file: a number or a string (`cleanup.policy`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum TopicConfigValue {
+    /// `"retention.ms" = 86400000`
+    Integer(i64),
+    /// `"cleanup.policy" = "compact"`
+    Text(String),
+}
+
+impl TopicConfigValue {
+    fn text(&self) -> String {
+        match self {
+            TopicConfigValue::Integer(value) => value.to_string(),
+            TopicConfigValue::Text(value) => value.clone(),
+        }
+    }
 }
 
 /// `[limits]`: request handling.
@@ -228,8 +254,25 @@ impl ClusterConfig {
         Ok(())
     }
 
+    /// The cluster's topic config defaults, validated and canonical (`validate` has checked
+    /// them; one that is not valid is left out).
+    pub fn topic_default_configs(&self) -> BTreeMap<String, String> {
+        self.topic_defaults
+            .iter()
+            .filter_map(|(key, value)| {
+                validate_topic_config(key, &value.text())
+                    .ok()
+                    .map(|value| (key.clone(), value))
+            })
+            .collect()
+    }
+
     /// Checks every value; the error names the key, the allowed range and the value given.
     pub fn validate(&self) -> Result<(), ConfigError> {
+        for (key, value) in &self.topic_defaults {
+            validate_topic_config(key, &value.text())
+                .map_err(|e| invalid(format!("topic_defaults.\"{key}\""), e.to_string()))?;
+        }
         if self.cluster_id.is_empty() || self.cluster_id.len() > CLUSTER_ID_LEN_MAX {
             return Err(invalid(
                 "cluster_id",
@@ -387,6 +430,33 @@ peer_addr = "127.0.0.1:7101"
         config.validate().expect("valid");
         assert_eq!(config.raft.heartbeat_interval_ms, 250);
         assert_eq!(config.controller_voters(), vec![1]);
+    }
+
+    #[test]
+    fn topic_defaults_are_validated_and_canonical() {
+        let text = format!(
+            "{GOOD}\n[topic_defaults]\n\"retention.ms\" = 86400000\n\"cleanup.policy\" = \"delete,compact\"\n"
+        );
+        let config = ClusterConfig::parse(&text, Path::new("x.toml")).expect("parses");
+        config.validate().expect("valid");
+        let defaults = config.topic_default_configs();
+        assert_eq!(defaults["retention.ms"], "86400000");
+        assert_eq!(defaults["cleanup.policy"], "compact,delete");
+
+        let text = format!("{GOOD}\n[topic_defaults]\n\"retention.ms\" = -5\n");
+        let config = ClusterConfig::parse(&text, Path::new("x.toml")).expect("parses");
+        let err = config.validate().expect_err("out of range");
+        assert_eq!(
+            err.to_string(),
+            "config key `topic_defaults.\"retention.ms\"`: topic config `retention.ms` must be an integer in -1 ..= 9223372036854775807, got \"-5\""
+        );
+        let text = format!("{GOOD}\n[topic_defaults]\nretention = 5\n");
+        let config = ClusterConfig::parse(&text, Path::new("x.toml")).expect("parses");
+        assert!(config
+            .validate()
+            .expect_err("unknown key")
+            .to_string()
+            .contains("unknown topic config `retention`"));
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! The application data that travels through Raft, and what applying it returns.
 
+use std::collections::BTreeMap;
 use std::fmt;
 
 use serde::Deserialize;
@@ -113,6 +114,27 @@ pub enum ControllerCommand {
         /// The session timeout just granted, in milliseconds.
         session_timeout_ms: u32,
     },
+    /// `CreateTopic` with the topic's own configs; every topic created today is one of these,
+    /// and `CreateTopic` remains for entries already in logs.
+    CreateTopicWithConfigs {
+        /// Validated topic name.
+        name: String,
+        /// Replica node ids of each partition.
+        assignments: Vec<Vec<NodeId>>,
+        /// Creation time in milliseconds since the Unix epoch, stamped by the proposer.
+        created_at_ms: i64,
+        /// Validated, canonical configs (`crate::topic_config`) set on the topic.
+        configs: BTreeMap<String, String>,
+    },
+    /// Set and remove some of a topic's configs, all at once.
+    AlterTopicConfigs {
+        /// Name of the topic.
+        name: String,
+        /// Validated, canonical values to set.
+        set: BTreeMap<String, String>,
+        /// Keys to remove (back to the cluster's default); none is also in `set`.
+        delete: Vec<String>,
+    },
 }
 
 impl Command {
@@ -198,4 +220,6 @@ pub enum CommandResponse {
         /// Human-readable explanation.
         message: String,
     },
+    /// A topic's configs were changed.
+    TopicConfigsAltered,
 }

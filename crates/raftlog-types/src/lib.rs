@@ -10,6 +10,7 @@ pub mod node;
 pub mod record;
 pub mod shared_bytes;
 pub mod topic;
+pub mod topic_config;
 pub mod type_config;
 
 pub use command::BatchResult;

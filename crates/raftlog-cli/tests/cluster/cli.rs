@@ -242,3 +242,107 @@ impl Drop for StopClusterOnDrop {
         }
     }
 }
+
+/// `raftlog topic create --config`, `topic alter` and `topic describe` (text and JSON), and a
+/// bad config refused in one line with a non-zero exit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn topic_configs_are_set_altered_and_shown_by_the_cli() {
+    let cluster = crate::kit::start(3).await;
+    let bootstrap = cluster.addrs().join(",");
+    let raftlog = |args: &[&str]| {
+        let output = Command::new(RAFTLOG)
+            .arg("--bootstrap")
+            .arg(&bootstrap)
+            .args(args)
+            .output()
+            .expect("run raftlog");
+        (
+            output.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&output.stdout).into_owned(),
+            String::from_utf8_lossy(&output.stderr).trim().to_owned(),
+        )
+    };
+    let (code, _, stderr) = raftlog(&[
+        "topic",
+        "create",
+        "configured",
+        "--config",
+        "retention.ms=86400000",
+        "--config",
+        "cleanup.policy=compact",
+    ]);
+    assert_eq!(code, 0, "{stderr}");
+
+    let describe_json = || {
+        let (code, stdout, stderr) =
+            raftlog(&["topic", "describe", "configured", "--format", "json"]);
+        assert_eq!(code, 0, "{stderr}");
+        serde_json::from_str::<serde_json::Value>(&stdout).expect("one JSON object")
+    };
+    let described = describe_json();
+    let configs = &described["configs"];
+    assert_eq!(configs["retention.ms"]["value"], "86400000");
+    assert_eq!(configs["retention.ms"]["source"], "topic");
+    assert_eq!(configs["cleanup.policy"]["value"], "compact");
+    assert_eq!(configs["retention.bytes"]["source"], "default");
+
+    let (code, stdout, stderr) = raftlog(&[
+        "topic",
+        "alter",
+        "configured",
+        "--config",
+        "retention.bytes=1048576",
+        "--delete-config",
+        "cleanup.policy",
+    ]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        stdout.lines().any(|l| l
+            .split_whitespace()
+            .eq(["retention.bytes", "1048576", "topic"])),
+        "{stdout}"
+    );
+    let configs = describe_json()["configs"].clone();
+    assert_eq!(configs["retention.bytes"]["value"], "1048576");
+    assert_eq!(configs["cleanup.policy"]["value"], "delete");
+    assert_eq!(configs["cleanup.policy"]["source"], "default");
+    let (code, stdout, _) = raftlog(&["topic", "describe", "configured"]);
+    assert_eq!(code, 0);
+    assert!(
+        stdout.lines().any(|l| l
+            .split_whitespace()
+            .eq(["retention.ms", "86400000", "topic"])),
+        "{stdout}"
+    );
+
+    // Bad input: a non-zero exit and one `error:` line naming the problem (clap adds a
+    // `--help` hint under its own), nothing changed.
+    for args in [
+        vec![
+            "topic",
+            "alter",
+            "configured",
+            "--config",
+            "retention.ms=-7",
+        ],
+        vec![
+            "topic",
+            "alter",
+            "configured",
+            "--config",
+            "retention.days=1",
+        ],
+        vec!["topic", "alter", "configured", "--config", "retention.ms"],
+        vec!["topic", "alter", "configured"],
+    ] {
+        let (code, _, stderr) = raftlog(&args);
+        assert_ne!(code, 0, "{args:?} succeeded");
+        let errors: Vec<&str> = stderr
+            .lines()
+            .filter(|l| l.starts_with("error: "))
+            .collect();
+        assert_eq!(errors.len(), 1, "{args:?}: {stderr}");
+        assert!(stderr.starts_with("error: "), "{args:?}: {stderr}");
+    }
+    assert_eq!(describe_json()["configs"], configs);
+}

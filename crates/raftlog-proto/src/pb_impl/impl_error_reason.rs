@@ -49,6 +49,7 @@ impl ErrorReason {
             | ErrorReason::GroupActive
             | ErrorReason::ClusterMismatch
             | ErrorReason::InvalidTimestamp
+            | ErrorReason::InvalidConfig
             | ErrorReason::PartitionNotOwned => RetryClass::NotRetryable,
         }
     }

@@ -1,6 +1,8 @@
-//! `raftlog.v1.Admin`: topics and cluster description. Metadata changes go through the
-//! controller group; a node that is not the controller leader forwards the call to it (once).
+//! `raftlog.v1.Admin`: topics, their configs, and the cluster description. Metadata changes go
+//! through the controller group; a node that is not the controller leader forwards the call to
+//! it (once).
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -11,6 +13,9 @@ use raftlog_proto::v1::admin_server::Admin;
 use raftlog_proto::v1::ErrorReason;
 use raftlog_types::limits::TOPIC_PARTITIONS_MAX;
 use raftlog_types::topic::validate_topic_name;
+use raftlog_types::topic_config::validate_topic_config_key;
+use raftlog_types::topic_config::validate_topic_configs;
+use raftlog_types::topic_config::TopicConfigError;
 use raftlog_types::CommandResponse;
 use raftlog_types::ControllerCommand;
 use raftlog_types::NodeId;
@@ -145,15 +150,17 @@ impl AdminService {
             }
             .into());
         }
+        let configs = validate_configs(&request.configs)?;
         let offset = request.name.bytes().fold(0usize, |h, b| {
             h.wrapping_mul(31).wrapping_add(usize::from(b))
         });
-        let command = ControllerCommand::CreateTopic {
+        let command = ControllerCommand::CreateTopicWithConfigs {
             name: request.name.clone(),
             assignments: assign_replicas(&nodes, request.partitions, request.replicas, offset),
             created_at_ms: std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(0, |d| d.as_millis() as i64),
+            configs,
         };
         match self.context.propose_controller(command).await? {
             ControllerOutcome::Applied(CommandResponse::TopicCreated { .. }) => {
@@ -229,6 +236,89 @@ impl AdminService {
     }
 }
 
+impl AdminService {
+    async fn alter_topic_configs(
+        &self,
+        request: v1::AlterTopicConfigsRequest,
+        forwarded: bool,
+    ) -> Result<v1::AlterTopicConfigsResponse, Status> {
+        let set = validate_configs(&request.set)?;
+        for (i, key) in request.delete.iter().enumerate() {
+            validate_topic_config_key(key)
+                .map_err(|e| config_error(&format!("delete[{i}]"), &e))?;
+            if set.contains_key(key) {
+                return Err(ServerError::InvalidArgument {
+                    reason: ErrorReason::InvalidConfig,
+                    field: format!("delete[{i}]"),
+                    message: format!("`{key}` is both set and deleted"),
+                }
+                .into());
+            }
+        }
+        let command = ControllerCommand::AlterTopicConfigs {
+            name: request.name.clone(),
+            set,
+            delete: request.delete.clone(),
+        };
+        match self.context.propose_controller(command).await? {
+            ControllerOutcome::Applied(CommandResponse::TopicConfigsAltered) => {
+                let _ = self.context.controller.trigger().heartbeat().await;
+                let topic = self
+                    .context
+                    .controller_state
+                    .borrow()
+                    .topics
+                    .get(&request.name)
+                    .cloned();
+                let Some(topic) = topic else {
+                    return Err(ServerError::TopicNotFound {
+                        topic: request.name,
+                    }
+                    .into());
+                };
+                Ok(v1::AlterTopicConfigsResponse {
+                    configs: crate::api::topic_configs(&self.context, &topic),
+                })
+            }
+            ControllerOutcome::Applied(CommandResponse::Rejected { .. }) => {
+                Err(ServerError::TopicNotFound {
+                    topic: request.name,
+                }
+                .into())
+            }
+            ControllerOutcome::Applied(other) => Err(ServerError::Internal {
+                message: format!("unexpected controller result {other:?}"),
+            }
+            .into()),
+            ControllerOutcome::Forward(leader) => {
+                self.forward(leader, forwarded, request, |mut c, r| async move {
+                    c.alter_topic_configs(r).await
+                })
+                .await
+            }
+        }
+    }
+}
+
+/// Validates a request's configs (keys in order, so the first bad one is named) into their
+/// canonical values.
+fn validate_configs(
+    configs: &std::collections::HashMap<String, String>,
+) -> Result<BTreeMap<String, String>, ServerError> {
+    let mut sorted: Vec<(&String, &String)> = configs.iter().collect();
+    sorted.sort();
+    validate_topic_configs(sorted.into_iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .map_err(|e| config_error(&format!("configs[{}]", e.key()), &e))
+}
+
+fn config_error(field: &str, error: &TopicConfigError) -> ServerError {
+    ServerError::InvalidArgument {
+        reason: ErrorReason::InvalidConfig,
+        field: field.to_owned(),
+        message: error.to_string(),
+    }
+}
+
 fn is_forwarded<T>(request: &Request<T>) -> bool {
     request.metadata().contains_key(FORWARDED_HEADER)
 }
@@ -298,6 +388,43 @@ impl Admin for AdminService {
         Ok(Response::new(v1::DescribeTopicResponse {
             topic: Some(crate::api::describe_topic(&self.context, &topic).await),
         }))
+    }
+
+    #[tracing::instrument(skip_all, fields(topic = %request.get_ref().name, node = self.context.node_id))]
+    async fn describe_topic_configs(
+        &self,
+        request: Request<v1::DescribeTopicConfigsRequest>,
+    ) -> Result<Response<v1::DescribeTopicConfigsResponse>, Status> {
+        let name = request.into_inner().name;
+        crate::api::wait_for_topic(&self.context, &name).await;
+        let topic = self
+            .context
+            .controller_state
+            .borrow()
+            .topics
+            .get(&name)
+            .cloned();
+        let Some(topic) = topic else {
+            return Err(ServerError::TopicNotFound { topic: name }.into());
+        };
+        Ok(Response::new(v1::DescribeTopicConfigsResponse {
+            configs: crate::api::topic_configs(&self.context, &topic),
+        }))
+    }
+
+    #[tracing::instrument(skip_all, fields(topic = %request.get_ref().name, node = self.context.node_id))]
+    async fn alter_topic_configs(
+        &self,
+        request: Request<v1::AlterTopicConfigsRequest>,
+    ) -> Result<Response<v1::AlterTopicConfigsResponse>, Status> {
+        let forwarded = is_forwarded(&request);
+        let name = request.get_ref().name.clone();
+        if !crate::api::wait_for_topic(&self.context, &name).await {
+            return Err(ServerError::TopicNotFound { topic: name }.into());
+        }
+        AdminService::alter_topic_configs(self, request.into_inner(), forwarded)
+            .await
+            .map(Response::new)
     }
 
     async fn describe_cluster(

@@ -18,6 +18,11 @@ use std::time::Duration;
 use raftlog_proto::internal::GroupStatus;
 use raftlog_proto::internal::GroupStatusRequest;
 use raftlog_proto::v1;
+use raftlog_types::limits::RECORD_BYTES_MAX;
+use raftlog_types::topic_config::effective_configs;
+use raftlog_types::topic_config::effective_integer;
+use raftlog_types::topic_config::ConfigSource;
+use raftlog_types::topic_config::MAX_MESSAGE_BYTES;
 use raftlog_types::NodeId;
 use tonic::Request;
 
@@ -33,6 +38,8 @@ pub struct ResolvedPartition {
     pub what: String,
     /// Its placement.
     pub meta: PartitionMeta,
+    /// The largest record the topic accepts (`max.message.bytes`).
+    pub max_record_bytes: u64,
 }
 
 /// Looks `topic`/`partition` up in the metadata applied on this node. A node that is not the
@@ -112,6 +119,28 @@ fn resolve_now(
     Ok(ResolvedPartition {
         what,
         meta: partition_meta.clone(),
+        max_record_bytes: max_record_bytes(context, meta),
+    })
+}
+
+/// `max.message.bytes` in effect for `topic` (on every produce: the cluster's defaults are
+/// only resolved when the topic does not set it and the config file has some).
+fn max_record_bytes(context: &NodeContext, topic: &TopicMeta) -> u64 {
+    let set = topic
+        .configs
+        .get(MAX_MESSAGE_BYTES)
+        .and_then(|v| v.parse().ok());
+    let value = match set {
+        Some(value) => Some(value),
+        None if context.config.topic_defaults.is_empty() => None,
+        None => effective_integer(
+            MAX_MESSAGE_BYTES,
+            &topic.configs,
+            &context.config.topic_default_configs(),
+        ),
+    };
+    value.map_or(RECORD_BYTES_MAX, |v: i64| {
+        u64::try_from(v).map_or(RECORD_BYTES_MAX, |v| v.min(RECORD_BYTES_MAX))
     })
 }
 
@@ -230,7 +259,26 @@ pub async fn describe_topic(context: &NodeContext, topic: &TopicMeta) -> v1::Top
         name: topic.name.clone(),
         replicas: topic.replicas,
         partitions,
+        configs: topic_configs(context, topic),
     }
+}
+
+/// Every config key of `topic` with its value in effect and where that comes from.
+pub fn topic_configs(context: &NodeContext, topic: &TopicMeta) -> Vec<v1::TopicConfig> {
+    let cluster = context.config.topic_default_configs();
+    effective_configs(&topic.configs, &cluster)
+        .into_iter()
+        .map(|entry| v1::TopicConfig {
+            name: entry.name.to_owned(),
+            value: entry.value,
+            source: match entry.source {
+                ConfigSource::Topic => v1::ConfigSource::Topic,
+                ConfigSource::ClusterDefault => v1::ConfigSource::ClusterDefault,
+                ConfigSource::Default => v1::ConfigSource::Default,
+            }
+            .into(),
+        })
+        .collect()
 }
 
 #[cfg(test)]

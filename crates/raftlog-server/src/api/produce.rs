@@ -54,11 +54,17 @@ impl ProduceService {
         for (i, record) in request.records.into_iter().enumerate() {
             let mut record = Record::from(record);
             let size = record.payload_bytes();
-            if size > RECORD_BYTES_MAX {
+            if size > resolved.max_record_bytes {
+                let limit = resolved.max_record_bytes;
+                let what = if limit < RECORD_BYTES_MAX {
+                    "the topic's max.message.bytes"
+                } else {
+                    "the limit"
+                };
                 return Err(ServerError::InvalidArgument {
                     reason: ErrorReason::RecordTooLarge,
                     field: format!("records[{i}]"),
-                    message: format!("record is {size} bytes, the limit is {RECORD_BYTES_MAX}"),
+                    message: format!("record is {size} bytes, {what} is {limit}"),
                 });
             }
             // 0 (unset): the leader assigns its time, as ever.

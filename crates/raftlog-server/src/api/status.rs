@@ -219,6 +219,7 @@ mod tests {
             invalid(ErrorReason::NotEnoughNodes),
             invalid(ErrorReason::RecordTooLarge),
             invalid(ErrorReason::BatchTooLarge),
+            invalid(ErrorReason::InvalidConfig),
             ServerError::InvalidTimestamp {
                 field: "records[0].timestamp_ms".into(),
                 message: "too far ahead".into(),

@@ -641,6 +641,7 @@ mod tests {
                     .collect(),
                 replicas: 1,
                 created_at_ms: 0,
+                configs: Default::default(),
             },
         );
         let join = |id: Option<&str>| Join {
@@ -698,6 +699,7 @@ mod tests {
                     .collect(),
                 replicas: 1,
                 created_at_ms: 0,
+                configs: Default::default(),
             },
         );
         metadata

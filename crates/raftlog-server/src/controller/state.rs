@@ -32,6 +32,10 @@ pub struct TopicMeta {
     pub replicas: u32,
     /// Creation time, milliseconds since the Unix epoch.
     pub created_at_ms: i64,
+    /// Configs set on the topic (validated, canonical); unset keys take the cluster's
+    /// defaults (`raftlog_types::topic_config`).
+    #[serde(default)]
+    pub configs: BTreeMap<String, String>,
 }
 
 /// The cluster metadata.
@@ -60,34 +64,25 @@ impl ControllerState {
                 name,
                 assignments,
                 created_at_ms,
-            } => {
-                if self.topics.contains_key(&name) {
+            } => self.create_topic(name, assignments, created_at_ms, BTreeMap::new()),
+            ControllerCommand::CreateTopicWithConfigs {
+                name,
+                assignments,
+                created_at_ms,
+                configs,
+            } => self.create_topic(name, assignments, created_at_ms, configs),
+            ControllerCommand::AlterTopicConfigs { name, set, delete } => {
+                let Some(topic) = self.topics.get_mut(&name) else {
                     return CommandResponse::Rejected {
-                        reason: ErrorReason::TopicExists.as_str_name().into(),
-                        message: format!("topic {name:?} already exists"),
+                        reason: ErrorReason::TopicNotFound.as_str_name().into(),
+                        message: format!("topic {name:?} does not exist"),
                     };
+                };
+                for key in delete {
+                    topic.configs.remove(&key);
                 }
-                let first_group_id = self.next_group_id.max(1);
-                let replicas = assignments.first().map_or(0, |r| r.len() as u32);
-                let partitions = assignments
-                    .into_iter()
-                    .enumerate()
-                    .map(|(i, replicas)| PartitionMeta {
-                        group_id: GroupId(first_group_id + i as u64),
-                        replicas,
-                    })
-                    .collect::<Vec<_>>();
-                self.next_group_id = first_group_id + partitions.len() as u64;
-                self.topics.insert(
-                    name.clone(),
-                    TopicMeta {
-                        name,
-                        partitions,
-                        replicas,
-                        created_at_ms,
-                    },
-                );
-                CommandResponse::TopicCreated { first_group_id }
+                topic.configs.extend(set);
+                CommandResponse::TopicConfigsAltered
             }
             ControllerCommand::AllocateProducerId => {
                 self.last_producer_id += 1;
@@ -126,6 +121,44 @@ impl ControllerState {
             },
         }
     }
+
+    /// Adds topic `name` with partition `i` on `assignments[i]`, unless it exists.
+    fn create_topic(
+        &mut self,
+        name: String,
+        assignments: Vec<Vec<NodeId>>,
+        created_at_ms: i64,
+        configs: BTreeMap<String, String>,
+    ) -> CommandResponse {
+        if self.topics.contains_key(&name) {
+            return CommandResponse::Rejected {
+                reason: ErrorReason::TopicExists.as_str_name().into(),
+                message: format!("topic {name:?} already exists"),
+            };
+        }
+        let first_group_id = self.next_group_id.max(1);
+        let replicas = assignments.first().map_or(0, |r| r.len() as u32);
+        let partitions = assignments
+            .into_iter()
+            .enumerate()
+            .map(|(i, replicas)| PartitionMeta {
+                group_id: GroupId(first_group_id + i as u64),
+                replicas,
+            })
+            .collect::<Vec<_>>();
+        self.next_group_id = first_group_id + partitions.len() as u64;
+        self.topics.insert(
+            name.clone(),
+            TopicMeta {
+                name,
+                partitions,
+                replicas,
+                created_at_ms,
+                configs,
+            },
+        );
+        CommandResponse::TopicCreated { first_group_id }
+    }
 }
 
 #[cfg(test)]
@@ -156,5 +189,42 @@ mod tests {
             state.apply(create("a")),
             CommandResponse::TopicCreated { first_group_id: 3 }
         );
+    }
+
+    #[test]
+    fn configs_are_set_at_creation_and_altered_all_at_once() {
+        let mut state = ControllerState::default();
+        let configs = |pairs: &[(&str, &str)]| -> BTreeMap<String, String> {
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect()
+        };
+        state.apply(ControllerCommand::CreateTopicWithConfigs {
+            name: "t".into(),
+            assignments: vec![vec![1]],
+            created_at_ms: 0,
+            configs: configs(&[("retention.ms", "1000"), ("cleanup.policy", "compact")]),
+        });
+        assert_eq!(
+            state.apply(ControllerCommand::AlterTopicConfigs {
+                name: "t".into(),
+                set: configs(&[("retention.bytes", "4096"), ("retention.ms", "2000")]),
+                delete: vec!["cleanup.policy".into()],
+            }),
+            CommandResponse::TopicConfigsAltered
+        );
+        assert_eq!(
+            state.topics["t"].configs,
+            configs(&[("retention.bytes", "4096"), ("retention.ms", "2000")])
+        );
+        assert!(matches!(
+            state.apply(ControllerCommand::AlterTopicConfigs {
+                name: "missing".into(),
+                set: BTreeMap::new(),
+                delete: Vec::new(),
+            }),
+            CommandResponse::Rejected { .. }
+        ));
     }
 }

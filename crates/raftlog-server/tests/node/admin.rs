@@ -40,6 +40,7 @@ async fn topics_are_created_described_and_deleted() {
             name: "orders".into(),
             partitions: 3,
             replicas: 2,
+            configs: Default::default(),
         })
         .await
         .expect("create")

@@ -28,6 +28,7 @@ fn create(name: &str, partitions: u32, replicas: u32) -> v1::CreateTopicRequest 
         name: name.into(),
         partitions,
         replicas,
+        configs: Default::default(),
     }
 }
 

@@ -50,6 +50,7 @@ pub async fn create_topic(
             name: topic.into(),
             partitions,
             replicas,
+            configs: Default::default(),
         })
         .await
         .expect("create topic");

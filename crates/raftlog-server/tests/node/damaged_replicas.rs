@@ -255,6 +255,7 @@ async fn a_lost_controller_replica_stops_its_node_and_is_not_recreated() {
                     name: "after".into(),
                     partitions: 1,
                     replicas: 3,
+                    configs: Default::default(),
                 })
                 .await;
             match created {

@@ -17,3 +17,4 @@ mod fetch;
 mod produce;
 mod shutdown;
 mod timestamps;
+mod topic_configs;
