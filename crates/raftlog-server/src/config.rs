@@ -11,6 +11,7 @@ use raftlog_raft::RaftTiming;
 use raftlog_storage::LogConfig;
 use raftlog_types::limits::CLUSTER_ID_LEN_MAX;
 use raftlog_types::limits::CLUSTER_NODES_MAX;
+use raftlog_types::limits::MIN_FREE_BYTES_DEFAULT;
 use raftlog_types::limits::RAFT_ELECTION_TIMEOUT_MAX_MS_MAX;
 use raftlog_types::limits::RAFT_ELECTION_TIMEOUT_MIN_MS_MAX;
 use raftlog_types::limits::RAFT_HEARTBEAT_INTERVAL_MS_MAX;
@@ -145,6 +146,9 @@ pub struct StorageSection {
     /// fresh memory taken. Unset (the default), the kernel alone decides, as for Kafka.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub page_cache_bytes: Option<u64>,
+    /// Free bytes the node keeps on its data dir's file system: below this, produces are
+    /// refused with DISK_FULL (retryable) until space is freed; 0 turns the check off.
+    pub min_free_bytes: u64,
 }
 
 impl Default for StorageSection {
@@ -152,6 +156,7 @@ impl Default for StorageSection {
         StorageSection {
             segment_bytes: SEGMENT_BYTES_DEFAULT,
             page_cache_bytes: None,
+            min_free_bytes: MIN_FREE_BYTES_DEFAULT,
         }
     }
 }
@@ -217,7 +222,7 @@ impl ClusterConfig {
 
     /// Applies `RAFTLOG_DATA_DIR`, `RAFTLOG_CLUSTER_ID`, `RAFTLOG_REQUEST_TIMEOUT_MS`,
     /// `RAFTLOG_HEARTBEAT_INTERVAL_MS`, `RAFTLOG_ELECTION_TIMEOUT_MIN_MS`, `RAFTLOG_ELECTION_TIMEOUT_MAX_MS`,
-    /// `RAFTLOG_PAGE_CACHE_BYTES`.
+    /// `RAFTLOG_PAGE_CACHE_BYTES`, `RAFTLOG_MIN_FREE_BYTES`.
     pub fn apply_env_overrides(
         &mut self,
         env: impl Fn(&str) -> Option<String>,
@@ -250,6 +255,9 @@ impl ClusterConfig {
         }
         if let Some(v) = number("RAFTLOG_PAGE_CACHE_BYTES")? {
             self.storage.page_cache_bytes = Some(v);
+        }
+        if let Some(v) = number("RAFTLOG_MIN_FREE_BYTES")? {
+            self.storage.min_free_bytes = v;
         }
         Ok(())
     }

@@ -9,6 +9,7 @@ use std::time::Duration;
 use parking_lot::RwLock;
 use raftlog_raft::RaftGroup;
 use raftlog_raft::RaftHost;
+use raftlog_storage::DiskSpace;
 use raftlog_storage::NodeStorage;
 use raftlog_types::ControllerCommand;
 use raftlog_types::GroupId;
@@ -40,6 +41,8 @@ pub(crate) struct NodeContext {
     pub node_id: NodeId,
     /// The node's storage.
     pub storage: NodeStorage,
+    /// The free space of the node's data dir: produces are refused below its minimum.
+    pub disk_space: DiskSpace,
     /// The Raft groups running here.
     pub host: Arc<RaftHost>,
     /// The controller group.

@@ -140,6 +140,14 @@ pub enum ServerError {
         /// The partition.
         what: String,
     },
+    /// The leader's data dir is below its minimum free space; nothing was written.
+    #[error("{what}: {low}")]
+    DiskFull {
+        /// `topic/partition`.
+        what: String,
+        /// The reading and the minimum.
+        low: raftlog_storage::LowDiskSpace,
+    },
     /// The node is starting or stopping (and refused the request on arrival).
     #[error("node is {state}")]
     NotReady {

@@ -9,6 +9,7 @@
 //!
 //! Each module states the durability of its write paths next to them.
 
+pub mod disk_space;
 pub mod durability;
 pub mod error;
 pub mod frame;
@@ -24,6 +25,8 @@ pub mod segment;
 pub mod state_machine;
 pub mod state_store;
 
+pub use disk_space::DiskSpace;
+pub use disk_space::LowDiskSpace;
 pub use durability::Durability;
 pub use error::StorageError;
 pub use fsutil::preallocate;

@@ -169,3 +169,11 @@ const _: () = assert!(
         < GRPC_MESSAGE_BYTES_MAX,
     "AppendEntries could exceed the gRPC message limit"
 );
+
+/// Free bytes a node keeps on its data dir's file system by default (`storage.min_free_bytes`):
+/// below it, produces are refused with DISK_FULL rather than let the disk fill, where a failed
+/// write stops the node.
+pub const MIN_FREE_BYTES_DEFAULT: u64 = 256 * 1024 * 1024;
+
+/// How long a node trusts one reading of its data dir's free space before it asks again.
+pub const DISK_SPACE_CHECK_INTERVAL_MS: u64 = 100;

@@ -26,7 +26,8 @@ impl ErrorReason {
             | ErrorReason::NoQuorum
             | ErrorReason::Overloaded
             | ErrorReason::NotReady
-            | ErrorReason::OffsetNotAvailable => RetryClass::Retryable,
+            | ErrorReason::OffsetNotAvailable
+            | ErrorReason::DiskFull => RetryClass::Retryable,
             ErrorReason::Timeout | ErrorReason::Interrupted => RetryClass::OutcomeUnknown,
             ErrorReason::Unspecified
             | ErrorReason::Internal

@@ -48,6 +48,13 @@ impl ProduceService {
                 "at least one record is required",
             ));
         }
+        self.context
+            .disk_space
+            .check()
+            .map_err(|low| ServerError::DiskFull {
+                what: resolved.what.clone(),
+                low,
+            })?;
         let now_ms = wall_clock_ms();
         let mut total_bytes = 0usize;
         let mut records = Vec::with_capacity(request.records.len());

@@ -43,6 +43,7 @@ impl ServerError {
             ServerError::NotAReplica { .. } => ErrorReason::NotAReplica,
             ServerError::Overloaded { .. } => ErrorReason::Overloaded,
             ServerError::NotReady { .. } => ErrorReason::NotReady,
+            ServerError::DiskFull { .. } => ErrorReason::DiskFull,
             ServerError::Precondition { reason, .. } => *reason,
             ServerError::GroupNotFound { .. } => ErrorReason::GroupNotFound,
             ServerError::Internal { .. } => ErrorReason::Internal,
@@ -113,6 +114,11 @@ impl ServerError {
                 Code::FailedPrecondition
             }
             ServerError::Overloaded { .. } => Code::ResourceExhausted,
+            ServerError::DiskFull { low, .. } => {
+                metadata.insert("free_bytes".to_owned(), low.free_bytes.to_string());
+                metadata.insert("min_free_bytes".to_owned(), low.min_free_bytes.to_string());
+                Code::ResourceExhausted
+            }
             ServerError::Precondition { .. } => Code::FailedPrecondition,
             ServerError::Internal { .. } => Code::Internal,
         };
@@ -130,6 +136,8 @@ impl ServerError {
                 leader_id: None, ..
             } => 200,
             ServerError::Overloaded { .. } => 50,
+            // Space comes back when an operator or retention frees it: not in milliseconds.
+            ServerError::DiskFull { .. } => 1_000,
             ServerError::OffsetNotAvailable { .. } => 100,
             ServerError::NoQuorum { .. } | ServerError::NotReady { .. } => 500,
             // Not retryable: no RetryInfo is sent (a new retryable error waits this long).
@@ -270,6 +278,13 @@ mod tests {
             ServerError::GroupNotFound {
                 group: "billing".into(),
             },
+            ServerError::DiskFull {
+                what: what(),
+                low: raftlog_storage::LowDiskSpace {
+                    free_bytes: 1 << 20,
+                    min_free_bytes: 1 << 28,
+                },
+            },
             ServerError::internal(&std::io::Error::other("disk on fire")),
         ]
     }
@@ -297,9 +312,10 @@ mod tests {
             ServerError::Internal { .. } => 15,
             ServerError::Interrupted { .. } => 16,
             ServerError::InvalidTimestamp { .. } => 17,
+            ServerError::DiskFull { .. } => 18,
         }
     }
-    const VARIANTS: usize = 18;
+    const VARIANTS: usize = 19;
 
     #[test]
     fn every_error_names_a_reason_of_the_proto_and_says_whether_to_retry_as_it_classifies() {

@@ -32,6 +32,7 @@ use raftlog_raft::PeerPool;
 use raftlog_raft::RaftGroup;
 use raftlog_raft::RaftHost;
 use raftlog_raft::TransportService;
+use raftlog_storage::DiskSpace;
 use raftlog_storage::NodeStorage;
 use raftlog_types::limits::GRPC_MESSAGE_BYTES_MAX;
 use raftlog_types::limits::HTTP2_FRAME_BYTES_MAX;
@@ -149,6 +150,7 @@ impl Node {
             config: self.config.clone(),
             node_id: self.id(),
             storage,
+            disk_space: DiskSpace::new(&data_dir, self.config.storage.min_free_bytes),
             host: Arc::clone(&self.host),
             controller,
             controller_state,

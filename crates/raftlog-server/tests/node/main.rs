@@ -12,6 +12,7 @@ mod bad_input;
 mod common;
 mod consumer_groups;
 mod damaged_replicas;
+mod disk_full;
 mod elections;
 mod fetch;
 mod produce;
