@@ -25,7 +25,9 @@ use raftlog_types::limits::SEGMENT_BYTES_MIN;
 use raftlog_types::limits::TIMESTAMP_AFTER_MAX_MS_DEFAULT;
 use raftlog_types::limits::TIMESTAMP_AFTER_MAX_MS_MAX;
 use raftlog_types::limits::TIMESTAMP_SKEW_MS_MIN;
+use raftlog_types::topic_config::effective_integer;
 use raftlog_types::topic_config::validate_topic_config;
+use raftlog_types::topic_config::SEGMENT_BYTES;
 use raftlog_types::NodeId;
 use serde::Deserialize;
 use serde::Serialize;
@@ -263,16 +265,29 @@ impl ClusterConfig {
     }
 
     /// The cluster's topic config defaults, validated and canonical (`validate` has checked
-    /// them; one that is not valid is left out).
+    /// them; one that is not valid is left out). Without a `segment.bytes` there, the
+    /// cluster's `storage.segment_bytes` is its default.
     pub fn topic_default_configs(&self) -> BTreeMap<String, String> {
-        self.topic_defaults
+        let mut defaults: BTreeMap<String, String> = self
+            .topic_defaults
             .iter()
             .filter_map(|(key, value)| {
                 validate_topic_config(key, &value.text())
                     .ok()
                     .map(|value| (key.clone(), value))
             })
-            .collect()
+            .collect();
+        if self.storage.segment_bytes != SEGMENT_BYTES_DEFAULT {
+            defaults
+                .entry(SEGMENT_BYTES.to_owned())
+                .or_insert_with(|| self.storage.segment_bytes.to_string());
+        }
+        defaults
+    }
+
+    /// The integer topic config `key` in effect for a topic whose own configs are `topic`.
+    pub fn topic_integer(&self, topic: &BTreeMap<String, String>, key: &str) -> Option<i64> {
+        effective_integer(key, topic, &self.topic_default_configs())
     }
 
     /// Checks every value; the error names the key, the allowed range and the value given.

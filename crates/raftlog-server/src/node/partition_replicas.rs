@@ -18,6 +18,7 @@ use openraft::error::InitializeError;
 use openraft::error::RaftError;
 use raftlog_storage::StorageError;
 use raftlog_types::limits::PRODUCE_QUEUE_MAX;
+use raftlog_types::topic_config::SEGMENT_BYTES;
 use raftlog_types::GroupId;
 use raftlog_types::NodeId;
 use raftlog_types::NodeInfo;
@@ -67,6 +68,17 @@ async fn reconcile(context: &Arc<NodeContext>, state: &ControllerState) {
                     partition.group_id,
                     (topic.name.clone(), index as u32, partition.clone()),
                 );
+            }
+        }
+    }
+    // Topic configs the running replicas follow as they change.
+    for topic in state.topics.values() {
+        let Some(bytes) = context.config.topic_integer(&topic.configs, SEGMENT_BYTES) else {
+            continue;
+        };
+        for partition in &topic.partitions {
+            if let Some(running) = context.partitions.read().get(&partition.group_id) {
+                running.log.set_segment_bytes(bytes.max(0) as u64);
             }
         }
     }
@@ -132,6 +144,16 @@ async fn start_partition(
             StartFailure::Other(format!("{error:#}"))
         }
     })?;
+    let topic_configs = context
+        .controller_state
+        .borrow()
+        .topics
+        .get(topic)
+        .map(|t| t.configs.clone())
+        .unwrap_or_default();
+    if let Some(bytes) = context.config.topic_integer(&topic_configs, SEGMENT_BYTES) {
+        log.set_segment_bytes(bytes.max(0) as u64);
+    }
     let view = state_machine.view();
     let other = |error: &dyn std::fmt::Display| StartFailure::Other(error.to_string());
     let raft = context

@@ -295,3 +295,107 @@ async fn bad_configs_are_refused_precisely_and_change_nothing() {
         "a refused alter changed the configs"
     );
 }
+
+/// Segment files of node `id`'s replica of `group`.
+fn segment_count(cluster: &InProcessCluster, id: u64, group: u64) -> usize {
+    let dir = cluster
+        .data_dir(id)
+        .join("groups")
+        .join(group.to_string())
+        .join("log");
+    std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .filter(|entry| {
+            entry
+                .as_ref()
+                .is_ok_and(|e| e.path().extension().is_some_and(|x| x == "seg"))
+        })
+        .count()
+}
+
+async fn produce_kib(cluster: &InProcessCluster, topic: &str, kib: usize) {
+    for _ in 0..kib / 16 {
+        produce_to_leader(
+            cluster,
+            v1::ProduceRequest {
+                topic: topic.into(),
+                partition: 0,
+                records: vec![record(&[3; 16 * 1024])],
+                ..Default::default()
+            },
+            Duration::from_secs(10),
+        )
+        .await;
+    }
+}
+
+/// Waits until every replica of `group` holds at least `count` segments.
+async fn wait_for_segments(cluster: &InProcessCluster, group: u64, at_least: usize) -> Vec<usize> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let counts: Vec<usize> = (1..=3)
+            .map(|id| segment_count(cluster, id, group))
+            .collect();
+        if counts.iter().all(|c| *c >= at_least) {
+            return counts;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "segments per replica: {counts:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn segment_bytes_is_where_every_replica_seals_its_segments_and_alter_changes_it() {
+    let cluster = InProcessCluster::start_nodes(3).await;
+    let created = clients(&cluster, 1)
+        .admin
+        .create_topic(v1::CreateTopicRequest {
+            name: "segmented".into(),
+            partitions: 1,
+            replicas: 3,
+            configs: configs(&[("segment.bytes", "65536")]),
+        })
+        .await
+        .expect("create")
+        .into_inner()
+        .topic
+        .expect("a topic");
+    let group = created.partitions[0].group_id;
+    cluster.wait_for_leaders("segmented").await;
+    // 384 KiB in 64 KiB segments: at least 5 sealed and one being written, on every replica.
+    produce_kib(&cluster, "segmented", 384).await;
+    let small = wait_for_segments(&cluster, group, 6).await;
+
+    clients(&cluster, 1)
+        .admin
+        .alter_topic_configs(v1::AlterTopicConfigsRequest {
+            name: "segmented".into(),
+            set: configs(&[("segment.bytes", "1048576")]),
+            delete: Vec::new(),
+        })
+        .await
+        .expect("alter");
+    for id in 1..=3 {
+        assert_node_sees(
+            &cluster,
+            id,
+            "segmented",
+            &[("segment.bytes", topic("1048576"))],
+        )
+        .await;
+    }
+    // Another 384 KiB fits in the active segment and at most one more of 1 MiB.
+    produce_kib(&cluster, "segmented", 384).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    for (i, before) in small.iter().enumerate() {
+        let after = segment_count(&cluster, i as u64 + 1, group);
+        assert!(
+            after <= before + 1,
+            "node {}: {before} segments before the alter, {after} after 384 KiB more",
+            i + 1
+        );
+    }
+}

@@ -97,7 +97,7 @@ impl SegmentLog {
                 Some(active) => {
                     let used = active.write_pos + frame_start as u64;
                     let has_entries = active.entry_count() > 0 || frame_start > 0;
-                    has_entries && used + frame_bytes > shared.config.segment_bytes
+                    has_entries && used + frame_bytes > shared.segment_bytes()
                 }
             };
             if needs_new_segment {
@@ -113,7 +113,7 @@ impl SegmentLog {
                 let segment = Segment::create(
                     &shared.log_dir,
                     index,
-                    shared.config.preallocate_bytes(),
+                    shared.preallocate_bytes(),
                     shared.config.index_interval_bytes,
                 )?;
                 tracing::debug!(group = shared.group.0, index, path = %segment.path.display(), "rolled to a new segment");

@@ -38,6 +38,8 @@ use std::time::Instant;
 
 use parking_lot::Mutex;
 use parking_lot::RwLock;
+use raftlog_types::limits::SEGMENT_BYTES_MAX;
+use raftlog_types::limits::SEGMENT_BYTES_MIN;
 use raftlog_types::type_config::LogId;
 use raftlog_types::GroupId;
 
@@ -77,6 +79,26 @@ struct Shared {
     last_append: AtomicU64,
     /// The node's budget of segment bytes in the page cache.
     page_cache: Arc<PageCacheBudget>,
+    /// Size at which the active segment is sealed: `config.segment_bytes` at first, then the
+    /// topic's `segment.bytes` as the node learns it (`SegmentLog::set_segment_bytes`).
+    segment_bytes: AtomicU64,
+}
+
+impl Shared {
+    /// The active segment is sealed once it holds this many bytes.
+    fn segment_bytes(&self) -> u64 {
+        self.segment_bytes
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// How far a new segment may be preallocated: 0 when preallocation is off.
+    fn preallocate_bytes(&self) -> u64 {
+        if self.config.preallocate {
+            self.segment_bytes()
+        } else {
+            0
+        }
+    }
 }
 
 struct LogFiles {
@@ -127,5 +149,28 @@ impl SegmentLog {
     /// How far this log is durable, for its state machine and its replies to leaders.
     pub fn durability(&self) -> Durability {
         self.shared.durability.subscribe(self.shared.group)
+    }
+
+    /// Seals segments at `bytes` from the next append on (clamped to
+    /// `SEGMENT_BYTES_MIN ..= SEGMENT_BYTES_MAX`): the topic's `segment.bytes`. Segments already
+    /// sealed keep their size.
+    pub fn set_segment_bytes(&self, bytes: u64) {
+        let bytes = bytes.clamp(SEGMENT_BYTES_MIN, SEGMENT_BYTES_MAX);
+        let previous = self
+            .shared
+            .segment_bytes
+            .swap(bytes, std::sync::atomic::Ordering::Relaxed);
+        if previous != bytes {
+            tracing::info!(
+                group = self.shared.group.0,
+                segment_bytes = bytes,
+                "segment size changed"
+            );
+        }
+    }
+
+    /// The size at which the active segment is sealed.
+    pub fn segment_bytes(&self) -> u64 {
+        self.shared.segment_bytes()
     }
 }

@@ -78,6 +78,7 @@ impl SegmentLog {
         applied: Option<LogId>,
     ) -> Result<(SegmentLog, OpenReport)> {
         let log_dir = group_dir.join("log");
+        let segment_bytes = config.segment_bytes;
         fsutil::ensure_dir(group_dir)?;
         fsutil::ensure_dir(&log_dir)?;
         let meta_file = MetaFile::open(group_dir)?;
@@ -144,6 +145,7 @@ impl SegmentLog {
             recent_pool: Arc::clone(&recent_pool),
             last_append: AtomicU64::new(HOLDS_NO_RECENT),
             page_cache,
+            segment_bytes: AtomicU64::new(segment_bytes),
         };
         let shared = Arc::new(shared);
         recent_pool.register(&shared);

@@ -36,7 +36,7 @@ impl SegmentLog {
             fsutil::sync_dir(&shared.log_dir)?;
         }
         let last_purged = files.last_purged;
-        let preallocate_bytes = shared.config.preallocate_bytes();
+        let preallocate_bytes = shared.preallocate_bytes();
         let last_log_id = match files.segments.last_mut() {
             Some(active) => {
                 active.truncate_from(index, preallocate_bytes)?;
