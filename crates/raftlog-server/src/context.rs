@@ -43,6 +43,9 @@ pub(crate) struct NodeContext {
     pub storage: NodeStorage,
     /// The free space of the node's data dir: produces are refused below its minimum.
     pub disk_space: DiskSpace,
+    /// Producer ids the controller issued to this node as its leader and not handed out yet
+    /// (a block at a time; locked across the proposal of the next block).
+    pub producer_ids: tokio::sync::Mutex<std::ops::Range<u64>>,
     /// The Raft groups running here.
     pub host: Arc<RaftHost>,
     /// The controller group.

@@ -135,6 +135,13 @@ pub enum ControllerCommand {
         /// Keys to remove (back to the cluster's default); none is also in `set`.
         delete: Vec<String>,
     },
+    /// Issue the next `count` producer ids at once, to the controller leader that proposed it,
+    /// which hands them out one by one without a Raft write each (Kafka's KIP-730). Every id
+    /// proposed today comes from one of these; `AllocateProducerId` remains for old entries.
+    AllocateProducerIdBlock {
+        /// How many ids.
+        count: u64,
+    },
 }
 
 impl Command {
@@ -222,4 +229,11 @@ pub enum CommandResponse {
     },
     /// A topic's configs were changed.
     TopicConfigsAltered,
+    /// Producer ids `first .. first + count` were issued.
+    ProducerIdBlockAllocated {
+        /// The first id of the block.
+        first: u64,
+        /// How many.
+        count: u64,
+    },
 }

@@ -170,6 +170,9 @@ const _: () = assert!(
     "AppendEntries could exceed the gRPC message limit"
 );
 
+/// Producer ids the controller leader takes at once (one Raft write) and hands out one by one.
+pub const PRODUCER_ID_BLOCK: u64 = 1000;
+
 /// Free bytes a node keeps on its data dir's file system by default (`storage.min_free_bytes`):
 /// below it, produces are refused with DISK_FULL rather than let the disk fill, where a failed
 /// write stops the node.

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use raftlog_proto::v1;
 use raftlog_proto::v1::produce_server::Produce;
 use raftlog_proto::v1::ErrorReason;
+use raftlog_types::limits::PRODUCER_ID_BLOCK;
 use raftlog_types::limits::PRODUCE_REQUEST_BYTES_MAX;
 use raftlog_types::limits::RECORD_BYTES_MAX;
 use raftlog_types::CommandResponse;
@@ -195,13 +196,31 @@ impl Produce for ProduceService {
         &self,
         _request: Request<v1::InitProducerRequest>,
     ) -> Result<Response<v1::InitProducerResponse>, Status> {
-        match self
-            .context
-            .propose_controller(ControllerCommand::AllocateProducerId)
-            .await?
-        {
-            ControllerOutcome::Applied(CommandResponse::ProducerIdAllocated { producer_id }) => {
-                Ok(Response::new(v1::InitProducerResponse { producer_id }))
+        // Ids come from a block the controller issued to this node as its leader: one Raft
+        // write per PRODUCER_ID_BLOCK producers. A block is this node's alone once committed,
+        // so it may hand the rest out even after it stops leading.
+        let mut block = self.context.producer_ids.lock().await;
+        if let Some(producer_id) = block.next() {
+            return Ok(Response::new(v1::InitProducerResponse { producer_id }));
+        }
+        let command = ControllerCommand::AllocateProducerIdBlock {
+            count: PRODUCER_ID_BLOCK,
+        };
+        match self.context.propose_controller(command).await? {
+            ControllerOutcome::Applied(CommandResponse::ProducerIdBlockAllocated {
+                first,
+                count,
+            }) => {
+                *block = first..first.saturating_add(count);
+                match block.next() {
+                    Some(producer_id) => {
+                        Ok(Response::new(v1::InitProducerResponse { producer_id }))
+                    }
+                    None => Err(ServerError::Internal {
+                        message: "the controller issued an empty block of producer ids".into(),
+                    }
+                    .into()),
+                }
             }
             ControllerOutcome::Applied(other) => Err(ServerError::Internal {
                 message: format!("unexpected controller result {other:?}"),

@@ -90,6 +90,11 @@ impl ControllerState {
                     producer_id: self.last_producer_id,
                 }
             }
+            ControllerCommand::AllocateProducerIdBlock { count } => {
+                let first = self.last_producer_id + 1;
+                self.last_producer_id = self.last_producer_id.saturating_add(count);
+                CommandResponse::ProducerIdBlockAllocated { first, count }
+            }
             ControllerCommand::CommitOffsets { group, offsets } => {
                 let topics = self.group_offsets.entry(group).or_default();
                 for (topic, partition, offset) in offsets {

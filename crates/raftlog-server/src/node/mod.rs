@@ -151,6 +151,7 @@ impl Node {
             node_id: self.id(),
             storage,
             disk_space: DiskSpace::new(&data_dir, self.config.storage.min_free_bytes),
+            producer_ids: tokio::sync::Mutex::new(0..0),
             host: Arc::clone(&self.host),
             controller,
             controller_state,

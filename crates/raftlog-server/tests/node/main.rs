@@ -16,6 +16,7 @@ mod disk_full;
 mod elections;
 mod fetch;
 mod produce;
+mod producer_ids;
 mod shutdown;
 mod timestamps;
 mod topic_configs;
