@@ -23,6 +23,7 @@ use crate::consumer_group::ConsumerGroupCoordinator;
 use crate::controller;
 use crate::controller::ControllerOutcome;
 use crate::controller::ControllerState;
+use crate::controller::GroupOffsets;
 use crate::error::ServerError;
 use crate::partition::Partition;
 
@@ -52,6 +53,8 @@ pub(crate) struct NodeContext {
     pub controller: RaftGroup,
     /// The latest metadata applied here.
     pub controller_state: watch::Receiver<Arc<ControllerState>>,
+    /// Consumer groups' committed offsets as applied here.
+    pub group_offsets: GroupOffsets,
     /// Partition replicas running here.
     pub partitions: PartitionMap,
     /// Partition replicas assigned here but refused (damaged or lost data): never started, and

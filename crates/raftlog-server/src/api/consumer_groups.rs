@@ -183,21 +183,7 @@ impl GroupsService {
     }
 
     fn committed(&self, group: &str) -> BTreeMap<(String, u32), u64> {
-        let state = self.context.controller_state.borrow().clone();
-        state
-            .group_offsets
-            .get(group)
-            .map(|topics| {
-                topics
-                    .iter()
-                    .flat_map(|(topic, partitions)| {
-                        partitions
-                            .iter()
-                            .map(move |(p, o)| ((topic.clone(), *p), *o))
-                    })
-                    .collect()
-            })
-            .unwrap_or_default()
+        self.context.group_offsets.of_group(group)
     }
 }
 
@@ -367,7 +353,7 @@ impl Groups for GroupsService {
     ) -> Result<Response<v1::ListGroupsResponse>, Status> {
         self.require_coordinator()?;
         let mut groups: BTreeMap<String, v1::GroupSummary> = BTreeMap::new();
-        for name in self.context.controller_state.borrow().group_offsets.keys() {
+        for name in self.context.group_offsets.groups() {
             groups.insert(
                 name.clone(),
                 v1::GroupSummary {

@@ -1,6 +1,8 @@
-//! The controller's state machine: it keeps the whole metadata as one JSON value in the group's
-//! sled tree, written atomically with the applied log id on every apply (metadata is small),
-//! and publishes each new version on a watch channel that the partition replicas follow.
+//! The controller's state machine: it keeps the metadata as one JSON value in the group's sled
+//! tree, rewritten when it changes (metadata is small), the applied log id in a small value of
+//! its own, and consumer groups' committed offsets a key each (`offsets.rs`), all written in
+//! one atomic batch per apply; it publishes each new version of the metadata on a watch
+//! channel that the partition replicas follow.
 
 use std::io::Cursor;
 use std::sync::Arc;
@@ -27,11 +29,22 @@ use serde::Deserialize;
 use serde::Serialize;
 use tokio::sync::watch;
 
+use std::collections::BTreeMap;
+
+use raftlog_types::ControllerCommand;
+
+use super::offsets;
+use super::offsets::GroupOffsets;
+use super::offsets::OffsetWrites;
+use super::offsets::OffsetsByGroup;
 use super::state::ControllerState;
 
 type RaftStorageError = openraft::StorageError<u64>;
 
 const STATE_KEY: &[u8] = b"controller_state";
+/// The last applied log id and membership, written at every apply; absent in trees written
+/// before it existed, where `STATE_KEY` holds them.
+const APPLIED_KEY: &[u8] = b"controller_applied";
 const SNAPSHOT_KEY: &[u8] = b"snapshot";
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
@@ -39,6 +52,55 @@ struct PersistedState {
     last_applied: Option<LogId>,
     membership: StoredMembership<NodeId, NodeInfo>,
     state: ControllerState,
+}
+
+/// What `APPLIED_KEY` holds.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+struct Applied {
+    last_applied: Option<LogId>,
+    membership: StoredMembership<NodeId, NodeInfo>,
+}
+
+/// A snapshot's data: the metadata and every committed offset. Snapshots written before
+/// offsets had keys of their own hold the metadata alone, with the offsets inside it.
+#[derive(Serialize, Deserialize)]
+struct SnapshotData {
+    #[serde(flatten)]
+    state: ControllerState,
+    #[serde(default)]
+    committed_offsets: Vec<(String, String, u32, u64)>,
+}
+
+impl SnapshotData {
+    fn offsets(&mut self) -> OffsetsByGroup {
+        let mut offsets = legacy_offsets(&mut self.state);
+        for (group, topic, partition, offset) in std::mem::take(&mut self.committed_offsets) {
+            offsets
+                .entry(group)
+                .or_default()
+                .insert((topic, partition), offset);
+        }
+        offsets
+    }
+}
+
+/// Takes the offsets out of metadata written before they had keys of their own.
+fn legacy_offsets(state: &mut ControllerState) -> OffsetsByGroup {
+    std::mem::take(&mut state.legacy_group_offsets)
+        .into_iter()
+        .map(|(group, topics)| {
+            let offsets = topics
+                .into_iter()
+                .flat_map(|(topic, partitions)| {
+                    partitions
+                        .into_iter()
+                        .map(move |(partition, offset)| ((topic.clone(), partition), offset))
+                })
+                .collect();
+            (group, offsets)
+        })
+        .filter(|(_, offsets): &(String, BTreeMap<(String, u32), u64>)| !offsets.is_empty())
+        .collect()
 }
 
 #[derive(Serialize, Deserialize)]
@@ -52,6 +114,8 @@ pub struct ControllerStateMachine {
     tree: sled::Tree,
     persisted: PersistedState,
     publisher: watch::Sender<Arc<ControllerState>>,
+    /// Committed offsets, shared with the consumer-group coordinator.
+    offsets: GroupOffsets,
     /// How far the controller's log is durable here: nothing is applied before it is.
     durability: raftlog_storage::Durability,
 }
@@ -67,23 +131,73 @@ impl ControllerStateMachine {
         durability: raftlog_storage::Durability,
     ) -> Result<ControllerStateMachine, raftlog_storage::StorageError> {
         let tree = store.group_tree(GroupId::CONTROLLER)?;
-        let persisted = match tree.get(STATE_KEY).map_err(|e| store_error(store, e))? {
-            Some(bytes) => serde_json::from_slice(&bytes).map_err(|e| {
-                raftlog_storage::StorageError::StateDecode {
+        let decode_error =
+            |key: &str, e: serde_json::Error| raftlog_storage::StorageError::StateDecode {
+                group: GroupId::CONTROLLER,
+                key: key.into(),
+                reason: e.to_string(),
+            };
+        let mut persisted: PersistedState =
+            match tree.get(STATE_KEY).map_err(|e| store_error(store, e))? {
+                Some(bytes) => serde_json::from_slice(&bytes)
+                    .map_err(|e| decode_error("controller_state", e))?,
+                None => PersistedState::default(),
+            };
+        if let Some(bytes) = tree.get(APPLIED_KEY).map_err(|e| store_error(store, e))? {
+            let applied: Applied = serde_json::from_slice(&bytes)
+                .map_err(|e| decode_error("controller_applied", e))?;
+            persisted.last_applied = applied.last_applied;
+            persisted.membership = applied.membership;
+        }
+        let mut offsets = OffsetsByGroup::new();
+        for item in tree.scan_prefix(offsets::prefix()) {
+            let (key, value) = item.map_err(|e| store_error(store, e))?;
+            let Some((group, topic, partition, offset)) = offsets::decode(&key, &value) else {
+                return Err(raftlog_storage::StorageError::StateDecode {
                     group: GroupId::CONTROLLER,
-                    key: "controller_state".into(),
-                    reason: e.to_string(),
+                    key: String::from_utf8_lossy(&key).into_owned(),
+                    reason: "not a committed offset".into(),
+                });
+            };
+            offsets
+                .entry(group)
+                .or_default()
+                .insert((topic, partition), offset);
+        }
+        // Metadata written before offsets had keys of their own: move them there, once.
+        let legacy = legacy_offsets(&mut persisted.state);
+        if !legacy.is_empty() {
+            let mut batch = sled::Batch::default();
+            for (group, committed) in &legacy {
+                for ((topic, partition), offset) in committed {
+                    batch.insert(
+                        offsets::key(group, topic, *partition),
+                        &offset.to_be_bytes(),
+                    );
                 }
-            })?,
-            None => PersistedState::default(),
-        };
+            }
+            let state =
+                serde_json::to_vec(&persisted).map_err(|e| decode_error("controller_state", e))?;
+            batch.insert(STATE_KEY, state);
+            tree.apply_batch(batch).map_err(|e| store_error(store, e))?;
+            tree.flush().map_err(|e| store_error(store, e))?;
+            for (group, committed) in legacy {
+                offsets.entry(group).or_default().extend(committed);
+            }
+        }
         let (publisher, _) = watch::channel(Arc::new(persisted.state.clone()));
         Ok(ControllerStateMachine {
             tree,
             persisted,
             publisher,
+            offsets: GroupOffsets::new(offsets),
             durability,
         })
+    }
+
+    /// The committed offsets, as this state machine applies them.
+    pub fn offsets(&self) -> GroupOffsets {
+        self.offsets.clone()
     }
 
     /// Follows every new version of the metadata.
@@ -91,11 +205,32 @@ impl ControllerStateMachine {
         self.publisher.subscribe()
     }
 
+    /// Writes, in one atomic batch: the applied log id, the metadata if `state_changed`, and
+    /// the offsets `writes` names.
     // openraft's error type is large; this helper only forwards it to openraft.
     #[allow(clippy::result_large_err)]
-    fn store(&self, persisted: &PersistedState) -> Result<(), RaftStorageError> {
-        let bytes = serde_json::to_vec(persisted).map_err(sm_error)?;
-        self.tree.insert(STATE_KEY, bytes).map_err(sm_error)?;
+    fn store(
+        &self,
+        persisted: &PersistedState,
+        state_changed: bool,
+        writes: OffsetWrites,
+    ) -> Result<(), RaftStorageError> {
+        let mut batch = sled::Batch::default();
+        let applied = Applied {
+            last_applied: persisted.last_applied,
+            membership: persisted.membership.clone(),
+        };
+        batch.insert(APPLIED_KEY, serde_json::to_vec(&applied).map_err(sm_error)?);
+        if state_changed {
+            batch.insert(STATE_KEY, serde_json::to_vec(persisted).map_err(sm_error)?);
+        }
+        for key in writes.removed {
+            batch.remove(key);
+        }
+        for (key, offset) in writes.set {
+            batch.insert(key, &offset.to_be_bytes());
+        }
+        self.tree.apply_batch(batch).map_err(sm_error)?;
         Ok(())
     }
 }
@@ -107,15 +242,30 @@ fn store_error(store: &StateStore, source: sled::Error) -> raftlog_storage::Stor
     }
 }
 
-/// Snapshot builder over a copy of the metadata.
+/// Snapshot builder over a copy of the metadata and the offsets.
 pub struct ControllerSnapshotBuilder {
     tree: sled::Tree,
     persisted: PersistedState,
+    offsets: OffsetsByGroup,
 }
 
 impl RaftSnapshotBuilder<TypeConfig> for ControllerSnapshotBuilder {
     async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, RaftStorageError> {
-        let data = serde_json::to_vec(&self.persisted.state).map_err(sm_error)?;
+        let committed_offsets = std::mem::take(&mut self.offsets)
+            .into_iter()
+            .flat_map(|(group, committed)| {
+                committed
+                    .into_iter()
+                    .map(move |((topic, partition), offset)| {
+                        (group.clone(), topic, partition, offset)
+                    })
+            })
+            .collect();
+        let data = serde_json::to_vec(&SnapshotData {
+            state: self.persisted.state.clone(),
+            committed_offsets,
+        })
+        .map_err(sm_error)?;
         let snapshot_id = match self.persisted.last_applied {
             Some(id) => format!("controller-{}-{}", id.leader_id.term, id.index),
             None => "controller-empty".to_owned(),
@@ -161,6 +311,7 @@ impl RaftStateMachine<TypeConfig> for ControllerStateMachine {
             .await
             .map_err(sm_error)?;
         let mut next = self.persisted.clone();
+        let mut writes = OffsetWrites::default();
         let mut responses = Vec::new();
         for entry in entries {
             next.last_applied = Some(entry.log_id);
@@ -170,7 +321,25 @@ impl RaftStateMachine<TypeConfig> for ControllerStateMachine {
                     next.membership = StoredMembership::new(Some(entry.log_id), membership);
                     CommandResponse::None
                 }
-                EntryPayload::Normal(Command::Controller(command)) => next.state.apply(command),
+                EntryPayload::Normal(Command::Controller(ControllerCommand::CommitOffsets {
+                    group,
+                    offsets,
+                })) => {
+                    self.offsets.commit(&group, offsets, &mut writes);
+                    CommandResponse::OffsetsCommitted
+                }
+                EntryPayload::Normal(Command::Controller(command)) => {
+                    let deleted = match &command {
+                        ControllerCommand::DeleteTopic { name } => Some(name.clone()),
+                        _ => None,
+                    };
+                    let response = next.state.apply(command);
+                    if let (Some(topic), CommandResponse::TopicDeleted) = (deleted, &response) {
+                        // A re-created topic starts empty: positions in the old one mean nothing.
+                        self.offsets.forget_topic(&topic, &mut writes);
+                    }
+                    response
+                }
                 EntryPayload::Normal(
                     Command::AppendBatches(_) | Command::StampedAppendBatches { .. },
                 ) => CommandResponse::Rejected {
@@ -179,11 +348,11 @@ impl RaftStateMachine<TypeConfig> for ControllerStateMachine {
                 },
             });
         }
-        self.store(&next)?;
-        // Metadata changes are rare; flushing them keeps a restarted node from serving stale
-        // metadata until the controller log is re-applied (sled buffers writes in-process).
-        self.tree.flush_async().await.map_err(sm_error)?;
         let changed = next.state != self.persisted.state;
+        self.store(&next, changed, writes)?;
+        // Flushing keeps a restarted node from serving stale metadata or offsets until the
+        // controller log is re-applied (sled buffers writes in-process).
+        self.tree.flush_async().await.map_err(sm_error)?;
         self.persisted = next;
         if changed {
             self.publisher
@@ -196,6 +365,7 @@ impl RaftStateMachine<TypeConfig> for ControllerStateMachine {
         ControllerSnapshotBuilder {
             tree: self.tree.clone(),
             persisted: self.persisted.clone(),
+            offsets: self.offsets.all(),
         }
     }
 
@@ -209,13 +379,28 @@ impl RaftStateMachine<TypeConfig> for ControllerStateMachine {
         snapshot: Box<Cursor<Vec<u8>>>,
     ) -> Result<(), RaftStorageError> {
         let data = snapshot.into_inner();
-        let state: ControllerState = serde_json::from_slice(&data).map_err(sm_error)?;
+        let mut decoded: SnapshotData = serde_json::from_slice(&data).map_err(sm_error)?;
+        let offsets = decoded.offsets();
         let persisted = PersistedState {
             last_applied: meta.last_log_id,
             membership: meta.last_membership.clone(),
-            state,
+            state: decoded.state,
         };
-        self.store(&persisted)?;
+        // Every offset key is replaced by the snapshot's.
+        let mut writes = OffsetWrites::default();
+        for item in self.tree.scan_prefix(offsets::prefix()) {
+            let (key, _) = item.map_err(sm_error)?;
+            writes.removed.push(key.to_vec());
+        }
+        for (group, committed) in &offsets {
+            for ((topic, partition), offset) in committed {
+                writes
+                    .set
+                    .push((offsets::key(group, topic, *partition), *offset));
+            }
+        }
+        self.store(&persisted, true, writes)?;
+        self.offsets.replace(offsets);
         let stored = serde_json::to_vec(&StoredSnapshot {
             meta: meta.clone(),
             data,
@@ -239,5 +424,52 @@ impl RaftStateMachine<TypeConfig> for ControllerStateMachine {
             meta: stored.meta,
             snapshot: Box::new(Cursor::new(stored.data)),
         }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use raftlog_storage::LogConfig;
+    use raftlog_storage::NodeStorage;
+
+    use super::*;
+
+    /// Metadata written before offsets had keys of their own is read with its offsets, which
+    /// move to their keys once (and stay there, not in the metadata).
+    #[test]
+    fn offsets_inside_older_metadata_move_to_their_own_keys() {
+        let dir = tempfile::tempdir().unwrap();
+        let storage = NodeStorage::open(dir.path(), LogConfig::default()).unwrap();
+        let (log, _, _) = storage.open_group(GroupId::CONTROLLER).unwrap();
+        let tree = storage
+            .state_store()
+            .group_tree(GroupId::CONTROLLER)
+            .unwrap();
+        let older = serde_json::json!({
+            "last_applied": null,
+            "membership": StoredMembership::<NodeId, NodeInfo>::default(),
+            "state": {
+                "topics": {},
+                "next_group_id": 3,
+                "group_offsets": {"billing": {"orders": {"0": 7, "1": 3}}},
+            },
+        });
+        tree.insert(STATE_KEY, serde_json::to_vec(&older).unwrap())
+            .unwrap();
+
+        let opened = ControllerStateMachine::open(storage.state_store(), log.durability()).unwrap();
+        let expected =
+            BTreeMap::from([(("orders".to_owned(), 0), 7), (("orders".to_owned(), 1), 3)]);
+        assert_eq!(opened.offsets().of_group("billing"), expected);
+        drop(opened);
+        let state: serde_json::Value =
+            serde_json::from_slice(&tree.get(STATE_KEY).unwrap().unwrap()).unwrap();
+        assert!(state["state"].get("group_offsets").is_none(), "{state}");
+        assert_eq!(state["state"]["next_group_id"], 3);
+        let reopened =
+            ControllerStateMachine::open(storage.state_store(), log.durability()).unwrap();
+        assert_eq!(reopened.offsets().of_group("billing"), expected);
     }
 }

@@ -53,6 +53,7 @@ use crate::context::PartitionMap;
 use crate::controller;
 use crate::controller::ControllerState;
 use crate::controller::ControllerStateMachine;
+use crate::controller::GroupOffsets;
 use crate::error::NodeError;
 use directory::NodeDirectory;
 use identity::LoadedIdentity;
@@ -145,7 +146,7 @@ impl Node {
         );
         let storage = NodeStorage::open(&data_dir, self.config.log_config())
             .map_err(|e| NodeError::Storage(format!("{e:#}")))?;
-        let (controller, controller_state) = self.start_controller(&storage).await?;
+        let (controller, controller_state, group_offsets) = self.start_controller(&storage).await?;
         let context = Arc::new(NodeContext {
             config: self.config.clone(),
             node_id: self.id(),
@@ -155,6 +156,7 @@ impl Node {
             host: Arc::clone(&self.host),
             controller,
             controller_state,
+            group_offsets,
             partitions,
             refused_replicas: Arc::default(),
             client_addresses: Arc::new(self.client_addresses()),
@@ -290,7 +292,14 @@ impl Node {
     async fn start_controller(
         &self,
         storage: &NodeStorage,
-    ) -> Result<(RaftGroup, watch::Receiver<Arc<ControllerState>>), NodeError> {
+    ) -> Result<
+        (
+            RaftGroup,
+            watch::Receiver<Arc<ControllerState>>,
+            GroupOffsets,
+        ),
+        NodeError,
+    > {
         // Like a partition replica, a controller replica this node held is never recreated
         // empty: it could vote with an empty log and elect a controller leader that lacks
         // committed metadata. Without it the node cannot run, so it stops, naming the files.
@@ -300,6 +309,7 @@ impl Node {
         let state_machine = ControllerStateMachine::open(storage.state_store(), log.durability())
             .map_err(|e| NodeError::Storage(format!("{e:#}")))?;
         let controller_state = state_machine.subscribe();
+        let group_offsets = state_machine.offsets();
         let controller = self
             .host
             .start_group(GroupId::CONTROLLER, log, state_machine)
@@ -321,7 +331,7 @@ impl Node {
                 Err(error) => return Err(NodeError::Controller(error.to_string())),
             }
         }
-        Ok((controller, controller_state))
+        Ok((controller, controller_state, group_offsets))
     }
 
     /// Listens on the client port and serves the client API there.

@@ -135,3 +135,122 @@ async fn a_member_joins_commits_and_its_offsets_are_fetched_back() {
     offsets.sort_unstable();
     assert_eq!(offsets, vec![(0, 7), (1, 3)]);
 }
+
+/// The coordinator (controller leader) once it answers, and a groups client of it.
+async fn coordinator(cluster: &InProcessCluster) -> u64 {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        if let Some(id) = raftlog_testkit::wait::describe_cluster(&cluster.addrs())
+            .await
+            .and_then(|c| c.controller_leader_id)
+        {
+            let probe = clients(cluster, id)
+                .groups
+                .list_groups(v1::ListGroupsRequest {})
+                .await;
+            if probe.is_ok() {
+                return id;
+            }
+        }
+        assert!(std::time::Instant::now() < deadline, "no coordinator");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
+
+async fn fetched_offsets(
+    cluster: &InProcessCluster,
+    wanted: &[(&str, u32)],
+) -> Vec<(String, u32, u64)> {
+    let id = coordinator(cluster).await;
+    let fetched = clients(cluster, id)
+        .groups
+        .fetch_offsets(v1::FetchOffsetsRequest {
+            group: "billing".into(),
+            partitions: wanted
+                .iter()
+                .map(|(topic, partition)| v1::TopicPartition {
+                    topic: (*topic).into(),
+                    partition: *partition,
+                })
+                .collect(),
+        })
+        .await
+        .expect("fetch offsets")
+        .into_inner();
+    let mut offsets: Vec<(String, u32, u64)> = fetched
+        .offsets
+        .into_iter()
+        .map(|o| (o.topic, o.partition, o.offset))
+        .collect();
+    offsets.sort();
+    offsets
+}
+
+/// Committed offsets (each a key of its own in the controller's store) survive a restart of
+/// every node, and go with their topic when it is deleted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn committed_offsets_survive_restarts_and_go_with_their_topic() {
+    let mut cluster = InProcessCluster::start_nodes(3).await;
+    create_topic(&cluster, "orders", 2, 3).await;
+    create_topic(&cluster, "refunds", 1, 3).await;
+    let id = coordinator(&cluster).await;
+    let mut groups = clients(&cluster, id).groups;
+    let mut request = join("");
+    request.topics = vec!["orders".into(), "refunds".into()];
+    let joined = groups.join_group(request).await.expect("join").into_inner();
+    let offset = |topic: &str, partition: u32, offset: u64| v1::PartitionOffset {
+        topic: topic.into(),
+        partition,
+        offset,
+    };
+    groups
+        .commit_offsets(v1::CommitOffsetsRequest {
+            group: "billing".into(),
+            member_id: joined.member_id.clone(),
+            generation: joined.generation,
+            offsets: vec![
+                offset("orders", 0, 7),
+                offset("orders", 1, 3),
+                offset("refunds", 0, 5),
+            ],
+        })
+        .await
+        .expect("commit");
+    let all = [("orders", 0), ("orders", 1), ("refunds", 0)];
+    let committed = vec![
+        ("orders".to_owned(), 0, 7),
+        ("orders".to_owned(), 1, 3),
+        ("refunds".to_owned(), 0, 5),
+    ];
+    assert_eq!(fetched_offsets(&cluster, &all).await, committed);
+
+    for id in 1..=3 {
+        cluster.stop(id).await;
+    }
+    for id in 1..=3 {
+        cluster.start(id);
+    }
+    assert_eq!(fetched_offsets(&cluster, &all).await, committed);
+
+    let id = coordinator(&cluster).await;
+    clients(&cluster, id)
+        .admin
+        .delete_topic(v1::DeleteTopicRequest {
+            name: "orders".into(),
+        })
+        .await
+        .expect("delete");
+    let remaining = fetched_offsets(&cluster, &all).await;
+    assert!(
+        remaining.iter().all(|(topic, _, _)| topic == "refunds")
+            && remaining.contains(&("refunds".to_owned(), 0, 5)),
+        "{remaining:?}"
+    );
+    for id in 1..=3 {
+        cluster.stop(id).await;
+    }
+    for id in 1..=3 {
+        cluster.start(id);
+    }
+    assert_eq!(fetched_offsets(&cluster, &all).await, remaining);
+}
