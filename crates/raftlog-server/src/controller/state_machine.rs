@@ -62,16 +62,27 @@ struct Applied {
 }
 
 /// A snapshot's data: the metadata and every committed offset. Snapshots written before
-/// offsets had keys of their own hold the metadata alone, with the offsets inside it.
+/// offsets had keys of their own hold the metadata alone, with the offsets inside it
+/// ([`SnapshotData::decode`] reads both).
 #[derive(Serialize, Deserialize)]
 struct SnapshotData {
-    #[serde(flatten)]
     state: ControllerState,
-    #[serde(default)]
     committed_offsets: Vec<(String, String, u32, u64)>,
 }
 
 impl SnapshotData {
+    fn decode(data: &[u8]) -> Result<SnapshotData, serde_json::Error> {
+        serde_json::from_slice::<SnapshotData>(data).or_else(|error| {
+            match serde_json::from_slice::<ControllerState>(data) {
+                Ok(state) => Ok(SnapshotData {
+                    state,
+                    committed_offsets: Vec::new(),
+                }),
+                Err(_) => Err(error),
+            }
+        })
+    }
+
     fn offsets(&mut self) -> OffsetsByGroup {
         let mut offsets = legacy_offsets(&mut self.state);
         for (group, topic, partition, offset) in std::mem::take(&mut self.committed_offsets) {
@@ -379,7 +390,7 @@ impl RaftStateMachine<TypeConfig> for ControllerStateMachine {
         snapshot: Box<Cursor<Vec<u8>>>,
     ) -> Result<(), RaftStorageError> {
         let data = snapshot.into_inner();
-        let mut decoded: SnapshotData = serde_json::from_slice(&data).map_err(sm_error)?;
+        let mut decoded = SnapshotData::decode(&data).map_err(sm_error)?;
         let offsets = decoded.offsets();
         let persisted = PersistedState {
             last_applied: meta.last_log_id,
@@ -471,5 +482,23 @@ mod tests {
         let reopened =
             ControllerStateMachine::open(storage.state_store(), log.durability()).unwrap();
         assert_eq!(reopened.offsets().of_group("billing"), expected);
+    }
+
+    #[test]
+    fn snapshots_carry_the_offsets_and_older_ones_are_read_too() {
+        let expected = BTreeMap::from([(
+            "billing".to_owned(),
+            BTreeMap::from([(("orders".to_owned(), 0), 7)]),
+        )]);
+        let data = serde_json::to_vec(&SnapshotData {
+            state: ControllerState::default(),
+            committed_offsets: vec![("billing".into(), "orders".into(), 0, 7)],
+        })
+        .unwrap();
+        assert_eq!(SnapshotData::decode(&data).unwrap().offsets(), expected);
+        // Older: the metadata alone, offsets inside it, partitions as JSON object keys.
+        let older = br#"{"topics": {}, "next_group_id": 1, "group_offsets": {"billing": {"orders": {"0": 7}}}}"#;
+        assert_eq!(SnapshotData::decode(older).unwrap().offsets(), expected);
+        assert!(SnapshotData::decode(b"[1, 2]").is_err());
     }
 }
