@@ -195,8 +195,9 @@ fn complete(
             Some(Some((kind, message))) => Err(io::Error::new(*kind, message.clone())),
             _ => Ok(()),
         };
-        (request.completion)(result);
+        // Counted before the completion runs: a caller woken by it reads the count next.
         stats.requests.fetch_add(1, Ordering::Relaxed);
+        (request.completion)(result);
     }
 }
 
