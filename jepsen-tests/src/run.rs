@@ -308,6 +308,17 @@ async fn random_leader(client: &Client, rng: &mut impl Rng) -> Option<u64> {
     }
 }
 
+/// The seed of a test's run: `RAFTLOG_JEPSEN_SEED` if it is set (to replay a failure), else a
+/// fresh random one each time; printed either way, so that a failure can be replayed.
+pub fn test_seed() -> u64 {
+    let seed = std::env::var("RAFTLOG_JEPSEN_SEED")
+        .ok()
+        .and_then(|seed| seed.parse().ok())
+        .unwrap_or_else(rand::random::<u64>);
+    eprintln!("seed {seed} (replay with RAFTLOG_JEPSEN_SEED={seed})");
+    seed
+}
+
 /// Runs the test with the default group workload; see [`run_with_group`].
 pub async fn run(config: &RunConfig, raftlog: &Path, results: &Path) -> anyhow::Result<History> {
     run_with_group(config, &GroupWorkload::default(), raftlog, results).await

@@ -30,19 +30,8 @@ mod needs_root {
         binary
     }
 
-    /// A fresh random seed each run, printed so that a failure can be replayed with
-    /// `RAFTLOG_JEPSEN_SEED=<seed>` (which also pins it here).
-    fn run_seed() -> u64 {
-        let seed = std::env::var("RAFTLOG_JEPSEN_SEED")
-            .ok()
-            .and_then(|seed| seed.parse().ok())
-            .unwrap_or_else(rand::random::<u64>);
-        eprintln!("seed {seed} (replay with RAFTLOG_JEPSEN_SEED={seed})");
-        seed
-    }
-
     async fn run_clean(fault: Fault) {
-        let seed = run_seed();
+        let seed = raftlog_jepsen::run::test_seed();
         let dir = tempfile::TempDir::new().expect("temp dir");
         let config = RunConfig {
             nodes: 3,
