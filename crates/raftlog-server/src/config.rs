@@ -25,7 +25,6 @@ use raftlog_types::limits::SEGMENT_BYTES_MIN;
 use raftlog_types::limits::TIMESTAMP_AFTER_MAX_MS_DEFAULT;
 use raftlog_types::limits::TIMESTAMP_AFTER_MAX_MS_MAX;
 use raftlog_types::limits::TIMESTAMP_SKEW_MS_MIN;
-use raftlog_types::topic_config::effective_integer;
 use raftlog_types::topic_config::validate_topic_config;
 use raftlog_types::topic_config::SEGMENT_BYTES;
 use raftlog_types::NodeId;
@@ -283,11 +282,6 @@ impl ClusterConfig {
                 .or_insert_with(|| self.storage.segment_bytes.to_string());
         }
         defaults
-    }
-
-    /// The integer topic config `key` in effect for a topic whose own configs are `topic`.
-    pub fn topic_integer(&self, topic: &BTreeMap<String, String>, key: &str) -> Option<i64> {
-        effective_integer(key, topic, &self.topic_default_configs())
     }
 
     /// Checks every value; the error names the key, the allowed range and the value given.

@@ -2,6 +2,7 @@
 //! floor of the node: it reads the controller's metadata, the partition replicas and the
 //! consumer-group coordinator, and nothing here imports the API or the assembly above it.
 
+use std::collections::BTreeMap;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -38,6 +39,8 @@ pub(crate) type RefusedReplicas = Arc<RwLock<HashMap<GroupId, String>>>;
 pub(crate) struct NodeContext {
     /// The cluster configuration.
     pub config: ClusterConfig,
+    /// The cluster's topic config defaults, resolved once (`ClusterConfig::topic_default_configs`).
+    pub topic_defaults: BTreeMap<String, String>,
     /// This node.
     pub node_id: NodeId,
     /// The node's storage.

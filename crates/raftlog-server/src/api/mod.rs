@@ -123,22 +123,10 @@ fn resolve_now(
     })
 }
 
-/// `max.message.bytes` in effect for `topic` (on every produce: the cluster's defaults are
-/// only resolved when the topic does not set it and the config file has some).
+/// `max.message.bytes` in effect for `topic` (on every produce, over the cluster's defaults
+/// resolved once at start-up).
 fn max_record_bytes(context: &NodeContext, topic: &TopicMeta) -> u64 {
-    let set = topic
-        .configs
-        .get(MAX_MESSAGE_BYTES)
-        .and_then(|v| v.parse().ok());
-    let value = match set {
-        Some(value) => Some(value),
-        None if context.config.topic_defaults.is_empty() => None,
-        None => effective_integer(
-            MAX_MESSAGE_BYTES,
-            &topic.configs,
-            &context.config.topic_default_configs(),
-        ),
-    };
+    let value = effective_integer(MAX_MESSAGE_BYTES, &topic.configs, &context.topic_defaults);
     value.map_or(RECORD_BYTES_MAX, |v: i64| {
         u64::try_from(v).map_or(RECORD_BYTES_MAX, |v| v.min(RECORD_BYTES_MAX))
     })
@@ -265,8 +253,7 @@ pub async fn describe_topic(context: &NodeContext, topic: &TopicMeta) -> v1::Top
 
 /// Every config key of `topic` with its value in effect and where that comes from.
 pub fn topic_configs(context: &NodeContext, topic: &TopicMeta) -> Vec<v1::TopicConfig> {
-    let cluster = context.config.topic_default_configs();
-    effective_configs(&topic.configs, &cluster)
+    effective_configs(&topic.configs, &context.topic_defaults)
         .into_iter()
         .map(|entry| v1::TopicConfig {
             name: entry.name.to_owned(),

@@ -149,6 +149,7 @@ impl Node {
         let (controller, controller_state, group_offsets) = self.start_controller(&storage).await?;
         let context = Arc::new(NodeContext {
             config: self.config.clone(),
+            topic_defaults: self.config.topic_default_configs(),
             node_id: self.id(),
             storage,
             disk_space: DiskSpace::new(&data_dir, self.config.storage.min_free_bytes),

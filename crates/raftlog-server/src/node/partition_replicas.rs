@@ -18,6 +18,7 @@ use openraft::error::InitializeError;
 use openraft::error::RaftError;
 use raftlog_storage::StorageError;
 use raftlog_types::limits::PRODUCE_QUEUE_MAX;
+use raftlog_types::topic_config::effective_integer;
 use raftlog_types::topic_config::SEGMENT_BYTES;
 use raftlog_types::GroupId;
 use raftlog_types::NodeId;
@@ -73,7 +74,8 @@ async fn reconcile(context: &Arc<NodeContext>, state: &ControllerState) {
     }
     // Topic configs the running replicas follow as they change.
     for topic in state.topics.values() {
-        let Some(bytes) = context.config.topic_integer(&topic.configs, SEGMENT_BYTES) else {
+        let Some(bytes) = effective_integer(SEGMENT_BYTES, &topic.configs, &context.topic_defaults)
+        else {
             continue;
         };
         for partition in &topic.partitions {
@@ -151,7 +153,7 @@ async fn start_partition(
         .get(topic)
         .map(|t| t.configs.clone())
         .unwrap_or_default();
-    if let Some(bytes) = context.config.topic_integer(&topic_configs, SEGMENT_BYTES) {
+    if let Some(bytes) = effective_integer(SEGMENT_BYTES, &topic_configs, &context.topic_defaults) {
         log.set_segment_bytes(bytes.max(0) as u64);
     }
     let view = state_machine.view();
