@@ -34,6 +34,7 @@ pub use fsutil::DiskRead;
 pub use group_commit::GroupCommit;
 pub use log_store::LogConfig;
 pub use log_store::SegmentLog;
+pub use log_store::SegmentSpan;
 pub use node_storage::NodeStorage;
 pub use page_cache::PageCacheBudget;
 pub use state_machine::PartitionStateMachine;

@@ -140,7 +140,7 @@ impl NodeStorage {
             Arc::clone(&self.page_cache),
             applied,
         )?;
-        let state_machine = PartitionStateMachine::open(group, &self.state, log.durability())?;
+        let state_machine = PartitionStateMachine::open(group, &self.state, &log)?;
         Ok((log, state_machine, report))
     }
 

@@ -27,6 +27,15 @@ pub enum Command {
         /// The batches, as in `AppendBatches`.
         batches: Vec<ProducerBatch>,
     },
+    /// Move the partition's log start offset forward to `log_start_offset` (clamped to the high
+    /// watermark; never backward): records below it are deleted on every replica, which then
+    /// frees whole segments below it. Retention (size or time, decided by the leader) and
+    /// `DeleteRecords` both propose it, so that the replicas agree on the log start through the
+    /// log instead of each deciding on its own clock.
+    AdvanceLogStart {
+        /// The new first offset.
+        log_start_offset: u64,
+    },
 }
 
 /// An idempotent producer's numbering of a batch.
@@ -149,7 +158,7 @@ impl Command {
     /// command.
     pub fn append_batches(&self) -> Option<&[ProducerBatch]> {
         match self {
-            Command::Controller(_) => None,
+            Command::Controller(_) | Command::AdvanceLogStart { .. } => None,
             Command::AppendBatches(batches) | Command::StampedAppendBatches { batches, .. } => {
                 Some(batches)
             }
@@ -161,6 +170,7 @@ impl Command {
     pub fn encoded_bytes_hint(&self) -> usize {
         match self {
             Command::Controller(_) => 256,
+            Command::AdvanceLogStart { .. } => 16,
             Command::AppendBatches(batches) | Command::StampedAppendBatches { batches, .. } => {
                 16 + batches
                     .iter()
@@ -192,6 +202,9 @@ impl fmt::Display for Command {
                 "StampedAppendBatches({} batches at {leader_time_ms} ms)",
                 batches.len()
             ),
+            Command::AdvanceLogStart { log_start_offset } => {
+                write!(f, "AdvanceLogStart({log_start_offset})")
+            }
         }
     }
 }
@@ -229,6 +242,11 @@ pub enum CommandResponse {
     },
     /// A topic's configs were changed.
     TopicConfigsAltered,
+    /// A partition's log start offset is now `log_start_offset` (`AdvanceLogStart`).
+    LogStartAdvanced {
+        /// The log start after the command: at least what it was, at most the high watermark.
+        log_start_offset: u64,
+    },
     /// Producer ids `first .. first + count` were issued.
     ProducerIdBlockAllocated {
         /// The first id of the block.

@@ -352,7 +352,9 @@ impl RaftStateMachine<TypeConfig> for ControllerStateMachine {
                     response
                 }
                 EntryPayload::Normal(
-                    Command::AppendBatches(_) | Command::StampedAppendBatches { .. },
+                    Command::AppendBatches(_)
+                        | Command::StampedAppendBatches { .. }
+                        | Command::AdvanceLogStart { .. },
                 ) => CommandResponse::Rejected {
                     reason: ErrorReason::Internal.as_str_name().into(),
                     message: "the controller group holds no records".into(),

@@ -101,6 +101,17 @@ impl Shared {
     }
 }
 
+/// One segment as retention sees it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SegmentSpan {
+    /// Index of its first entry.
+    pub base_index: u64,
+    /// Index after its last entry.
+    pub next_index: u64,
+    /// Bytes of log it holds.
+    pub bytes: u64,
+}
+
 struct LogFiles {
     /// Segments in index order; only the last one is written to.
     segments: Vec<Segment>,
@@ -172,5 +183,35 @@ impl SegmentLog {
     /// The size at which the active segment is sealed.
     pub fn segment_bytes(&self) -> u64 {
         self.shared.segment_bytes()
+    }
+
+    /// The segments, oldest first; the last one is the active segment. Entries at or below the
+    /// purge point that a segment still holds are counted in its `bytes`.
+    pub fn segments(&self) -> Vec<SegmentSpan> {
+        self.shared
+            .state
+            .read()
+            .segments
+            .iter()
+            .map(|segment| SegmentSpan {
+                base_index: segment.base_index,
+                next_index: segment.next_index,
+                bytes: segment.write_pos,
+            })
+            .collect()
+    }
+
+    /// The first indexes of segments in `first ..= last`, other than the log's first segment:
+    /// where the state machine checkpoints its state, so that a purge can stop at a segment's
+    /// end (`state_machine::checkpoint`).
+    pub(crate) fn segment_starts_within(&self, first: u64, last: u64) -> Vec<u64> {
+        let files = self.shared.state.read();
+        files
+            .segments
+            .iter()
+            .skip(1)
+            .map(|segment| segment.base_index)
+            .filter(|base| (first..=last).contains(base))
+            .collect()
     }
 }

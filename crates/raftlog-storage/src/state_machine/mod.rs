@@ -9,7 +9,9 @@
 //! - `o` + base offset (u64 BE) → log index (u64 BE) + record count (u32 BE) + batch position
 //!   in the entry (u32 BE): where the records starting at that offset are. Only accepted
 //!   batches get an index entry, so the index, not the log, says which records have offsets;
-//! - `q` + producer id (u64 BE) → the producer's sequence state (JSON).
+//! - `q` + producer id (u64 BE) → the producer's sequence state (JSON);
+//! - `c` + log index (u64 BE) → a checkpoint: the state after that entry, the last of a sealed
+//!   segment (`checkpoint.rs`), from which a snapshot that lets the log be purged is made.
 //!
 //! The rooms:
 //! - this file: the state machine and `apply`;
@@ -19,9 +21,11 @@
 //! - `offset_index.rs`: the offset index's encoding and [`PartitionView`], through which readers
 //!   use it while openraft owns the state machine;
 //! - `snapshot.rs`: building, storing and installing snapshots;
+//! - `checkpoint.rs`: the state at each segment's end, where a purge for retention can stop;
 //! - `openraft_adapter.rs`: `RaftStateMachine` for openraft;
 //! - `tests.rs`: time in apply (leader stamps, client timestamps that must not matter).
 
+mod checkpoint;
 mod offset_index;
 mod openraft_adapter;
 mod persist;
@@ -31,6 +35,8 @@ mod snapshot;
 mod tests;
 
 use std::collections::BTreeMap;
+use std::sync::atomic::AtomicU64;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use openraft::EntryPayload;
@@ -62,6 +68,7 @@ pub use self::producers::PRODUCERS_PER_PARTITION_MAX;
 pub use self::producers::PRODUCER_RETENTION_MS;
 pub use self::snapshot::PartitionSnapshotBuilder;
 use crate::durability::Durability;
+use crate::log_store::SegmentLog;
 use crate::error::Result;
 use crate::error::StorageError;
 use crate::state_store::StateStore;
@@ -70,6 +77,7 @@ const APPLIED_STATE_KEY: &[u8] = b"applied_state";
 const SNAPSHOT_KEY: &[u8] = b"snapshot";
 const OFFSET_INDEX_PREFIX: u8 = b'o';
 const PRODUCER_PREFIX: u8 = b'q';
+const CHECKPOINT_PREFIX: u8 = b'c';
 
 /// State that changes with every applied entry.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -85,6 +93,10 @@ pub struct AppliedState {
     /// behind does not turn time back. States written before leader stamps lack it: 0.
     #[serde(default)]
     pub leader_time_ms: i64,
+    /// The partition's first offset: records below it were deleted (`AdvanceLogStart`). At most
+    /// `next_offset`. States written before retention lack it: 0.
+    #[serde(default)]
+    pub log_start_offset: u64,
 }
 
 /// What one entry's batches are timed by, for producer retention.
@@ -114,6 +126,8 @@ struct ApplyChanges {
     touched_producers: Vec<u64>,
     forgotten_producers: Vec<u64>,
     index: Vec<(u64, [u8; 16])>,
+    /// Checkpoints (`checkpoint.rs`): log index → value.
+    checkpoints: Vec<(u64, Vec<u8>)>,
 }
 
 /// The state machine of one partition group.
@@ -131,6 +145,10 @@ pub struct PartitionStateMachine {
     pending: PendingWrites,
     /// The offset-index entries among them, for readers.
     recent_index: RecentIndex,
+    /// `state.log_start_offset`, for readers; set after the high watermark.
+    log_start: Arc<AtomicU64>,
+    /// The group's log, whose segment starts say where to checkpoint.
+    log: SegmentLog,
 }
 
 impl Drop for PartitionStateMachine {
@@ -159,12 +177,13 @@ fn read_applied_state(
 }
 
 impl PartitionStateMachine {
-    /// Opens the state of `group` in the node's state store.
+    /// Opens the state of `group` in the node's state store; `log` is the group's log.
     pub fn open(
         group: GroupId,
         store: &StateStore,
-        durability: Durability,
+        log: &SegmentLog,
     ) -> Result<PartitionStateMachine> {
+        let durability: Durability = log.durability();
         let tree = store.group_tree(group)?;
         let decode_error = |key: &str, reason: String| StorageError::StateDecode {
             group,
@@ -183,7 +202,10 @@ impl PartitionStateMachine {
             producers.insert(id, producer);
         }
         let (high_watermark, _) = tokio::sync::watch::channel(state.next_offset);
+        let log_start = Arc::new(AtomicU64::new(state.log_start_offset));
         Ok(PartitionStateMachine {
+            log_start,
+            log: log.clone(),
             group,
             store: store.clone(),
             tree,
@@ -211,6 +233,7 @@ impl PartitionStateMachine {
             tree: self.tree.clone(),
             high_watermark: self.high_watermark.subscribe(),
             recent_index: Arc::clone(&self.recent_index),
+            log_start: Arc::clone(&self.log_start),
         }
     }
 
@@ -310,9 +333,18 @@ impl PartitionStateMachine {
         let mut producers = self.producers.clone();
         let mut changes = ApplyChanges::default();
         let mut responses = Vec::new();
+        // Segments that start among these entries: the state before each is checkpointed.
+        let mut segment_starts: Option<Vec<u64>> = None;
         for entry in entries {
-            next.last_applied = Some(entry.log_id);
             let log_index = entry.log_id.index;
+            let starts = segment_starts
+                .get_or_insert_with(|| self.log.segment_starts_within(log_index, u64::MAX));
+            if starts.contains(&log_index) {
+                if let Some(checkpoint) = self.encode_checkpoint(&next, &producers, log_index)? {
+                    changes.checkpoints.push(checkpoint);
+                }
+            }
+            next.last_applied = Some(entry.log_id);
             let response = match entry.payload {
                 EntryPayload::Blank => CommandResponse::None,
                 EntryPayload::Membership(membership) => {
@@ -323,6 +355,20 @@ impl PartitionStateMachine {
                     reason: "NOT_A_CONTROLLER".into(),
                     message: format!("group {} is a partition, not the controller", self.group),
                 },
+                EntryPayload::Normal(Command::AdvanceLogStart { log_start_offset }) => {
+                    next.log_start_offset = next
+                        .log_start_offset
+                        .max(log_start_offset.min(next.next_offset));
+                    tracing::info!(
+                        group = self.group.0,
+                        index = log_index,
+                        log_start_offset = next.log_start_offset,
+                        "log start advanced"
+                    );
+                    CommandResponse::LogStartAdvanced {
+                        log_start_offset: next.log_start_offset,
+                    }
+                }
                 EntryPayload::Normal(Command::AppendBatches(batches)) => self.apply_batches(
                     &batches,
                     EntryTime::Unstamped,
@@ -353,6 +399,7 @@ impl PartitionStateMachine {
             touched_producers,
             forgotten_producers,
             index,
+            checkpoints,
         } = changes;
         let mut producer_values = Vec::with_capacity(touched_producers.len());
         for id in &touched_producers {
@@ -373,12 +420,20 @@ impl PartitionStateMachine {
         for (base_offset, value) in &index {
             self.pending.insert(&offset_key(*base_offset), *value);
         }
+        for (log_index, value) in checkpoints {
+            self.pending
+                .insert(&self::checkpoint::checkpoint_key(log_index), value);
+        }
         self.pending.insert(APPLIED_STATE_KEY, applied_state);
         self.pending.count_apply();
         if !index.is_empty() {
             self.recent_index.write().extend(index);
         }
         self.high_watermark.send_replace(next.next_offset);
+        // After the high watermark: a reader that sees the new start sees a high watermark at
+        // least as far (`Partition::check_offset` reads the start first).
+        self.log_start
+            .store(next.log_start_offset, Ordering::Release);
         self.state = next;
         self.producers = producers;
         if self.pending.is_due() {

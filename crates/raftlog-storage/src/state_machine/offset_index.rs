@@ -5,9 +5,12 @@
 //! An entry is `o` + base offset → log index, record count and the batch's position in its
 //! entry (16 bytes, big-endian). Entries applied since the last write to sled are also in
 //! memory (`RecentIndex`), so readers find every applied batch; an entry leaves memory only once
-//! it is in sled. Nothing here writes.
+//! it is in sled. The only write here is trimming the entries below the log start
+//! (`PartitionView::trim_index_below_log_start`).
 
 use std::collections::BTreeMap;
+use std::sync::atomic::AtomicU64;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use raftlog_types::GroupId;
@@ -42,6 +45,7 @@ pub struct PartitionView {
     pub(super) tree: sled::Tree,
     pub(super) high_watermark: tokio::sync::watch::Receiver<u64>,
     pub(super) recent_index: RecentIndex,
+    pub(super) log_start: Arc<AtomicU64>,
 }
 
 pub(super) fn offset_key(offset: u64) -> [u8; 9] {
@@ -82,29 +86,42 @@ impl PartitionView {
         self.high_watermark.clone()
     }
 
-    /// First offset still indexed (0 until retention deletes records).
+    /// The partition's first offset: records below it were deleted (0 until retention or
+    /// `DeleteRecords` moves it). Never above the high watermark read after it.
     pub fn log_start_offset(&self) -> Result<u64> {
-        // Read before either index: with neither holding an entry, every offset below it was
-        // deleted or there was none. Read after them, it could count a record applied in
-        // between as deleted, and an empty partition would refuse offset 0 as out of range
-        // ("valid offsets are 1 ..= 1") while its first record is applied.
-        let high_watermark = self.high_watermark();
-        // Read before sled: an entry leaves the recent index only once it is in sled.
-        let first_recent = self.recent_index.read().keys().next().copied();
-        let first = self
-            .tree
-            .scan_prefix([OFFSET_INDEX_PREFIX])
-            .keys()
-            .next()
-            .transpose()
-            .map_err(|e| self.store.error(e))?;
-        Ok(match (first, first_recent) {
-            (Some(key), _) => <[u8; 8]>::try_from(&key[1..])
+        Ok(self.log_start.load(Ordering::Acquire))
+    }
+
+    /// Removes up to `limit` offset-index entries of batches wholly below the log start, oldest
+    /// first; returns how many. Readers never look below the log start, so this only frees
+    /// space; an entry left behind (one written from memory after this ran) is harmless and goes
+    /// the next time.
+    pub fn trim_index_below_log_start(&self, limit: usize) -> Result<usize> {
+        let log_start = self.log_start.load(Ordering::Acquire);
+        let mut batch = sled::Batch::default();
+        let mut removed = 0;
+        for item in self.tree.range(offset_key(0)..offset_key(log_start)) {
+            if removed >= limit {
+                break;
+            }
+            let (key, value) = item.map_err(|e| self.store.error(e))?;
+            let base = <[u8; 8]>::try_from(&key[1..])
                 .map(u64::from_be_bytes)
-                .unwrap_or(0),
-            (None, Some(first_recent)) => first_recent,
-            (None, None) => high_watermark,
-        })
+                .map_err(|_| self.bad_index_entry())?;
+            let (_, record_count, _) =
+                decode_offset_value(&value).ok_or_else(|| self.bad_index_entry())?;
+            if base + u64::from(record_count) > log_start {
+                break;
+            }
+            batch.remove(key);
+            removed += 1;
+        }
+        if removed > 0 {
+            self.tree
+                .apply_batch(batch)
+                .map_err(|e| self.store.error(e))?;
+        }
+        Ok(removed)
     }
 
     /// The batch containing `offset`, if it is below the high watermark and still indexed.

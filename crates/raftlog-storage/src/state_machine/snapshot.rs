@@ -1,6 +1,15 @@
 //! Snapshots of a partition: what they carry (the applied state and the producers; records
 //! stay in the log), building one, and installing one received from a leader.
 //!
+//! Where a snapshot is taken: openraft purges the log up to the snapshot, and a replica that
+//! installs it replicates only the entries after it; so a snapshot must never cover an entry
+//! holding a record at or above the log start, or that record would be gone from the replica.
+//! It is the current state if every record is below the log start, else the newest segment-end
+//! checkpoint (`checkpoint.rs`) whose records all are; else there is nothing new to take, and
+//! the builder hands back the snapshot already stored (or none), which openraft ignores as not
+//! newer. Its log start is its own next offset: nothing below it is left once the log is purged
+//! there, and the `AdvanceLogStart` entries after it move the start on as they did here.
+//!
 //! Durability: like the rest of the state, snapshots need crash consistency only. A built
 //! snapshot is stored in the group's tree (`snapshot` key); `get_snapshot_builder` first writes
 //! the held-back applied state, so that the stored snapshot is not ahead of the stored applied
@@ -20,12 +29,15 @@ use raftlog_types::TypeConfig;
 use serde::Deserialize;
 use serde::Serialize;
 
+use super::checkpoint::newest_purgeable_checkpoint;
+use super::checkpoint::remove_checkpoints_upto;
 use super::persist::PendingWrites;
 use super::producers::producer_key;
 use super::AppliedState;
 use super::PartitionStateMachine;
 use super::ProducerState;
 use super::APPLIED_STATE_KEY;
+use super::CHECKPOINT_PREFIX;
 use super::OFFSET_INDEX_PREFIX;
 use super::PRODUCER_PREFIX;
 use super::SNAPSHOT_KEY;
@@ -36,11 +48,12 @@ use crate::state_store::StateStore;
 
 type RaftStorageError = openraft::StorageError<u64>;
 
-/// What a snapshot carries: the applied state and the producers (records stay in the log).
+/// What a snapshot (and a checkpoint) carries: the applied state and the producers (records
+/// stay in the log).
 #[derive(Serialize, Deserialize)]
-struct SnapshotData {
-    state: AppliedState,
-    producers: BTreeMap<u64, ProducerState>,
+pub(super) struct SnapshotData {
+    pub(super) state: AppliedState,
+    pub(super) producers: BTreeMap<u64, ProducerState>,
 }
 
 /// The current snapshot as stored under `snapshot`: its meta and its data.
@@ -87,7 +100,7 @@ impl PartitionStateMachine {
         // The snapshot replaces everything, including what was not yet written.
         self.pending = PendingWrites::default();
         let mut batch = sled::Batch::default();
-        for prefix in [OFFSET_INDEX_PREFIX, PRODUCER_PREFIX] {
+        for prefix in [OFFSET_INDEX_PREFIX, PRODUCER_PREFIX, CHECKPOINT_PREFIX] {
             for key in self.tree.scan_prefix([prefix]).keys() {
                 batch.remove(key.map_err(|e| self.store.error(e))?);
             }
@@ -109,6 +122,8 @@ impl PartitionStateMachine {
             .map_err(|e| self.store.error(e))?;
         self.recent_index.write().clear();
         self.high_watermark.send_replace(state.next_offset);
+        self.log_start
+            .store(state.log_start_offset, std::sync::atomic::Ordering::Release);
         self.state = state;
         self.producers = snapshot.producers;
         tracing::info!(group = self.group.0, index = ?meta.last_log_id.map(|id| id.index), "installed snapshot");
@@ -125,46 +140,110 @@ pub struct PartitionSnapshotBuilder {
     producers: BTreeMap<u64, ProducerState>,
 }
 
+impl PartitionSnapshotBuilder {
+    /// The state to snapshot, as of the newest entry below which every record is deleted; `None`
+    /// if that is not past the stored snapshot `stored_index`.
+    fn purgeable_image(&self, stored_index: Option<u64>) -> Result<Option<SnapshotData>> {
+        let Some(applied) = self.state.last_applied else {
+            return Ok(None);
+        };
+        let mut image = if self.state.next_offset <= self.state.log_start_offset {
+            Some(SnapshotData {
+                state: self.state.clone(),
+                producers: self.producers.clone(),
+            })
+        } else {
+            newest_purgeable_checkpoint(
+                &self.store,
+                &self.tree,
+                self.group,
+                applied.index,
+                self.state.log_start_offset,
+            )?
+        };
+        if let Some(image) = &mut image {
+            image.state.log_start_offset = image.state.next_offset;
+        }
+        let newer = |image: &SnapshotData| {
+            image
+                .state
+                .last_applied
+                .is_some_and(|id| stored_index.is_none_or(|stored| id.index > stored))
+        };
+        Ok(image.filter(newer))
+    }
+
+    fn build(&self) -> Result<Snapshot<TypeConfig>> {
+        let encode_error = |e: serde_json::Error| StorageError::StateDecode {
+            group: self.group,
+            key: "snapshot".into(),
+            reason: e.to_string(),
+        };
+        let stored: Option<StoredSnapshot> = match self
+            .tree
+            .get(SNAPSHOT_KEY)
+            .map_err(|e| self.store.error(e))?
+        {
+            Some(bytes) => Some(serde_json::from_slice(&bytes).map_err(encode_error)?),
+            None => None,
+        };
+        let stored_index = stored
+            .as_ref()
+            .and_then(|s| s.meta.last_log_id.map(|id| id.index));
+        let Some(image) = self.purgeable_image(stored_index)? else {
+            // Nothing new: openraft ignores a snapshot that is not newer than its own.
+            let stored = stored.unwrap_or(StoredSnapshot {
+                meta: SnapshotMeta {
+                    last_log_id: None,
+                    last_membership: Default::default(),
+                    snapshot_id: "none".into(),
+                },
+                data: Vec::new(),
+            });
+            return Ok(Snapshot {
+                meta: stored.meta,
+                snapshot: Box::new(Cursor::new(stored.data)),
+            });
+        };
+        let data = serde_json::to_vec(&image).map_err(encode_error)?;
+        let state = &image.state;
+        let snapshot_id = match state.last_applied {
+            Some(id) => format!("{}-{}-{}", id.leader_id.term, id.index, state.next_offset),
+            None => format!("empty-{}", state.next_offset),
+        };
+        let meta = SnapshotMeta {
+            last_log_id: state.last_applied,
+            last_membership: state.membership.clone(),
+            snapshot_id,
+        };
+        let stored = serde_json::to_vec(&StoredSnapshot {
+            meta: meta.clone(),
+            data: data.clone(),
+        })
+        .map_err(encode_error)?;
+        self.tree
+            .insert(SNAPSHOT_KEY, stored)
+            .map_err(|e| self.store.error(e))?;
+        if let Some(index) = state.last_applied.map(|id| id.index) {
+            remove_checkpoints_upto(&self.store, &self.tree, index)?;
+        }
+        tracing::info!(
+            group = self.group.0,
+            index = ?state.last_applied.map(|id| id.index),
+            next_offset = state.next_offset,
+            "took a snapshot below the log start"
+        );
+        Ok(Snapshot {
+            meta,
+            snapshot: Box::new(Cursor::new(data)),
+        })
+    }
+}
+
 impl RaftSnapshotBuilder<TypeConfig> for PartitionSnapshotBuilder {
     async fn build_snapshot(
         &mut self,
     ) -> std::result::Result<Snapshot<TypeConfig>, RaftStorageError> {
-        let build = || -> Result<Snapshot<TypeConfig>> {
-            let encode_error = |e: serde_json::Error| StorageError::StateDecode {
-                group: self.group,
-                key: "snapshot".into(),
-                reason: e.to_string(),
-            };
-            let data = serde_json::to_vec(&SnapshotData {
-                state: self.state.clone(),
-                producers: self.producers.clone(),
-            })
-            .map_err(encode_error)?;
-            let snapshot_id = match self.state.last_applied {
-                Some(id) => format!(
-                    "{}-{}-{}",
-                    id.leader_id.term, id.index, self.state.next_offset
-                ),
-                None => format!("empty-{}", self.state.next_offset),
-            };
-            let meta = SnapshotMeta {
-                last_log_id: self.state.last_applied,
-                last_membership: self.state.membership.clone(),
-                snapshot_id,
-            };
-            let stored = serde_json::to_vec(&StoredSnapshot {
-                meta: meta.clone(),
-                data: data.clone(),
-            })
-            .map_err(encode_error)?;
-            self.tree
-                .insert(SNAPSHOT_KEY, stored)
-                .map_err(|e| self.store.error(e))?;
-            Ok(Snapshot {
-                meta,
-                snapshot: Box::new(Cursor::new(data)),
-            })
-        };
-        build().map_err(|e| raft_sm_write_error(&e))
+        self.build().map_err(|e| raft_sm_write_error(&e))
     }
 }

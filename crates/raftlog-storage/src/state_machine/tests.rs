@@ -156,7 +156,7 @@ fn the_partition_clock_only_moves_forward_survives_a_reopen_and_drives_expiry() 
     }
     drop(state_machine);
     let mut state_machine =
-        PartitionStateMachine::open(GROUP, storage.state_store(), log.durability())
+        PartitionStateMachine::open(GROUP, storage.state_store(), &log)
             .expect("reopen");
     assert_eq!(state_machine.applied().leader_time_ms, LEADER_MS);
 
@@ -194,6 +194,15 @@ async fn a_snapshot_carries_the_partition_clock_to_the_replica_that_installs_it(
     let storage = NodeStorage::open(dir.path(), LogConfig::default()).expect("storage");
     let (_log, mut source, _) = storage.open_group(GROUP).expect("group");
     apply_one(&mut source, stamped(1, LEADER_MS, batch(1, 0, &[1])));
+    // A snapshot is taken only where every record below it is deleted.
+    source
+        .apply_entries([Entry {
+            log_id: LogId::new(CommittedLeaderId::new(1, 1), 2),
+            payload: EntryPayload::Normal(Command::AdvanceLogStart {
+                log_start_offset: 1,
+            }),
+        }])
+        .expect("apply");
     let snapshot = source
         .snapshot_builder()
         .build_snapshot()

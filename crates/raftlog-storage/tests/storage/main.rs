@@ -12,5 +12,6 @@ mod page_cache;
 mod reads;
 mod recovery;
 mod replicas;
+mod retention;
 mod state;
 mod suite;

@@ -90,7 +90,7 @@ async fn a_crash_that_loses_held_back_writes_reapplies_to_the_same_offsets() -> 
     // A crash: nothing held back is written.
     std::mem::forget(state_machine);
 
-    let mut reopened = PartitionStateMachine::open(GROUP, storage.state_store(), log.durability())?;
+    let mut reopened = PartitionStateMachine::open(GROUP, storage.state_store(), &log)?;
     let persisted = reopened.applied().last_applied.map_or(0, |id| id.index);
     anyhow::ensure!(
         persisted < 100,
@@ -108,7 +108,7 @@ async fn a_crash_that_loses_held_back_writes_reapplies_to_the_same_offsets() -> 
 
     // A clean close writes everything.
     drop(reopened);
-    let after_close = PartitionStateMachine::open(GROUP, storage.state_store(), log.durability())?;
+    let after_close = PartitionStateMachine::open(GROUP, storage.state_store(), &log)?;
     anyhow::ensure!(after_close.applied().last_applied.map(|id| id.index) == Some(100));
     anyhow::ensure!(locate_all(&after_close)? == before_crash);
     Ok(())
