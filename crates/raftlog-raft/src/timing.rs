@@ -111,7 +111,11 @@ impl RaftTiming {
             election_timeout_max: lease_ms,
             max_payload_entries: APPEND_ENTRIES_ENTRIES_MAX,
             commit_notify_delay_us: COMMIT_NOTIFY_DELAY_US,
+            // Snapshots are taken only when retention moved a partition's log start, below it
+            // (raftlog-server's `partition/retention.rs`), and the log is purged right up to
+            // one: what stays is what retention keeps, not a count of entries.
             snapshot_policy: openraft::SnapshotPolicy::Never,
+            max_in_snapshot_log_to_keep: 0,
             enable_heartbeat: false,
             enable_tick: false,
             ..Default::default()

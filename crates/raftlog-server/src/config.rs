@@ -12,6 +12,13 @@ use raftlog_storage::LogConfig;
 use raftlog_types::limits::CLUSTER_ID_LEN_MAX;
 use raftlog_types::limits::CLUSTER_NODES_MAX;
 use raftlog_types::limits::MIN_FREE_BYTES_DEFAULT;
+
+/// Default of `storage.retention_check_interval_ms`.
+pub const RETENTION_CHECK_INTERVAL_MS_DEFAULT: u64 = 5_000;
+/// Bounds of `storage.retention_check_interval_ms`: 50 ms to an hour.
+pub const RETENTION_CHECK_INTERVAL_MS_MIN: u64 = 50;
+/// See `RETENTION_CHECK_INTERVAL_MS_MIN`.
+pub const RETENTION_CHECK_INTERVAL_MS_MAX: u64 = 3_600_000;
 use raftlog_types::limits::RAFT_ELECTION_TIMEOUT_MAX_MS_MAX;
 use raftlog_types::limits::RAFT_ELECTION_TIMEOUT_MIN_MS_MAX;
 use raftlog_types::limits::RAFT_HEARTBEAT_INTERVAL_MS_MAX;
@@ -150,6 +157,11 @@ pub struct StorageSection {
     /// Free bytes the node keeps on its data dir's file system: below this, produces are
     /// refused with DISK_FULL (retryable) until space is freed; 0 turns the check off.
     pub min_free_bytes: u64,
+    /// How often each node checks its partition replicas against their topics' retention
+    /// (`retention.bytes`, `retention.ms`) and deletes what is past it (Kafka's
+    /// `log.retention.check.interval.ms`, 5 minutes there; shorter here because a check that
+    /// finds nothing to delete costs a few reads of memory).
+    pub retention_check_interval_ms: u64,
 }
 
 impl Default for StorageSection {
@@ -158,6 +170,7 @@ impl Default for StorageSection {
             segment_bytes: SEGMENT_BYTES_DEFAULT,
             page_cache_bytes: None,
             min_free_bytes: MIN_FREE_BYTES_DEFAULT,
+            retention_check_interval_ms: RETENTION_CHECK_INTERVAL_MS_DEFAULT,
         }
     }
 }
@@ -259,6 +272,9 @@ impl ClusterConfig {
         }
         if let Some(v) = number("RAFTLOG_MIN_FREE_BYTES")? {
             self.storage.min_free_bytes = v;
+        }
+        if let Some(v) = number("RAFTLOG_RETENTION_CHECK_INTERVAL_MS")? {
+            self.storage.retention_check_interval_ms = v;
         }
         Ok(())
     }
@@ -389,6 +405,12 @@ impl ClusterConfig {
             self.storage.segment_bytes,
             SEGMENT_BYTES_MIN,
             SEGMENT_BYTES_MAX,
+        )?;
+        check_range(
+            "storage.retention_check_interval_ms",
+            self.storage.retention_check_interval_ms,
+            RETENTION_CHECK_INTERVAL_MS_MIN,
+            RETENTION_CHECK_INTERVAL_MS_MAX,
         )?;
         Ok(())
     }

@@ -37,6 +37,7 @@ pub use log_store::SegmentLog;
 pub use log_store::SegmentSpan;
 pub use node_storage::NodeStorage;
 pub use page_cache::PageCacheBudget;
+pub use state_machine::CheckpointMark;
 pub use state_machine::PartitionStateMachine;
 pub use state_machine::PartitionView;
 pub use state_store::StateStore;

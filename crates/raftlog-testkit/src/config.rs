@@ -16,6 +16,9 @@ use std::path::PathBuf;
 /// Request timeout configured on test clusters, in milliseconds.
 pub const REQUEST_TIMEOUT_MS: u64 = 3000;
 
+/// How often test nodes check retention: often, so that tests of it wait little.
+pub const RETENTION_CHECK_INTERVAL_MS: u64 = 200;
+
 /// The `[raft]` timers of a test cluster, in milliseconds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct RaftTimers {
@@ -174,7 +177,7 @@ pub fn write_config(dir: &Path, spec: &ClusterSpec) -> std::io::Result<Generated
         election_max_ms,
     } = spec.timers;
     let mut text = format!(
-        "cluster_id = \"{cluster_id}\"\ndata_dir = {:?}\n[raft]\nheartbeat_interval_ms = {heartbeat_ms}\nelection_timeout_min_ms = {election_min_ms}\nelection_timeout_max_ms = {election_max_ms}\n[limits]\nrequest_timeout_ms = {}\n",
+        "cluster_id = \"{cluster_id}\"\ndata_dir = {:?}\n[raft]\nheartbeat_interval_ms = {heartbeat_ms}\nelection_timeout_min_ms = {election_min_ms}\nelection_timeout_max_ms = {election_max_ms}\n[limits]\nrequest_timeout_ms = {}\n[storage]\nretention_check_interval_ms = {RETENTION_CHECK_INTERVAL_MS}\n",
         dir.join("data").display().to_string(),
         spec.request_timeout_ms,
     );

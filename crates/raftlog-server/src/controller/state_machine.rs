@@ -353,8 +353,8 @@ impl RaftStateMachine<TypeConfig> for ControllerStateMachine {
                 }
                 EntryPayload::Normal(
                     Command::AppendBatches(_)
-                        | Command::StampedAppendBatches { .. }
-                        | Command::AdvanceLogStart { .. },
+                    | Command::StampedAppendBatches { .. }
+                    | Command::AdvanceLogStart { .. },
                 ) => CommandResponse::Rejected {
                     reason: ErrorReason::Internal.as_str_name().into(),
                     message: "the controller group holds no records".into(),

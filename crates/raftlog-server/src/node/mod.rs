@@ -363,6 +363,10 @@ impl Node {
             self.config.nodes.clone(),
             self.stop.clone(),
         ));
+        self.tasks.spawn(crate::partition::retention::run(
+            Arc::clone(context),
+            std::time::Duration::from_millis(self.config.storage.retention_check_interval_ms),
+        ));
         self.tasks.spawn(consumer_group::run_sessions(
             Arc::clone(&context.consumer_groups),
             context.controller.clone(),

@@ -20,6 +20,7 @@ use raftlog_storage::StorageError;
 use raftlog_types::limits::PRODUCE_QUEUE_MAX;
 use raftlog_types::topic_config::effective_integer;
 use raftlog_types::topic_config::SEGMENT_BYTES;
+use raftlog_types::topic_config::SEGMENT_MS;
 use raftlog_types::GroupId;
 use raftlog_types::NodeId;
 use raftlog_types::NodeInfo;
@@ -74,13 +75,9 @@ async fn reconcile(context: &Arc<NodeContext>, state: &ControllerState) {
     }
     // Topic configs the running replicas follow as they change.
     for topic in state.topics.values() {
-        let Some(bytes) = effective_integer(SEGMENT_BYTES, &topic.configs, &context.topic_defaults)
-        else {
-            continue;
-        };
         for partition in &topic.partitions {
             if let Some(running) = context.partitions.read().get(&partition.group_id) {
-                running.log.set_segment_bytes(bytes.max(0) as u64);
+                follow_segment_configs(context, &running.log, &topic.configs);
             }
         }
     }
@@ -114,6 +111,20 @@ async fn reconcile(context: &Arc<NodeContext>, state: &ControllerState) {
             }
         }
         tokio::time::sleep(GROUP_START_STAGGER).await;
+    }
+}
+
+/// Sets `log`'s segment size and age from its topic's `segment.bytes` and `segment.ms`.
+fn follow_segment_configs(
+    context: &NodeContext,
+    log: &raftlog_storage::SegmentLog,
+    configs: &BTreeMap<String, String>,
+) {
+    if let Some(bytes) = effective_integer(SEGMENT_BYTES, configs, &context.topic_defaults) {
+        log.set_segment_bytes(bytes.max(0) as u64);
+    }
+    if let Some(ms) = effective_integer(SEGMENT_MS, configs, &context.topic_defaults) {
+        log.set_segment_ms(ms.max(0) as u64);
     }
 }
 
@@ -153,9 +164,7 @@ async fn start_partition(
         .get(topic)
         .map(|t| t.configs.clone())
         .unwrap_or_default();
-    if let Some(bytes) = effective_integer(SEGMENT_BYTES, &topic_configs, &context.topic_defaults) {
-        log.set_segment_bytes(bytes.max(0) as u64);
-    }
+    follow_segment_configs(context, &log, &topic_configs);
     let view = state_machine.view();
     let other = |error: &dyn std::fmt::Display| StartFailure::Other(error.to_string());
     let raft = context

@@ -9,6 +9,7 @@
 
 pub(crate) mod batcher;
 pub(crate) mod lease;
+pub(crate) mod retention;
 
 use std::sync::Arc;
 
@@ -92,6 +93,28 @@ impl Partition {
         Ok(())
     }
 
+    /// The error for a read of `offset` that found the entry of `next` gone: out of range if
+    /// retention moved the log start past `next` meanwhile (its segment was deleted), else
+    /// `cause`, which is internal.
+    fn deleted_while_reading(
+        &self,
+        next: u64,
+        offset: u64,
+        cause: &dyn std::fmt::Display,
+    ) -> Result<ServerError, ServerError> {
+        let log_start_offset = self.log_start_offset()?;
+        if next < log_start_offset {
+            return Ok(ServerError::OffsetOutOfRange {
+                offset,
+                log_start_offset,
+                high_watermark: self.view.high_watermark(),
+            });
+        }
+        Ok(ServerError::Internal {
+            message: format!("{}: offset {next}: {cause}", self.name()),
+        })
+    }
+
     /// This replica leads, a majority acknowledged it within the lease (a leader cut off from
     /// the others may have been replaced), and it has applied an entry of its
     /// current term: so its high watermark is at least every offset any leader acknowledged.
@@ -172,15 +195,13 @@ impl Partition {
                     Ok(mut read) => read.pop(),
                     Err(StorageError::NotCached { .. }) if records.is_empty() => return Ok(None),
                     Err(StorageError::NotCached { .. }) => return Ok(Some(records)),
-                    Err(e) => return Err(ServerError::internal(&e)),
+                    Err(e) => return Err(self.deleted_while_reading(next, offset, &e)?),
                 };
-                entry = Some(read.ok_or_else(|| ServerError::Internal {
-                    message: format!(
-                        "{}: log entry {} of offset {next} is missing",
-                        self.name(),
-                        location.log_index
-                    ),
-                })?);
+                let Some(read) = read else {
+                    let missing = format!("log entry {} is missing", location.log_index);
+                    return Err(self.deleted_while_reading(next, offset, &missing)?);
+                };
+                entry = Some(read);
             }
             let batch: &[Record] = match entry.as_ref().map(|e| &e.payload) {
                 Some(EntryPayload::Normal(command)) => command

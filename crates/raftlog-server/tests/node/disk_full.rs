@@ -70,10 +70,8 @@ mod needs_root {
             .collect::<Vec<_>>()
             .join("\n")
             .replacen(
-                "[[nodes]]",
-                &format!(
-                    "[storage]\nsegment_bytes = 1048576\nmin_free_bytes = {MIN_FREE_BYTES}\n[[nodes]]"
-                ),
+                "[storage]\n",
+                &format!("[storage]\nsegment_bytes = 1048576\nmin_free_bytes = {MIN_FREE_BYTES}\n"),
                 1,
             );
         let config = ClusterConfig::parse(&text, &generated.path).expect("parse");

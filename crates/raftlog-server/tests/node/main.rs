@@ -17,6 +17,7 @@ mod elections;
 mod fetch;
 mod produce;
 mod producer_ids;
+mod retention;
 mod shutdown;
 mod timestamps;
 mod topic_configs;

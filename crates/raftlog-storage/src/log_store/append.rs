@@ -51,6 +51,9 @@ impl SegmentLog {
         let mut appended: Vec<(Entry, u64)> = Vec::new();
         // The uncounted ends of segments sealed by this append, synced by the seal.
         let mut sealed_rests = Vec::new();
+        let segment_ms = shared.segment_ms.load(Ordering::Relaxed);
+        let active_expired = segment_ms > 0
+            && files.active_since.elapsed() >= std::time::Duration::from_millis(segment_ms);
         for entry in entries {
             let index = entry.log_id.index;
             // Purged entries are committed and applied; Raft's log matching means a re-sent one
@@ -97,7 +100,8 @@ impl SegmentLog {
                 Some(active) => {
                     let used = active.write_pos + frame_start as u64;
                     let has_entries = active.entry_count() > 0 || frame_start > 0;
-                    has_entries && used + frame_bytes > shared.segment_bytes()
+                    let expired = active_expired && frames.is_empty();
+                    has_entries && (used + frame_bytes > shared.segment_bytes() || expired)
                 }
             };
             if needs_new_segment {
@@ -118,6 +122,7 @@ impl SegmentLog {
                 )?;
                 tracing::debug!(group = shared.group.0, index, path = %segment.path.display(), "rolled to a new segment");
                 files.segments.push(segment);
+                files.active_since = std::time::Instant::now();
             }
             let buffer_pos = (buffer.len() as u64) - frame_bytes;
             frames.push(PendingFrame {

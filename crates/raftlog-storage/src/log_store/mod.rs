@@ -82,6 +82,9 @@ struct Shared {
     /// Size at which the active segment is sealed: `config.segment_bytes` at first, then the
     /// topic's `segment.bytes` as the node learns it (`SegmentLog::set_segment_bytes`).
     segment_bytes: AtomicU64,
+    /// Age in ms at which the active segment is sealed at the next append (0: never): the
+    /// topic's `segment.ms`, so that time retention can delete a slow partition's old records.
+    segment_ms: AtomicU64,
 }
 
 impl Shared {
@@ -121,6 +124,8 @@ struct LogFiles {
     last_purged: Option<LogId>,
     /// The newest entries, decoded: what replication and apply read right after an append.
     recent: RecentEntries,
+    /// When the active segment was created or opened (its age, for `segment.ms`).
+    active_since: Instant,
 }
 
 struct MetaState {
@@ -178,6 +183,14 @@ impl SegmentLog {
                 "segment size changed"
             );
         }
+    }
+
+    /// Seals the active segment at the next append once it is `ms` old (the topic's
+    /// `segment.ms`; 0: never).
+    pub fn set_segment_ms(&self, ms: u64) {
+        self.shared
+            .segment_ms
+            .store(ms, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// The size at which the active segment is sealed.

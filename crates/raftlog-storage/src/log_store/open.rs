@@ -132,6 +132,7 @@ impl SegmentLog {
                 last_log_id,
                 last_purged: stored.last_purged,
                 recent: RecentEntries::new(Arc::clone(&recent_pool.budget)),
+                active_since: std::time::Instant::now(),
             }),
             meta: Mutex::new(MetaState {
                 committed: stored.committed,
@@ -146,6 +147,7 @@ impl SegmentLog {
             last_append: AtomicU64::new(HOLDS_NO_RECENT),
             page_cache,
             segment_bytes: AtomicU64::new(segment_bytes),
+            segment_ms: AtomicU64::new(0),
         };
         let shared = Arc::new(shared);
         recent_pool.register(&shared);

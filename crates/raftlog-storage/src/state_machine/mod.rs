@@ -35,6 +35,7 @@ mod snapshot;
 mod tests;
 
 use std::collections::BTreeMap;
+use std::sync::atomic::AtomicI64;
 use std::sync::atomic::AtomicU64;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -53,6 +54,7 @@ use raftlog_types::ProducerBatch;
 use serde::Deserialize;
 use serde::Serialize;
 
+pub use self::checkpoint::CheckpointMark;
 use self::offset_index::offset_key;
 use self::offset_index::offset_value;
 pub use self::offset_index::BatchLocation;
@@ -68,9 +70,9 @@ pub use self::producers::PRODUCERS_PER_PARTITION_MAX;
 pub use self::producers::PRODUCER_RETENTION_MS;
 pub use self::snapshot::PartitionSnapshotBuilder;
 use crate::durability::Durability;
-use crate::log_store::SegmentLog;
 use crate::error::Result;
 use crate::error::StorageError;
+use crate::log_store::SegmentLog;
 use crate::state_store::StateStore;
 
 const APPLIED_STATE_KEY: &[u8] = b"applied_state";
@@ -147,6 +149,8 @@ pub struct PartitionStateMachine {
     recent_index: RecentIndex,
     /// `state.log_start_offset`, for readers; set after the high watermark.
     log_start: Arc<AtomicU64>,
+    /// `state.leader_time_ms`, for retention.
+    leader_time_ms: Arc<AtomicI64>,
     /// The group's log, whose segment starts say where to checkpoint.
     log: SegmentLog,
 }
@@ -204,6 +208,7 @@ impl PartitionStateMachine {
         let (high_watermark, _) = tokio::sync::watch::channel(state.next_offset);
         let log_start = Arc::new(AtomicU64::new(state.log_start_offset));
         Ok(PartitionStateMachine {
+            leader_time_ms: Arc::new(AtomicI64::new(state.leader_time_ms)),
             log_start,
             log: log.clone(),
             group,
@@ -234,6 +239,7 @@ impl PartitionStateMachine {
             high_watermark: self.high_watermark.subscribe(),
             recent_index: Arc::clone(&self.recent_index),
             log_start: Arc::clone(&self.log_start),
+            leader_time_ms: Arc::clone(&self.leader_time_ms),
         }
     }
 
@@ -434,6 +440,8 @@ impl PartitionStateMachine {
         // least as far (`Partition::check_offset` reads the start first).
         self.log_start
             .store(next.log_start_offset, Ordering::Release);
+        self.leader_time_ms
+            .store(next.leader_time_ms, Ordering::Release);
         self.state = next;
         self.producers = producers;
         if self.pending.is_due() {

@@ -9,6 +9,7 @@
 //! (`PartitionView::trim_index_below_log_start`).
 
 use std::collections::BTreeMap;
+use std::sync::atomic::AtomicI64;
 use std::sync::atomic::AtomicU64;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -46,6 +47,7 @@ pub struct PartitionView {
     pub(super) high_watermark: tokio::sync::watch::Receiver<u64>,
     pub(super) recent_index: RecentIndex,
     pub(super) log_start: Arc<AtomicU64>,
+    pub(super) leader_time_ms: Arc<AtomicI64>,
 }
 
 pub(super) fn offset_key(offset: u64) -> [u8; 9] {
@@ -90,6 +92,16 @@ impl PartitionView {
     /// `DeleteRecords` moves it). Never above the high watermark read after it.
     pub fn log_start_offset(&self) -> Result<u64> {
         Ok(self.log_start.load(Ordering::Acquire))
+    }
+
+    /// The partition's leader time as of the last apply (`AppliedState::leader_time_ms`).
+    pub fn leader_time_ms(&self) -> i64 {
+        self.leader_time_ms.load(Ordering::Acquire)
+    }
+
+    /// The state machine's segment-end checkpoints, oldest first: where retention can cut.
+    pub fn checkpoints(&self) -> Result<Vec<super::checkpoint::CheckpointMark>> {
+        super::checkpoint::checkpoint_marks(&self.store, &self.tree, self.group)
     }
 
     /// Removes up to `limit` offset-index entries of batches wholly below the log start, oldest

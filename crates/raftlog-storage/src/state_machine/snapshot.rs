@@ -124,6 +124,8 @@ impl PartitionStateMachine {
         self.high_watermark.send_replace(state.next_offset);
         self.log_start
             .store(state.log_start_offset, std::sync::atomic::Ordering::Release);
+        self.leader_time_ms
+            .store(state.leader_time_ms, std::sync::atomic::Ordering::Release);
         self.state = state;
         self.producers = snapshot.producers;
         tracing::info!(group = self.group.0, index = ?meta.last_log_id.map(|id| id.index), "installed snapshot");

@@ -156,8 +156,7 @@ fn the_partition_clock_only_moves_forward_survives_a_reopen_and_drives_expiry() 
     }
     drop(state_machine);
     let mut state_machine =
-        PartitionStateMachine::open(GROUP, storage.state_store(), &log)
-            .expect("reopen");
+        PartitionStateMachine::open(GROUP, storage.state_store(), &log).expect("reopen");
     assert_eq!(state_machine.applied().leader_time_ms, LEADER_MS);
 
     // Expiry still works, by the leaders' time: a producer idle past the retention goes.

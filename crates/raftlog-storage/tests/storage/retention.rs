@@ -78,11 +78,7 @@ async fn a_replica_that_installs_the_snapshot_reads_on_from_its_segment_end() ->
     append_durably(&log, vec![advance_log_start(401, log_start)])?;
     leader.apply_entries([advance_log_start(401, log_start)])?;
 
-    let snapshot = leader
-        .get_snapshot_builder()
-        .await
-        .build_snapshot()
-        .await?;
+    let snapshot = leader.get_snapshot_builder().await.build_snapshot().await?;
     // The end of the second segment: the newest segment end below offset `log_start`.
     let snapshot_index = snapshot.meta.last_log_id.map(|id| id.index);
     anyhow::ensure!(
@@ -91,11 +87,7 @@ async fn a_replica_that_installs_the_snapshot_reads_on_from_its_segment_end() ->
         third.base_index
     );
     // Building again gives nothing newer.
-    let again = leader
-        .get_snapshot_builder()
-        .await
-        .build_snapshot()
-        .await?;
+    let again = leader.get_snapshot_builder().await.build_snapshot().await?;
     anyhow::ensure!(again.meta == snapshot.meta);
     let current = leader.get_current_snapshot().await?;
     anyhow::ensure!(current.map(|s| s.meta) == Some(snapshot.meta.clone()));
@@ -112,7 +104,9 @@ async fn a_replica_that_installs_the_snapshot_reads_on_from_its_segment_end() ->
             .locate(offset)?
             .ok_or_else(|| anyhow::anyhow!("offset {offset} not indexed"))?;
         anyhow::ensure!(location.log_index == offset + 1);
-        anyhow::ensure!(!log.read_entries(location.log_index..=location.log_index)?.is_empty());
+        anyhow::ensure!(!log
+            .read_entries(location.log_index..=location.log_index)?
+            .is_empty());
     }
     // Trimming the offset index below the log start leaves the rest.
     let trimmed = view.trim_index_below_log_start(usize::MAX)?;
