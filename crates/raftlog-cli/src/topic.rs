@@ -48,6 +48,18 @@ pub enum TopicCommand {
         #[arg(long, value_enum, default_value = "text")]
         format: crate::Format,
     },
+    /// Delete a partition's records below an offset on every replica (its log start moves
+    /// there), as Kafka's kafka-delete-records does.
+    DeleteRecords {
+        /// Topic name.
+        name: String,
+        /// Partition number.
+        #[arg(long)]
+        partition: u32,
+        /// Records below this offset are deleted; at most the high watermark.
+        #[arg(long, value_name = "OFFSET")]
+        before: u64,
+    },
     /// Delete a topic and its records.
     Delete {
         /// Topic name.
@@ -165,6 +177,17 @@ pub async fn run(command: TopicCommand, bootstrap: &[String]) -> anyhow::Result<
                 .await?;
             println!("altered topic {name}");
             print_configs(&after);
+        }
+        TopicCommand::DeleteRecords {
+            name,
+            partition,
+            before,
+        } => {
+            let response = client.delete_records(&name, partition, before).await?;
+            println!(
+                "{name}/{partition}: log start {}, high watermark {}",
+                response.log_start_offset, response.high_watermark
+            );
         }
         TopicCommand::Delete { name } => {
             client.delete_topic(&name).await?;

@@ -400,6 +400,64 @@ impl Client {
         }
     }
 
+    /// Deletes a partition's records below `before_offset` (Kafka's DeleteRecords), routed to
+    /// its leader; returns the partition's log start and high watermark afterwards. Moving the
+    /// log start is idempotent, so every retryable error and lost answer is retried until the
+    /// deadline.
+    pub async fn delete_records(
+        &self,
+        topic: &str,
+        partition: u32,
+        before_offset: u64,
+    ) -> Result<v1::DeleteRecordsResponse, ClientError> {
+        let request = v1::DeleteRecordsRequest {
+            topic: topic.to_owned(),
+            partition,
+            before_offset,
+        };
+        let deadline = Instant::now() + self.options.retry_deadline;
+        let mut attempts = 0u32;
+        let mut backoff = Duration::from_millis(50);
+        let mut refused_by: Option<String> = None;
+        loop {
+            attempts += 1;
+            let address = match self.cached_leader(topic, partition) {
+                Some(address) => address,
+                None => {
+                    self.describe_topic_avoiding(topic, refused_by.as_deref())
+                        .await?;
+                    self.cached_leader(topic, partition)
+                        .unwrap_or_else(|| self.bootstrap[0].clone())
+                }
+            };
+            let error = match self
+                .admin_client(&address)?
+                .delete_records(request.clone())
+                .await
+            {
+                Ok(response) => return Ok(response.into_inner()),
+                Err(status) => transport_aware(&address, &status),
+            };
+            if !(error.refused_before_write() || error.outcome_unknown()) {
+                return Err(error);
+            }
+            let hinted = error.metadata("leader_address").map(str::to_owned);
+            let immediate = hinted.is_some() && hinted.as_deref() != Some(address.as_str());
+            self.set_leader(topic, partition, hinted);
+            refused_by = Some(address);
+            if Instant::now() >= deadline {
+                return Err(ClientError::RetriesExhausted {
+                    attempts,
+                    last: Box::new(error),
+                });
+            }
+            if !immediate {
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(1));
+            }
+        }
+    }
+
     /// Asks the cluster for a new producer id (for idempotent produce).
     pub async fn init_producer(&self) -> Result<u64, ClientError> {
         let response = self

@@ -1,6 +1,6 @@
 //! `raftlog.v1.Admin`: topics, their configs, and the cluster description. Metadata changes go
 //! through the controller group; a node that is not the controller leader forwards the call to
-//! it (once).
+//! it (once). `DeleteRecords` is a write to one partition, answered by its leader.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -323,8 +323,49 @@ fn is_forwarded<T>(request: &Request<T>) -> bool {
     request.metadata().contains_key(FORWARDED_HEADER)
 }
 
+impl AdminService {
+    /// `DeleteRecords` on the partition's leader: checked against the high watermark here,
+    /// then proposed as `AdvanceLogStart`, which every replica applies.
+    async fn delete_records(
+        &self,
+        request: v1::DeleteRecordsRequest,
+    ) -> Result<v1::DeleteRecordsResponse, ServerError> {
+        let resolved =
+            crate::api::resolve(&self.context, &request.topic, request.partition).await?;
+        let partition = crate::api::local_replica(&self.context, &resolved)?;
+        // Up to the high watermark, as a leader caught up with its term knows it (elsewhere
+        // the offset may merely not be here yet: OFFSET_NOT_AVAILABLE, retried). One below the
+        // log start is no error: those records are gone already.
+        if request.before_offset >= partition.log_start_offset()? {
+            partition.check_offset(request.before_offset)?;
+        }
+        let log_start_offset = crate::partition::retention::advance_log_start(
+            &self.context,
+            &partition,
+            request.before_offset,
+        )
+        .await?;
+        tracing::info!(group = partition.group.0, node = self.context.node_id, topic = %request.topic, partition = request.partition, log_start_offset, "records deleted on request");
+        Ok(v1::DeleteRecordsResponse {
+            log_start_offset,
+            high_watermark: partition.view.high_watermark(),
+        })
+    }
+}
+
 #[tonic::async_trait]
 impl Admin for AdminService {
+    #[tracing::instrument(skip_all, fields(topic = %request.get_ref().topic, partition = request.get_ref().partition, node = self.context.node_id))]
+    async fn delete_records(
+        &self,
+        request: Request<v1::DeleteRecordsRequest>,
+    ) -> Result<Response<v1::DeleteRecordsResponse>, Status> {
+        AdminService::delete_records(self, request.into_inner())
+            .await
+            .map(Response::new)
+            .map_err(Status::from)
+    }
+
     #[tracing::instrument(skip_all, fields(topic = %request.get_ref().name, node = self.context.node_id))]
     async fn create_topic(
         &self,

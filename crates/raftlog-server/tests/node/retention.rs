@@ -293,3 +293,92 @@ async fn a_replica_down_while_the_leader_deleted_what_it_lacked_catches_up_by_sn
     .await;
     assert_same_records(&cluster, &[1, 2, 3], "lagging", seen[0].0).await;
 }
+
+async fn delete_records(
+    cluster: &InProcessCluster,
+    id: u64,
+    topic: &str,
+    before_offset: u64,
+) -> Result<tonic::Response<v1::DeleteRecordsResponse>, tonic::Status> {
+    clients(cluster, id)
+        .admin
+        .delete_records(v1::DeleteRecordsRequest {
+            topic: topic.into(),
+            partition: 0,
+            before_offset,
+        })
+        .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn delete_records_moves_the_log_start_on_every_replica_and_refuses_past_the_end() {
+    let cluster = InProcessCluster::start_nodes(3).await;
+    let group = create(&cluster, "trimmed", &[]).await;
+    produce(&cluster, "trimmed", 0, 30).await;
+    let leader = cluster.wait_for_leaders("trimmed").await.partitions[0]
+        .leader_id
+        .expect("a leader");
+    let follower = (1..=3).find(|id| *id != leader).expect("a follower");
+
+    // Past the high watermark: refused with the range, nothing changed.
+    let status = expect_status(
+        delete_records(&cluster, leader, "trimmed", 31).await,
+        tonic::Code::OutOfRange,
+        ErrorReason::OffsetOutOfRange,
+    );
+    assert_eq!(metadata(&status, "high_watermark").as_deref(), Some("30"));
+    // Anywhere but the leader: NOT_LEADER, naming it.
+    let status = expect_status(
+        delete_records(&cluster, follower, "trimmed", 12).await,
+        tonic::Code::Unavailable,
+        ErrorReason::NotLeader,
+    );
+    assert_eq!(
+        metadata(&status, "leader_address"),
+        Some(cluster.addr(leader))
+    );
+    assert_same_records(&cluster, &[1, 2, 3], "trimmed", 0).await;
+
+    let response = delete_records(&cluster, leader, "trimmed", 12)
+        .await
+        .expect("delete records")
+        .into_inner();
+    assert_eq!(
+        (response.log_start_offset, response.high_watermark),
+        (12, 30)
+    );
+    wait_until(
+        &cluster,
+        &[1, 2, 3],
+        "trimmed",
+        group,
+        "delete records",
+        |seen| seen.iter().all(|(start, _, _)| *start == 12),
+    )
+    .await;
+    assert_same_records(&cluster, &[1, 2, 3], "trimmed", 12).await;
+    // Below the log start: nothing to do, and no error.
+    let response = delete_records(&cluster, leader, "trimmed", 5)
+        .await
+        .expect("delete records below the start")
+        .into_inner();
+    assert_eq!(response.log_start_offset, 12);
+    // Up to the high watermark: every record, and the partition goes on.
+    delete_records(&cluster, leader, "trimmed", 30)
+        .await
+        .expect("delete all records");
+    produce(&cluster, "trimmed", 30, 2).await;
+    wait_until(
+        &cluster,
+        &[1, 2, 3],
+        "trimmed",
+        group,
+        "after deleting all",
+        |seen| {
+            seen.iter()
+                .all(|(start, high_watermark, _)| *start == 30 && *high_watermark == 32)
+        },
+    )
+    .await;
+    assert_same_records(&cluster, &[1, 2, 3], "trimmed", 30).await;
+}
