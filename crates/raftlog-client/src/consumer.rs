@@ -167,6 +167,9 @@ pub struct Consumer {
     /// Member id and generation the positions belong to. Both count: after a coordinator
     /// change the consumer re-joins under a new id, and generations start over.
     generation: (String, u64),
+    /// Records deleted (retention, `DeleteRecords`) before this consumer read them: its
+    /// position, or its group's committed one, was below the partition's log start.
+    skipped_deleted: u64,
 }
 
 fn to_record(topic: &str, partition: u32, record: v1::StoredRecord) -> ConsumerRecord {
@@ -192,6 +195,7 @@ impl Consumer {
             client,
             config,
             positions: BTreeMap::new(),
+            skipped_deleted: 0,
             membership: None,
             generation: (String::new(), 0),
         }
@@ -454,6 +458,9 @@ impl Consumer {
                             .map(|r| to_record(&topic, partition, r)),
                     );
                 }
+                Err(error)
+                    if error.reason() == Some(v1::ErrorReason::OffsetOutOfRange)
+                        && self.moved_past_deleted(&topic, partition, &error) => {}
                 Err(error) if error.is_retryable() => {
                     tracing::debug!(topic = %topic, partition, %error, "fetch failed; will retry");
                     // Force a metadata refresh at the next fetch of this partition.
@@ -466,6 +473,36 @@ impl Consumer {
             tokio::time::sleep(self.config.poll_wait).await;
         }
         Ok(records)
+    }
+
+    /// How many records were deleted (by retention or `DeleteRecords`) before this consumer
+    /// read them: each time its position (or its group's committed offset) was found below the
+    /// partition's log start, it moved on to the log start, counted here and logged as a
+    /// warning, as Kafka's consumer resets an out-of-range position to the earliest offset.
+    pub fn skipped_deleted_records(&self) -> u64 {
+        self.skipped_deleted
+    }
+
+    /// After an out-of-range fetch: if the position is below the log start the error names,
+    /// moves it there (counted, and logged). Returns whether it did.
+    fn moved_past_deleted(&mut self, topic: &str, partition: u32, error: &ClientError) -> bool {
+        let key = (topic.to_owned(), partition);
+        let Some(Some(position)) = self.positions.get(&key).copied() else {
+            return false;
+        };
+        let Some(log_start) = error
+            .metadata("log_start_offset")
+            .and_then(|v| v.parse::<u64>().ok())
+        else {
+            return false;
+        };
+        if position >= log_start {
+            return false;
+        }
+        tracing::warn!(topic = %topic, partition, position, log_start, group = ?self.config.group, skipped = log_start - position, "records were deleted before this consumer read them; resuming at the log start");
+        self.skipped_deleted += log_start - position;
+        self.positions.insert(key, Some(log_start));
+        true
     }
 
     /// Streams one partition's committed records from `offset` as they are committed, over a

@@ -415,7 +415,10 @@ impl Groups for GroupsService {
             for p in description.partitions {
                 let key = (topic.clone(), p.partition);
                 let committed_offset = committed.get(&key).copied();
-                let from = committed_offset.unwrap_or(p.log_start_offset);
+                // A committed offset below the log start counts from the start: the records
+                // before it were deleted, and the group resumes there.
+                let from =
+                    committed_offset.map_or(p.log_start_offset, |c| c.max(p.log_start_offset));
                 partitions.push(v1::PartitionLag {
                     topic: topic.clone(),
                     partition: p.partition,
