@@ -7,6 +7,8 @@
 #
 # Environment:
 #   E2E_RATE=20000      records/s of the end-to-end scenario
+#   SCENARIOS=retention instead of the usual scenarios, b3 without and with retention deleting
+#                       segments all along (b3, b3r, b3, b3r: alternating pairs in one sitting)
 #   SKIP_BUILD=1        use the binary already built
 #   KEEP_DATA=1         keep the temporary cluster directory (logs and data) after the run
 #   RESULTS_DIR=DIR     where to write results (default: benchmarks/results)
@@ -189,6 +191,18 @@ say "measuring the disk under $WORK (raftlog bench disk)"
 start_cluster
 
 COMMON=(--replicas 3 --record-size 1024)
+B3=(--partitions 3 "${COMMON[@]}" --producers 6 --in-flight 1 --batch 256 --duration 20s)
+if [[ ${SCENARIOS:-} == retention ]]; then
+    # 16 MiB segments and 64 MiB kept per partition: b3 writes ~30 MB/s to each of its three
+    # partitions, so retention deletes a segment about every half second on every replica.
+    RETAINED=(--config segment.bytes=16777216 --config retention.bytes=67108864)
+    for round in 1 2; do
+        run_scenario "b3-$round" "b3 without retention (round $round)" \
+            produce --topic "b3-plain-$round" "${B3[@]}"
+        run_scenario "b3r-$round" "b3 with retention.bytes 64 MiB, segment.bytes 16 MiB (round $round)" \
+            produce --topic "b3-retained-$round" "${B3[@]}" "${RETAINED[@]}"
+    done
+else
 run_scenario a "one synchronous producer: batch 1, 1 in flight, 1 partition, 15 s" \
     produce --topic a-sync --partitions 1 "${COMMON[@]}" --producers 1 --in-flight 1 --batch 1 --duration 15s
 run_scenario a100 "one producer at a fixed 100 records/s: batch 1, 1 in flight, 1 partition, 15 s" \
@@ -201,7 +215,7 @@ run_scenario b2 "pipelined, larger batches: 6 partitions, 6 producers, 2 in flig
 # Two producers per partition, one request in flight each: ~1,500 records in flight in all,
 # which keeps p99 low at over 100k records/s.
 run_scenario b3 "pipelined, 2 producers per partition: 3 partitions, 6 producers, 1 in flight, batch 256, 20 s" \
-    produce --topic b3-pipelined --partitions 3 "${COMMON[@]}" --producers 6 --in-flight 1 --batch 256 --duration 20s
+    produce --topic b3-pipelined "${B3[@]}"
 run_scenario c "consume everything (b) wrote, from the beginning, 1 consumer" \
     consume --topic b-pipelined --consumers 1 --duration 120s
 run_scenario c3 "consume everything (b) wrote, from the beginning, 3 consumers" \
@@ -210,6 +224,7 @@ run_scenario c3 "consume everything (b) wrote, from the beginning, 3 consumers" 
 # with fewer slots the producers fall behind the rate whenever latency spikes.
 run_scenario d "end to end at $E2E_RATE records/s: 6 partitions, 6 producers, 8 in flight, batch 16, 20 s" \
     e2e --topic d-e2e --partitions 6 "${COMMON[@]}" --producers 6 --in-flight 8 --batch 16 --rate "$E2E_RATE" --duration 20s
+fi
 
 stop_cluster
 

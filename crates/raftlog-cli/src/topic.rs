@@ -198,7 +198,7 @@ pub async fn run(command: TopicCommand, bootstrap: &[String]) -> anyhow::Result<
 }
 
 /// Parses `KEY=VALUE`.
-fn parse_config(text: &str) -> Result<(String, String), String> {
+pub(crate) fn parse_config(text: &str) -> Result<(String, String), String> {
     match text.split_once('=') {
         Some((key, value)) if !key.trim().is_empty() => {
             Ok((key.trim().to_owned(), value.trim().to_owned()))
@@ -208,7 +208,9 @@ fn parse_config(text: &str) -> Result<(String, String), String> {
 }
 
 /// The configs as a map, refusing a key given twice (which one would win is not obvious).
-fn config_map(configs: Vec<(String, String)>) -> anyhow::Result<HashMap<String, String>> {
+pub(crate) fn config_map(
+    configs: Vec<(String, String)>,
+) -> anyhow::Result<HashMap<String, String>> {
     let mut map = HashMap::new();
     for (key, value) in configs {
         if map.insert(key.clone(), value).is_some() {

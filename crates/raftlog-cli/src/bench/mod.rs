@@ -69,6 +69,10 @@ struct TopicArgs {
     /// Replicas per partition when the topic is created.
     #[arg(long, default_value_t = 3)]
     replicas: u32,
+    /// A topic config to create the topic with, KEY=VALUE (repeatable), e.g.
+    /// `--config retention.bytes=268435456` to measure with retention deleting segments.
+    #[arg(long = "config", value_name = "KEY=VALUE", value_parser = crate::topic::parse_config)]
+    configs: Vec<(String, String)>,
 }
 
 /// Output options every mode shares.
@@ -151,8 +155,9 @@ async fn ensure_topic(client: &Client, topic: &TopicArgs) -> anyhow::Result<v1::
     match client.describe_topic(&topic.topic).await {
         Ok(_) => {}
         Err(error) if error.reason() == Some(ErrorReason::TopicNotFound) => {
+            let configs = crate::topic::config_map(topic.configs.clone())?;
             match client
-                .create_topic(&topic.topic, topic.partitions, topic.replicas)
+                .create_topic_with_configs(&topic.topic, topic.partitions, topic.replicas, configs)
                 .await
             {
                 Ok(_) => {}
