@@ -88,6 +88,10 @@ pub enum Action {
         /// Why the read stopped short of `target` (`None` when it reached it).
         #[serde(default)]
         error: Option<String>,
+        /// Where the replica's log started: records below were deleted by retention (0 when
+        /// none were; histories before retention lack it).
+        #[serde(default)]
+        log_start: u64,
         /// The node said its replica is out of service (`NOT_A_REPLICA` with `out_of_service`):
         /// it refused the replica at start-up as corrupt or lost, as it must after a `corrupt`
         /// fault, and serves nothing of it. Not a read cut short.

@@ -40,6 +40,11 @@ enum Command {
         /// nonmonotonic-commit and commit-past-end read what they record. 0 for none.
         #[arg(long, default_value_t = 3)]
         group_members: u64,
+        /// The test topic's retention.bytes per partition (64 KiB segments), so that retention
+        /// deletes records mid-run; the checker excuses only what is below each partition's
+        /// final log start. Default: keep everything.
+        #[arg(long)]
+        retention_bytes: Option<u64>,
         /// Where to write the history, node logs and reports.
         #[arg(long)]
         results: Option<PathBuf>,
@@ -62,6 +67,7 @@ fn run(cli: Cli) -> anyhow::Result<bool> {
             nemesis,
             seed,
             group_members,
+            retention_bytes,
             results,
             raftlog,
         } => {
@@ -97,6 +103,7 @@ fn run(cli: Cli) -> anyhow::Result<bool> {
                 partitions: 3,
                 producers: 4,
                 consumers: 2,
+                retention_bytes,
             };
             let runtime = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()

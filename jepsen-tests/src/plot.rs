@@ -600,6 +600,7 @@ mod tests {
                     reached: 1,
                     error: None,
                     out_of_service: false,
+                    log_start: 0,
                 },
             ),
         ];

@@ -32,6 +32,13 @@ pub use crate::nemesis::Fault;
 mod final_read;
 mod workload_group;
 
+/// `segment.bytes` of a topic with retention: the smallest allowed, so that segments fill and go
+/// within seconds.
+const RETENTION_SEGMENT_BYTES: u64 = 64 * 1024;
+
+/// Bytes of header padding per record with retention, so that the run writes megabytes.
+const RETENTION_RECORD_PADDING: usize = 1024;
+
 /// What to run.
 pub struct RunConfig {
     /// Nodes in the cluster.
@@ -48,6 +55,11 @@ pub struct RunConfig {
     pub producers: u64,
     /// Consumer processes.
     pub consumers: u64,
+    /// The test topic's `retention.bytes` (with `segment.bytes` at its 64 KiB minimum), so that
+    /// retention deletes records mid-run; `None` keeps every record. Consumers whose position
+    /// falls below the log start move on to it; the checker counts nothing below each
+    /// partition's final log start as lost, and still everything above it.
+    pub retention_bytes: Option<u64>,
 }
 
 /// The consumer-group part of the workload. Apart from [`RunConfig`], so that callers that do
@@ -92,15 +104,27 @@ fn definitely_failed(error: &ClientError, idempotent: bool) -> bool {
     !idempotent && error.refused_before_write()
 }
 
+/// What one producer process sends.
+struct ProducerStyle {
+    /// It numbers its batches (an idempotent producer).
+    idempotent: bool,
+    /// Bytes of header padding per record (0: none).
+    padding: usize,
+}
+
 async fn producer(
     client: Arc<Client>,
     recorder: Recorder,
     process: u64,
-    idempotent: bool,
+    style: ProducerStyle,
     partitions: u32,
     next_value: Arc<AtomicU64>,
     stop: Arc<AtomicBool>,
 ) {
+    let ProducerStyle {
+        idempotent,
+        padding,
+    } = style;
     let mut producer_id = None;
     let mut sequences = vec![0u64; partitions as usize];
     let mut partition = (process as u32) % partitions;
@@ -126,7 +150,16 @@ async fn producer(
             partition,
             records: values
                 .iter()
-                .map(|v| raftlog_client::record(None, v.to_string().into_bytes()))
+                .map(|v| {
+                    let mut record = raftlog_client::record(None, v.to_string().into_bytes());
+                    if padding > 0 {
+                        record.headers.push(v1::Header {
+                            key: "padding".into(),
+                            value: vec![b'.'; padding].into(),
+                        });
+                    }
+                    record
+                })
                 .collect(),
             acks: v1::Acks::All as i32,
             timeout_ms: 0,
@@ -191,14 +224,18 @@ async fn consumer(
     stop: Arc<AtomicBool>,
 ) {
     let mut positions = vec![0u64; partitions as usize];
+    // Partitions whose position moved to the log start past deleted records: their next poll
+    // is a reset, which the checker does not count as a skip.
+    let mut moved = vec![false; partitions as usize];
     while !stop.load(Ordering::Relaxed) {
         for partition in 0..partitions {
+            let reset = std::mem::take(&mut moved[partition as usize]);
             recorder.record(
                 process,
                 Kind::Invoke,
                 Action::Poll {
                     reads: Vec::new(),
-                    reset: false,
+                    reset,
                 },
             );
             match client
@@ -216,23 +253,32 @@ async fn consumer(
                     if let Some((_, offset, _)) = reads.last() {
                         positions[partition as usize] = offset + 1;
                     }
-                    recorder.record(
-                        process,
-                        Kind::Ok,
-                        Action::Poll {
-                            reads,
-                            reset: false,
-                        },
-                    );
+                    recorder.record(process, Kind::Ok, Action::Poll { reads, reset });
                 }
                 Err(error) => {
                     let position = positions[partition as usize];
                     record_consume_error(&recorder, process, partition, position, &error);
+                    // Retention deleted what this consumer had not read yet: on to the start.
+                    if let Some(log_start) = below_log_start(&error, position) {
+                        positions[partition as usize] = log_start;
+                        moved[partition as usize] = true;
+                    }
                     tokio::time::sleep(Duration::from_millis(50)).await;
                 }
             }
         }
     }
+}
+
+/// The log start an OFFSET_OUT_OF_RANGE names, if `position` is below it.
+pub(crate) fn below_log_start(error: &ClientError, position: u64) -> Option<u64> {
+    if error.reason() != Some(raftlog_client::ErrorReason::OffsetOutOfRange) {
+        return None;
+    }
+    error
+        .metadata("log_start_offset")
+        .and_then(|v| v.parse::<u64>().ok())
+        .filter(|start| *start > position)
 }
 
 /// The test's records as (partition, offset, value); the values are decimal numbers.
@@ -360,8 +406,21 @@ pub async fn run_with_group(
         retry_deadline: Duration::from_secs(10),
     };
     let client = Arc::new(Client::connect_with(&cluster.addrs(), options).await?);
+    let mut configs = std::collections::HashMap::new();
+    if let Some(bytes) = config.retention_bytes {
+        configs.insert(
+            "segment.bytes".to_owned(),
+            RETENTION_SEGMENT_BYTES.to_string(),
+        );
+        configs.insert("retention.bytes".to_owned(), bytes.to_string());
+    }
     client
-        .create_topic("jepsen", config.partitions, config.nodes.min(3) as u32)
+        .create_topic_with_configs(
+            "jepsen",
+            config.partitions,
+            config.nodes.min(3) as u32,
+            configs,
+        )
         .await?;
     // Metadata reaches every node (and leaders are elected) shortly after the create returns.
     let ready_by = Instant::now() + Duration::from_secs(30);
@@ -392,7 +451,15 @@ pub async fn run_with_group(
             Arc::clone(&client),
             recorder.clone(),
             process,
-            process % 2 == 0,
+            ProducerStyle {
+                idempotent: process % 2 == 0,
+                // With retention, records of about 1 KiB fill segments within the run.
+                padding: if config.retention_bytes.is_some() {
+                    RETENTION_RECORD_PADDING
+                } else {
+                    0
+                },
+            },
             config.partitions,
             Arc::clone(&next_value),
             Arc::clone(&stop),

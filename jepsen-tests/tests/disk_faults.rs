@@ -41,6 +41,7 @@ mod needs_root {
             partitions: 3,
             producers: 4,
             consumers: 2,
+            retention_bytes: None,
         };
         let history = raftlog_jepsen::run::run(&config, &raftlog_binary(), dir.path())
             .await

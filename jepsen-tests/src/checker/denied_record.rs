@@ -26,7 +26,8 @@ fn denies_existence(reason: &str) -> bool {
 
 /// Compares each refused read with what was known to exist when it was asked: an offset below
 /// the end of the log, or at the end (reading there is valid and answered empty), must be
-/// served. The topic has no retention, so nothing below the end is ever deleted.
+/// served, unless retention deleted it: a refusal below the partition's final log start (the
+/// records there were deleted, `Analysis::deleted_below`) is not counted; one above still is.
 pub fn check(analysis: &Analysis) -> Vec<String> {
     // Per partition: (time, end) each time a record became known to exist.
     let mut known: BTreeMap<u32, Vec<(u64, u64)>> = BTreeMap::new();
@@ -63,7 +64,7 @@ pub fn check(analysis: &Analysis) -> Vec<String> {
         else {
             continue;
         };
-        if !denies_existence(reason) {
+        if !denies_existence(reason) || offset < analysis.deleted_below(partition) {
             continue;
         }
         let end = known.get(&partition).and_then(|events| {

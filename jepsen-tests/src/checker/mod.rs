@@ -103,6 +103,8 @@ pub struct FinalRead {
     pub error: Option<String>,
     /// The node refused this replica as corrupt or lost (see `Action::FinalRead`).
     pub out_of_service: bool,
+    /// Where the replica's log started when read: records below were deleted by retention.
+    pub log_start: u64,
 }
 
 impl FinalRead {
@@ -307,6 +309,7 @@ impl Analysis {
             reached,
             error,
             out_of_service,
+            log_start,
         } = &op.action
         {
             for (offset, value) in records {
@@ -318,6 +321,7 @@ impl Analysis {
                 reached: *reached,
                 error: error.clone(),
                 out_of_service: *out_of_service,
+                log_start: *log_start,
             };
             self.final_reads.insert((*node, *partition), read);
             return;
@@ -485,8 +489,9 @@ impl Analysis {
     pub fn unread_acknowledged(&self) -> Vec<(u64, u32, u64, bool)> {
         let mut unread = Vec::new();
         for send in self.sends.iter().filter(|s| s.outcome == Kind::Ok) {
+            let deleted_below = self.deleted_below(send.partition);
             for (value, offset) in send.values.iter().zip(&send.offsets) {
-                if !self.read_at.contains_key(value) {
+                if !self.read_at.contains_key(value) && *offset >= deleted_below {
                     let read_past = self
                         .highest_read
                         .get(&send.partition)
@@ -496,6 +501,18 @@ impl Analysis {
             }
         }
         unread
+    }
+
+    /// The offset below which `partition`'s records were deleted by retention: the lowest log
+    /// start of its replicas' final reads (the replicas agree on it; the lowest is the one that
+    /// excuses the fewest values). An unread value below it is not lost.
+    pub fn deleted_below(&self, partition: u32) -> u64 {
+        self.final_reads
+            .iter()
+            .filter(|((_, p), read)| *p == partition && !read.out_of_service)
+            .map(|(_, read)| read.log_start)
+            .min()
+            .unwrap_or(0)
     }
 
     /// Offsets known to exist strictly between `low` and `high` in `partition`.
@@ -542,6 +559,9 @@ pub struct Stats {
     pub group_tenures: usize,
     /// Successful group commits.
     pub commits_ok: usize,
+    /// Acknowledged values below their partition's final log start: deleted by retention
+    /// (those of them never read are not counted lost).
+    pub values_deleted: usize,
 }
 
 /// What a run shows.
@@ -684,6 +704,19 @@ pub fn check(history: &History) -> Report {
             .map(|s| s.values.len())
             .sum(),
         values_read: analysis.read_at.len(),
+        values_deleted: analysis
+            .sends
+            .iter()
+            .filter(|s| s.outcome == Kind::Ok)
+            .map(|s| {
+                let deleted_below = analysis.deleted_below(s.partition);
+                s.values
+                    .iter()
+                    .zip(&s.offsets)
+                    .filter(|(_, offset)| **offset < deleted_below)
+                    .count()
+            })
+            .sum(),
         polls: analysis.polls.len(),
         poll_errors: analysis.consume_errors.len(),
         group_tenures: membership::tenures(&analysis).len(),
@@ -734,7 +767,7 @@ impl Report {
             Verdict::Incomplete => "INCOMPLETE",
         };
         out.push_str(&format!(
-            "{} sends ok ({} values), {} failed, {} unknown; {} polls ({} failed); {} distinct values read; {} group tenures, {} commits: {verdict}\n",
+            "{} sends ok ({} values), {} failed, {} unknown; {} polls ({} failed); {} distinct values read, {} deleted by retention; {} group tenures, {} commits: {verdict}\n",
             self.stats.sends_ok,
             self.stats.values_acknowledged,
             self.stats.sends_failed,
@@ -742,6 +775,7 @@ impl Report {
             self.stats.polls,
             self.stats.poll_errors,
             self.stats.values_read,
+            self.stats.values_deleted,
             self.stats.group_tenures,
             self.stats.commits_ok,
         ));

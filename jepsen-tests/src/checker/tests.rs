@@ -87,6 +87,7 @@ impl Builder {
                 reached: records.last().map_or(0, |(offset, _)| offset + 1),
                 error: None,
                 out_of_service: false,
+                log_start: 0,
             },
         )
     }
@@ -104,6 +105,32 @@ impl Builder {
                 reached: 0,
                 error: Some("node 3's replica is out of service".into()),
                 out_of_service: true,
+                log_start: 0,
+            },
+        )
+    }
+
+    /// A final read of a replica whose log starts at `log_start` (retention deleted the rest).
+    fn final_read_from(
+        &mut self,
+        node: u64,
+        partition: u32,
+        log_start: u64,
+        records: &[(u64, u64)],
+    ) -> &mut Self {
+        let end = records.last().map_or(log_start, |(offset, _)| offset + 1);
+        self.push(
+            0,
+            Kind::Ok,
+            Action::FinalRead {
+                node,
+                partition,
+                records: records.to_vec(),
+                target: end,
+                reached: end,
+                error: None,
+                out_of_service: false,
+                log_start,
             },
         )
     }
@@ -127,6 +154,7 @@ impl Builder {
                 reached: records.last().map_or(0, |(offset, _)| offset + 1),
                 error: Some("gave up".into()),
                 out_of_service: false,
+                log_start: 0,
             },
         )
     }
@@ -306,6 +334,33 @@ fn a_value_that_reads_went_past_but_never_saw_is_a_lost_write() {
         .send(1, 0, &[2], Kind::Ok, &[1])
         .poll(2, &[(0, 1, 2)]);
     assert_only(b.history(), "lost-write");
+}
+
+#[test]
+fn values_retention_deleted_are_not_lost_and_a_loss_above_the_log_start_still_is() {
+    // Four values acknowledged; retention moved the log start to 2 before anyone read 0 and 1.
+    let mut b = Builder::default();
+    b.send(1, 0, &[1], Kind::Ok, &[0])
+        .send(1, 0, &[2], Kind::Ok, &[1])
+        .send(1, 0, &[3], Kind::Ok, &[2])
+        .send(1, 0, &[4], Kind::Ok, &[3]);
+    for node in 1..=3 {
+        b.final_read_from(node, 0, 2, &[(2, 3), (3, 4)]);
+    }
+    let report = check(&b.history());
+    assert!(report.valid, "{}", report.table());
+    // Value 3 at offset 2, above the start, missing from every replica: lost.
+    let mut b = Builder::default();
+    b.send(1, 0, &[1], Kind::Ok, &[0])
+        .send(1, 0, &[2], Kind::Ok, &[1])
+        .send(1, 0, &[3], Kind::Ok, &[2])
+        .send(1, 0, &[4], Kind::Ok, &[3]);
+    for node in 1..=3 {
+        b.final_read_from(node, 0, 2, &[(3, 4)]);
+    }
+    let report = check(&b.history());
+    assert!(!report.valid, "{}", report.table());
+    assert!(report.table().contains("lost-write"), "{}", report.table());
 }
 
 #[test]
@@ -516,6 +571,23 @@ fn refusing_an_offset_known_to_exist_as_out_of_range_is_a_denied_record() {
         .refused(5, 0, 2, "PARTITION_NOT_FOUND");
     read_to_the_end(&mut b, &[1, 2]);
     assert_only(b.history(), "denied-record");
+}
+
+#[test]
+fn an_out_of_range_refusal_below_the_final_log_start_is_retention_not_a_denied_record() {
+    let history = |refused_at: u64| {
+        let mut b = Builder::default();
+        b.send(1, 0, &[1, 2, 3, 4], Kind::Ok, &[0, 1, 2, 3])
+            .poll(5, &[(0, 0, 1), (0, 1, 2), (0, 2, 3), (0, 3, 4)])
+            .refused(5, 0, refused_at, "OFFSET_OUT_OF_RANGE");
+        for node in 1..=3 {
+            b.final_read_from(node, 0, 2, &[(2, 3), (3, 4)]);
+        }
+        b.history()
+    };
+    let report = check(&history(1));
+    assert!(report.valid, "{}", report.table());
+    assert_only(history(2), "denied-record");
 }
 
 #[test]

@@ -69,6 +69,7 @@ pub(super) async fn read_all(
                     reached: read.reached,
                     error: read.error,
                     out_of_service: read.out_of_service,
+                    log_start: read.log_start,
                 },
             );
         }
@@ -104,6 +105,8 @@ struct ReplicaRead {
     reached: u64,
     error: Option<String>,
     out_of_service: bool,
+    /// Where the replica's log started (records below were deleted by retention).
+    log_start: u64,
 }
 
 /// Reads one replica from offset 0 until it reaches both the partition's committed end (as
@@ -121,6 +124,7 @@ async fn read_replica(
         reached: 0,
         error: None,
         out_of_service: false,
+        log_start: 0,
     };
     let started = Instant::now();
     let mut progressed = Instant::now();
@@ -174,6 +178,14 @@ async fn read_replica(
                 read.out_of_service = true;
                 read.error = Some(error.to_string());
                 break;
+            }
+            Err(error) if crate::run::below_log_start(&error, read.reached).is_some() => {
+                // Retention deleted the start of the log: the read begins where it starts.
+                if let Some(log_start) = crate::run::below_log_start(&error, read.reached) {
+                    read.log_start = log_start;
+                    read.reached = log_start;
+                    progressed = Instant::now();
+                }
             }
             Err(error) => {
                 // A replica behind the committed end answers OFFSET_NOT_AVAILABLE until it

@@ -372,6 +372,14 @@ impl Member {
                     position,
                     &error,
                 );
+                // Retention deleted what this member had not read yet: on to the log start,
+                // as a reset (the checker does not count it as a skip).
+                if let Some(log_start) = super::below_log_start(&error, position) {
+                    if let Some(owned) = self.owned.get_mut(&partition) {
+                        *owned = Some(log_start);
+                        self.fresh.insert(partition);
+                    }
+                }
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
         }

@@ -360,10 +360,8 @@ impl Admin for AdminService {
         &self,
         request: Request<v1::DeleteRecordsRequest>,
     ) -> Result<Response<v1::DeleteRecordsResponse>, Status> {
-        AdminService::delete_records(self, request.into_inner())
-            .await
-            .map(Response::new)
-            .map_err(Status::from)
+        let response = AdminService::delete_records(self, request.into_inner()).await?;
+        Ok(Response::new(response))
     }
 
     #[tracing::instrument(skip_all, fields(topic = %request.get_ref().name, node = self.context.node_id))]
