@@ -7,8 +7,8 @@
 #
 # Environment:
 #   E2E_RATE=20000      records/s of the end-to-end scenario
-#   SCENARIOS=retention instead of the usual scenarios, b3 without and with retention deleting
-#                       segments all along (b3, b3r, b3, b3r: alternating pairs in one sitting)
+#   SCENARIO_SET=retention instead of the usual scenarios, b3 without and with retention deleting
+#                           segments all along (b3, b3r, b3, b3r: alternating pairs in one sitting)
 #   SKIP_BUILD=1        use the binary already built
 #   KEEP_DATA=1         keep the temporary cluster directory (logs and data) after the run
 #   RESULTS_DIR=DIR     where to write results (default: benchmarks/results)
@@ -192,7 +192,7 @@ start_cluster
 
 COMMON=(--replicas 3 --record-size 1024)
 B3=(--partitions 3 "${COMMON[@]}" --producers 6 --in-flight 1 --batch 256 --duration 20s)
-if [[ ${SCENARIOS:-} == retention ]]; then
+if [[ ${SCENARIO_SET:-} == retention ]]; then
     # 16 MiB segments and 64 MiB kept per partition: b3 writes ~30 MB/s to each of its three
     # partitions, so retention deletes a segment about every half second on every replica.
     RETAINED=(--config segment.bytes=16777216 --config retention.bytes=67108864)

@@ -12,6 +12,7 @@
 pub mod disk_space;
 pub mod durability;
 pub mod error;
+mod file_remover;
 pub mod frame;
 mod fsutil;
 pub mod group_commit;

@@ -20,9 +20,11 @@ use raftlog_types::GroupId;
 
 use crate::error::Result;
 use crate::error::StorageError;
+use crate::file_remover::FileRemover;
 use crate::fsutil;
 use crate::group_commit::GroupCommit;
 use crate::log_store::LogConfig;
+use crate::log_store::NodeLogs;
 use crate::log_store::OpenReport;
 use crate::log_store::RecentPool;
 use crate::log_store::SegmentLog;
@@ -36,10 +38,19 @@ pub struct NodeStorage {
     data_dir: PathBuf,
     config: LogConfig,
     flusher: GroupCommit,
+    remover: FileRemover,
     state: StateStore,
     recent_pool: Arc<RecentPool>,
     page_cache: Arc<PageCacheBudget>,
     replicas: ReplicaRecord,
+}
+
+impl Drop for NodeStorage {
+    fn drop(&mut self) {
+        // Removals of purged segments still queued finish first: a data dir opened again in this
+        // process must not find files vanishing under it.
+        self.remover.wait_idle(std::time::Duration::from_secs(30));
+    }
 }
 
 impl NodeStorage {
@@ -65,12 +76,14 @@ impl NodeStorage {
             tracing::warn!(path = %path.display(), "test failpoint armed: syncs wait for the delay in this file");
         }
         let flusher = GroupCommit::start_with(sync_delay)?;
+        let remover = FileRemover::start()?;
         let recent_pool = RecentPool::new(config.recent_entries_node_bytes);
         let page_cache = PageCacheBudget::new(config.page_cache_node_bytes);
         Ok(NodeStorage {
             data_dir: data_dir.to_path_buf(),
             config,
             flusher,
+            remover,
             state,
             recent_pool,
             page_cache,
@@ -135,9 +148,12 @@ impl NodeStorage {
             group,
             &self.group_dir(group),
             self.config.clone(),
-            self.flusher.clone(),
-            Arc::clone(&self.recent_pool),
-            Arc::clone(&self.page_cache),
+            NodeLogs {
+                flusher: self.flusher.clone(),
+                remover: self.remover.clone(),
+                recent_pool: Arc::clone(&self.recent_pool),
+                page_cache: Arc::clone(&self.page_cache),
+            },
             applied,
         )?;
         let state_machine = PartitionStateMachine::open(group, &self.state, &log)?;

@@ -45,10 +45,12 @@ use raftlog_types::GroupId;
 
 pub use self::config::LogConfig;
 pub use self::config::LogConfigError;
+pub(crate) use self::open::NodeLogs;
 pub use self::open::OpenReport;
 pub(crate) use self::recent_pool::RecentPool;
 use crate::durability::Durability;
 use crate::durability::DurabilityMark;
+use crate::file_remover::FileRemover;
 use crate::group_commit::GroupCommit;
 use crate::meta::MetaFile;
 use crate::page_cache::PageCacheBudget;
@@ -67,6 +69,8 @@ struct Shared {
     log_dir: PathBuf,
     config: LogConfig,
     flusher: GroupCommit,
+    /// Unlinks purged segments off the core's path.
+    remover: FileRemover,
     state: RwLock<LogFiles>,
     meta: Mutex<MetaState>,
     /// Shared with the completions of syncs in flight, which must not keep the whole log (and
@@ -183,6 +187,14 @@ impl SegmentLog {
                 "segment size changed"
             );
         }
+    }
+
+    /// Returns once the files of every purge so far are unlinked (they are removed in the
+    /// background, `file_remover.rs`), or after 30 s.
+    pub fn wait_for_purged_files(&self) {
+        self.shared
+            .remover
+            .wait_idle(std::time::Duration::from_secs(30));
     }
 
     /// Seals the active segment at the next append once it is `ms` old (the topic's

@@ -38,6 +38,7 @@ use super::Shared;
 use crate::durability::DurabilityMark;
 use crate::error::Result;
 use crate::error::StorageError;
+use crate::file_remover::FileRemover;
 use crate::fsutil;
 use crate::group_commit::GroupCommit;
 use crate::meta::LogMeta;
@@ -49,6 +50,14 @@ use crate::segment::segment_file_name;
 use crate::segment::OpenOptionsForSegment;
 use crate::segment::Segment;
 use crate::segment::TailState;
+
+/// What every log of a node shares: its flusher, file remover and memory budgets.
+pub(crate) struct NodeLogs {
+    pub(crate) flusher: GroupCommit,
+    pub(crate) remover: FileRemover,
+    pub(crate) recent_pool: Arc<RecentPool>,
+    pub(crate) page_cache: Arc<PageCacheBudget>,
+}
 
 /// What `SegmentLog::open` found.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -72,11 +81,15 @@ impl SegmentLog {
         group: GroupId,
         group_dir: &Path,
         config: LogConfig,
-        flusher: GroupCommit,
-        recent_pool: Arc<RecentPool>,
-        page_cache: Arc<PageCacheBudget>,
+        node: NodeLogs,
         applied: Option<LogId>,
     ) -> Result<(SegmentLog, OpenReport)> {
+        let NodeLogs {
+            flusher,
+            remover,
+            recent_pool,
+            page_cache,
+        } = node;
         let log_dir = group_dir.join("log");
         let segment_bytes = config.segment_bytes;
         fsutil::ensure_dir(group_dir)?;
@@ -127,6 +140,7 @@ impl SegmentLog {
             group,
             log_dir,
             flusher,
+            remover,
             state: RwLock::new(LogFiles {
                 segments,
                 last_log_id,
@@ -181,7 +195,12 @@ fn remove_purged_segments(log_dir: &Path, bases: &mut Vec<u64>, purged: u64) -> 
     let mut removed = 0;
     while bases.len() >= 2 && bases[1] <= purged + 1 {
         let path = log_dir.join(segment_file_name(bases[0]));
-        std::fs::remove_file(&path).map_err(StorageError::io("remove purged segment", &path))?;
+        match std::fs::remove_file(&path) {
+            Ok(()) => {}
+            // Removed meanwhile by the previous opening's file remover.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(StorageError::io("remove purged segment", &path)(e)),
+        }
         bases.remove(0);
         removed += 1;
     }

@@ -4,8 +4,10 @@
 //! Durability:
 //! - `truncate`: later segments are deleted and the directory synced; the cut in the last
 //!   remaining segment is synced before returning, so removed entries never come back.
-//! - `purge`: the new purge point is made durable first, then whole segments are deleted. A crash
-//!   in between leaves segments that the next open deletes (`open.rs`), never a hole.
+//! - `purge`: the new purge point is made durable first, then whole segments leave the log and
+//!   are unlinked by the node's file remover (`file_remover.rs`), off the group's core and
+//!   outside the log's lock. A crash before that leaves segments that the next open deletes
+//!   (`open.rs`), never a hole.
 
 use std::time::Instant;
 
@@ -82,24 +84,21 @@ impl SegmentLog {
             files.last_log_id = Some(log_id);
         }
         shared.durability.purged(log_id.index);
-        let mut removed = 0;
+        let mut removed = Vec::new();
         while files
             .segments
             .first()
             .is_some_and(|s| s.next_index <= log_id.index + 1)
         {
-            let segment = files.segments.remove(0);
-            std::fs::remove_file(&segment.path)
-                .map_err(StorageError::io("remove purged segment", &segment.path))?;
-            removed += 1;
+            removed.push(files.segments.remove(0).path);
         }
-        if removed > 0 {
-            fsutil::sync_dir(&shared.log_dir)?;
-        }
+        drop(files);
+        let segments_removed = removed.len();
+        shared.remover.remove(shared.log_dir.clone(), removed)?;
         tracing::info!(
             group = shared.group.0,
             index = log_id.index,
-            segments_removed = removed,
+            segments_removed,
             "purged log"
         );
         Ok(())

@@ -421,6 +421,7 @@ fn truncate_and_purge_are_durable_and_leave_no_hole() -> anyhow::Result<()> {
         append_range(&log, 2, 800, 899)?;
         let files_before = segment_files(dir.path())?.len();
         log.purge_upto(log_id(1, 300))?;
+        log.wait_for_purged_files();
         assert!(
             segment_files(dir.path())?.len() < files_before,
             "purge removed no segment"
@@ -472,6 +473,7 @@ fn purge_past_the_last_entry_restarts_the_log_after_it() -> anyhow::Result<()> {
         // As after installing a snapshot that is ahead of the local log.
         log.purge_upto(log_id(3, 500))?;
         assert_eq!(log.last_log_id(), Some(log_id(3, 500)));
+        log.wait_for_purged_files();
         assert!(segment_files(dir.path())?.is_empty());
         append_range(&log, 3, 501, 520)?;
     }
