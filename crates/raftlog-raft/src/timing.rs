@@ -83,8 +83,9 @@ impl RaftTiming {
             .max(self.election_timeout_min_ms / 2)
     }
 
-    /// openraft's configuration for one group. Snapshots are never taken and logs never purged
-    /// (see DESIGN.md): lagging and new replicas catch up from the log itself.
+    /// openraft's configuration for one group. openraft never takes a snapshot by itself:
+    /// partition groups are asked to when retention moved their log start, and then purge their
+    /// log right up to it; the controller group takes none yet, so its log is never purged.
     pub fn openraft_config(&self, group: GroupId) -> Result<Arc<openraft::Config>, RaftHostError> {
         // Elections and heartbeats are driven by the host (`RaftHost::spawn_election_timer`,
         // `spawn_heartbeats`), so openraft's timers are off. Its election timeout still sets

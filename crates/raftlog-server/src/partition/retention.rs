@@ -245,9 +245,12 @@ async fn check(
             .map_err(|e| ServerError::internal(&e))?;
         snapshot_for.insert(partition.group, log_start);
     }
-    partition
-        .view
-        .trim_index_below_log_start(INDEX_TRIM_PER_PASS)
+    // Up to thousands of sled removals: on the blocking pool, not a runtime thread that
+    // serves produce requests.
+    let view = partition.view.clone();
+    tokio::task::spawn_blocking(move || view.trim_index_below_log_start(INDEX_TRIM_PER_PASS))
+        .await
+        .map_err(|e| ServerError::internal(&e))?
         .map_err(|e| ServerError::internal(&e))?;
     Ok(())
 }
