@@ -55,11 +55,15 @@ mod needs_root {
             "too little was acknowledged to mean anything:\n{}",
             report.table()
         );
-        assert!(
-            report.valid,
-            "anomalies found under {fault:?} (seed {seed}):\n{nemesis}{}",
-            report.table()
-        );
+        if !report.valid {
+            // The nodes' logs and data dirs are what explains a failure: keep them.
+            let kept = dir.keep();
+            panic!(
+                "anomalies found under {fault:?} (seed {seed}; nodes' logs and data kept in {}):\n{nemesis}{}",
+                kept.display(),
+                report.table()
+            );
+        }
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -119,14 +119,18 @@ impl RaftHost {
             if stopped.is_some() {
                 return;
             }
-            let metrics = hosted.raft.metrics();
-            let metrics = metrics.borrow();
-            if let Err(fatal @ (Fatal::StorageError(_) | Fatal::Panicked)) = &metrics.running_state
-            {
-                stopped = Some(GroupFailure {
-                    group,
-                    reason: fatal.to_string(),
-                });
+            let receiver = hosted.raft.metrics();
+            // The core holds the only sender of its metrics. A core that panicked reports no
+            // running state (it unwound before it could), so its closed channel is how it
+            // shows; a group stopped on purpose has left the registry before its core ends.
+            let core_gone = receiver.has_changed().is_err();
+            let reason = match &receiver.borrow().running_state {
+                Err(fatal @ (Fatal::StorageError(_) | Fatal::Panicked)) => Some(fatal.to_string()),
+                Ok(()) if core_gone => Some(Fatal::<NodeId>::Panicked.to_string()),
+                _ => None,
+            };
+            if let Some(reason) = reason {
+                stopped = Some(GroupFailure { group, reason });
             }
         });
         let Some(stopped) = stopped else {
@@ -138,7 +142,7 @@ impl RaftHost {
                 group = stopped.group.0,
                 node = self.node_id,
                 reason = %stopped.reason,
-                "a Raft group stopped on a storage error: stopping the node (fail-stop)"
+                "a Raft group stopped on a storage error or a panic: stopping the node (fail-stop)"
             );
             *failure = Some(stopped);
             self.failed.cancel();

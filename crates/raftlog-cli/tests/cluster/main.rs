@@ -6,6 +6,7 @@
 mod bench;
 mod cli;
 mod clients;
+mod cut_tail;
 mod durability;
 mod gray_failures;
 mod jepsen;
