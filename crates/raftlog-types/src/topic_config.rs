@@ -279,6 +279,29 @@ pub fn effective_integer(
         .ok()
 }
 
+/// The `cleanup.policy` in effect for a topic: its own, else the cluster default, else `delete`
+/// (canonical form, as `validate_topic_configs` stores it).
+pub fn effective_cleanup_policy<'a>(
+    topic: &'a BTreeMap<String, String>,
+    cluster: &'a BTreeMap<String, String>,
+) -> &'a str {
+    topic
+        .get(CLEANUP_POLICY)
+        .or_else(|| cluster.get(CLEANUP_POLICY))
+        .map_or("delete", String::as_str)
+}
+
+/// Whether the policy in effect includes `policy` (`delete` or `compact`).
+pub fn cleanup_policy_includes(
+    policy: &str,
+    topic: &BTreeMap<String, String>,
+    cluster: &BTreeMap<String, String>,
+) -> bool {
+    effective_cleanup_policy(topic, cluster)
+        .split(',')
+        .any(|p| p.trim() == policy)
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]

@@ -51,6 +51,7 @@ impl ErrorReason {
             | ErrorReason::ClusterMismatch
             | ErrorReason::InvalidTimestamp
             | ErrorReason::InvalidConfig
+            | ErrorReason::RecordKeyRequired
             | ErrorReason::PartitionNotOwned => RetryClass::NotRetryable,
         }
     }

@@ -19,6 +19,7 @@ use raftlog_proto::internal::GroupStatus;
 use raftlog_proto::internal::GroupStatusRequest;
 use raftlog_proto::v1;
 use raftlog_types::limits::RECORD_BYTES_MAX;
+use raftlog_types::topic_config::cleanup_policy_includes;
 use raftlog_types::topic_config::effective_configs;
 use raftlog_types::topic_config::effective_integer;
 use raftlog_types::topic_config::ConfigSource;
@@ -40,6 +41,8 @@ pub struct ResolvedPartition {
     pub meta: PartitionMeta,
     /// The largest record the topic accepts (`max.message.bytes`).
     pub max_record_bytes: u64,
+    /// Whether every record needs a key: the topic's `cleanup.policy` includes `compact`.
+    pub key_required: bool,
 }
 
 /// Looks `topic`/`partition` up in the metadata applied on this node. A node that is not the
@@ -120,6 +123,7 @@ fn resolve_now(
         what,
         meta: partition_meta.clone(),
         max_record_bytes: max_record_bytes(context, meta),
+        key_required: cleanup_policy_includes("compact", &meta.configs, &context.topic_defaults),
     })
 }
 

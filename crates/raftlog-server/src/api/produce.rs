@@ -75,6 +75,16 @@ impl ProduceService {
                     message: format!("record is {size} bytes, {what} is {limit}"),
                 });
             }
+            if resolved.key_required && record.key.is_none() {
+                return Err(ServerError::InvalidArgument {
+                    reason: ErrorReason::RecordKeyRequired,
+                    field: format!("records[{i}].key"),
+                    message: format!(
+                        "{}'s cleanup.policy compacts it, which keeps the latest record of each key: every record needs a key",
+                        resolved.what
+                    ),
+                });
+            }
             // 0 (unset): the leader assigns its time, as ever.
             if record.timestamp_ms == 0 {
                 record.timestamp_ms = now_ms;

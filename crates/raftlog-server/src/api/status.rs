@@ -226,6 +226,7 @@ mod tests {
             invalid(ErrorReason::InvalidGroupName),
             invalid(ErrorReason::NotEnoughNodes),
             invalid(ErrorReason::RecordTooLarge),
+            invalid(ErrorReason::RecordKeyRequired),
             invalid(ErrorReason::BatchTooLarge),
             invalid(ErrorReason::InvalidConfig),
             ServerError::InvalidTimestamp {

@@ -23,8 +23,8 @@ use openraft::error::RaftError;
 use openraft::ServerState;
 use raftlog_storage::CheckpointMark;
 use raftlog_storage::SegmentSpan;
+use raftlog_types::topic_config::cleanup_policy_includes;
 use raftlog_types::topic_config::effective_integer;
-use raftlog_types::topic_config::CLEANUP_POLICY;
 use raftlog_types::topic_config::RETENTION_BYTES;
 use raftlog_types::topic_config::RETENTION_MS;
 use raftlog_types::Command;
@@ -54,11 +54,7 @@ impl RetentionPolicy {
         configs: &BTreeMap<String, String>,
         defaults: &BTreeMap<String, String>,
     ) -> Option<RetentionPolicy> {
-        let cleanup = configs
-            .get(CLEANUP_POLICY)
-            .or_else(|| defaults.get(CLEANUP_POLICY))
-            .map_or("delete", String::as_str);
-        if !cleanup.split(',').any(|p| p.trim() == "delete") {
+        if !cleanup_policy_includes("delete", configs, defaults) {
             return None;
         }
         let limit = |key| effective_integer(key, configs, defaults).filter(|v| *v >= 0);
@@ -257,6 +253,8 @@ async fn check(
 
 #[cfg(test)]
 mod tests {
+    use raftlog_types::topic_config::CLEANUP_POLICY;
+
     use super::*;
 
     fn segments(sizes: &[u64]) -> Vec<SegmentSpan> {

@@ -12,6 +12,7 @@ use raftlog_testkit::InProcessCluster;
 
 use crate::common::clients;
 use crate::common::expect_status;
+use crate::common::produce_request;
 use crate::common::produce_to_leader;
 use crate::common::record;
 
@@ -294,6 +295,131 @@ async fn bad_configs_are_refused_precisely_and_change_nothing() {
         before,
         "a refused alter changed the configs"
     );
+}
+
+/// A compacted topic keeps the latest record of each key, so it takes no record without one:
+/// a keyless record (first or among keyed ones) refuses the whole request with
+/// RECORD_KEY_REQUIRED naming it, and nothing is written; an empty key is a key. A topic that
+/// only deletes takes keyless records, and altering it to `compact` makes them refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_compacted_topic_refuses_records_without_a_key_and_writes_nothing() {
+    let cluster = InProcessCluster::start_nodes(3).await;
+    let admin = || clients(&cluster, 1).admin;
+    for (name, policy) in [("compacted", "compact"), ("both", "delete,compact")] {
+        admin()
+            .create_topic(v1::CreateTopicRequest {
+                name: name.into(),
+                partitions: 1,
+                replicas: 3,
+                configs: configs(&[("cleanup.policy", policy)]),
+            })
+            .await
+            .expect("create");
+    }
+    admin()
+        .create_topic(v1::CreateTopicRequest {
+            name: "deleted".into(),
+            partitions: 1,
+            replicas: 3,
+            configs: configs(&[]),
+        })
+        .await
+        .expect("create");
+    cluster.wait_for_leaders("compacted").await;
+    cluster.wait_for_leaders("both").await;
+    cluster.wait_for_leaders("deleted").await;
+
+    let keyed = |key: &[u8], value: &[u8]| v1::Record {
+        key: Some(key.to_vec().into()),
+        ..record(value)
+    };
+    let produce = |topic: &str, records: Vec<v1::Record>| v1::ProduceRequest {
+        records,
+        ..produce_request(topic, 0, &[])
+    };
+    let within = Duration::from_secs(20);
+    for topic in ["compacted", "both"] {
+        let written = produce_to_leader(
+            &cluster,
+            produce(topic, vec![keyed(b"k", b"v1"), keyed(b"", b"empty key")]),
+            within,
+        )
+        .await;
+        assert_eq!(written.base_offset, 0);
+        let leader = cluster.wait_for_leaders(topic).await.partitions[0]
+            .leader_id
+            .expect("leader");
+        let status = expect_status(
+            clients(&cluster, leader)
+                .produce
+                .produce(produce(
+                    topic,
+                    vec![keyed(b"k", b"v2"), record(b"no key"), keyed(b"j", b"v")],
+                ))
+                .await,
+            tonic::Code::InvalidArgument,
+            ErrorReason::RecordKeyRequired,
+        );
+        assert!(
+            status.message().contains("records[1].key")
+                && status.message().contains("cleanup.policy")
+                && status.message().contains("needs a key"),
+            "{status:?}"
+        );
+        let fetched = clients(&cluster, leader)
+            .fetch
+            .fetch(v1::FetchRequest {
+                topic: topic.into(),
+                partition: 0,
+                offset: 0,
+                max_bytes: 0,
+                max_wait_ms: 0,
+            })
+            .await
+            .expect("fetch")
+            .into_inner();
+        assert_eq!(
+            fetched.high_watermark, 2,
+            "{topic}: a refused produce wrote records"
+        );
+    }
+
+    produce_to_leader(
+        &cluster,
+        produce("deleted", vec![record(b"no key")]),
+        within,
+    )
+    .await;
+    admin()
+        .alter_topic_configs(v1::AlterTopicConfigsRequest {
+            name: "deleted".into(),
+            set: configs(&[("cleanup.policy", "compact")]),
+            delete: Vec::new(),
+        })
+        .await
+        .expect("alter");
+    // Every node applies the alter through the controller log: wait for the leader's view.
+    let deadline = Instant::now() + within;
+    loop {
+        let leader = cluster.wait_for_leaders("deleted").await.partitions[0]
+            .leader_id
+            .expect("leader");
+        let result = clients(&cluster, leader)
+            .produce
+            .produce(produce("deleted", vec![record(b"no key")]))
+            .await;
+        match result {
+            Err(status)
+                if crate::common::reason(&status) == Some(ErrorReason::RecordKeyRequired) =>
+            {
+                break
+            }
+            other => {
+                assert!(Instant::now() < deadline, "after the alter: {other:?}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
 }
 
 /// Segment files of node `id`'s replica of `group`.
