@@ -14,8 +14,9 @@ use crate::error::RaftHostError;
 /// long.
 const COMMIT_NOTIFY_DELAY_US: u64 = 5_000;
 
-/// Heartbeat and election timers, in milliseconds: the `[raft]` section of the cluster
-/// configuration, and the one place their defaults are written.
+/// Heartbeat and election timers, in milliseconds, and how often the controller snapshots:
+/// the `[raft]` section of the cluster configuration, and the one place their defaults are
+/// written.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RaftTiming {
@@ -25,6 +26,12 @@ pub struct RaftTiming {
     pub election_timeout_min_ms: u64,
     /// Upper bound of the randomized election timeout; above the lower bound.
     pub election_timeout_max_ms: u64,
+    /// The controller group snapshots its state (metadata and committed offsets) once this many
+    /// entries were applied since its last snapshot, and purges its log below the snapshot but
+    /// for a tenth of this many entries, which a follower a little behind still replicates from;
+    /// one further behind installs the snapshot. Kafka's KRaft snapshots its metadata log alike
+    /// (`metadata.log.max.record.bytes.between.snapshots`).
+    pub controller_snapshot_entries: u64,
 }
 
 impl Default for RaftTiming {
@@ -33,6 +40,7 @@ impl Default for RaftTiming {
             heartbeat_interval_ms: 250,
             election_timeout_min_ms: 1000,
             election_timeout_max_ms: 2000,
+            controller_snapshot_entries: 10_000,
         }
     }
 }
@@ -83,9 +91,10 @@ impl RaftTiming {
             .max(self.election_timeout_min_ms / 2)
     }
 
-    /// openraft's configuration for one group. openraft never takes a snapshot by itself:
-    /// partition groups are asked to when retention moved their log start, and then purge their
-    /// log right up to it; the controller group takes none yet, so its log is never purged.
+    /// openraft's configuration for one group. Partition groups never take a snapshot by
+    /// openraft's own policy: they are asked to when retention moved their log start, and then
+    /// purge their log right up to it. The controller group snapshots every
+    /// `controller_snapshot_entries` entries and keeps a tenth of that behind its snapshot.
     pub fn openraft_config(&self, group: GroupId) -> Result<Arc<openraft::Config>, RaftHostError> {
         // Elections and heartbeats are driven by the host (`RaftHost::spawn_election_timer`,
         // `spawn_heartbeats`), so openraft's timers are off. Its election timeout still sets
@@ -105,6 +114,18 @@ impl RaftTiming {
         // timeout after one failed connect even backed off half a second, so followers heard
         // their leader too seldom and stood for election. See `append_entries_timeout_ms`.
         let lease_ms = self.vote_refusal_ms();
+        let (snapshot_policy, max_in_snapshot_log_to_keep) = if group == GroupId::CONTROLLER {
+            let entries = self.controller_snapshot_entries;
+            (
+                openraft::SnapshotPolicy::LogsSinceLast(entries),
+                entries / 10,
+            )
+        } else {
+            // A partition snapshot is taken only when retention moved its log start, below it
+            // (raftlog-server's `partition/retention.rs`), and the log is purged right up to
+            // it: what stays is what retention keeps, not a count of entries.
+            (openraft::SnapshotPolicy::Never, 0)
+        };
         let config = openraft::Config {
             cluster_name: format!("group-{group}"),
             heartbeat_interval: self.append_entries_timeout_ms(),
@@ -112,11 +133,8 @@ impl RaftTiming {
             election_timeout_max: lease_ms,
             max_payload_entries: APPEND_ENTRIES_ENTRIES_MAX,
             commit_notify_delay_us: COMMIT_NOTIFY_DELAY_US,
-            // Snapshots are taken only when retention moved a partition's log start, below it
-            // (raftlog-server's `partition/retention.rs`), and the log is purged right up to
-            // one: what stays is what retention keeps, not a count of entries.
-            snapshot_policy: openraft::SnapshotPolicy::Never,
-            max_in_snapshot_log_to_keep: 0,
+            snapshot_policy,
+            max_in_snapshot_log_to_keep,
             enable_heartbeat: false,
             enable_tick: false,
             ..Default::default()
@@ -146,11 +164,13 @@ mod tests {
                 heartbeat_interval_ms: 100,
                 election_timeout_min_ms: 500,
                 election_timeout_max_ms: 1000,
+                ..RaftTiming::default()
             },
             RaftTiming {
                 heartbeat_interval_ms: 50,
                 election_timeout_min_ms: 151,
                 election_timeout_max_ms: 300,
+                ..RaftTiming::default()
             },
         ] {
             let (read, refusal) = (timing.read_lease_ms(), timing.vote_refusal_ms());
@@ -177,11 +197,13 @@ mod tests {
                 heartbeat_interval_ms: 100,
                 election_timeout_min_ms: 500,
                 election_timeout_max_ms: 1000,
+                ..RaftTiming::default()
             },
             RaftTiming {
                 heartbeat_interval_ms: 50,
                 election_timeout_min_ms: 150,
                 election_timeout_max_ms: 300,
+                ..RaftTiming::default()
             },
         ];
         for timing in timings {

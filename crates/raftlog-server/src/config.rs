@@ -19,6 +19,8 @@ pub const RETENTION_CHECK_INTERVAL_MS_DEFAULT: u64 = 5_000;
 pub const RETENTION_CHECK_INTERVAL_MS_MIN: u64 = 50;
 /// See `RETENTION_CHECK_INTERVAL_MS_MIN`.
 pub const RETENTION_CHECK_INTERVAL_MS_MAX: u64 = 3_600_000;
+use raftlog_types::limits::CONTROLLER_SNAPSHOT_ENTRIES_MAX;
+use raftlog_types::limits::CONTROLLER_SNAPSHOT_ENTRIES_MIN;
 use raftlog_types::limits::RAFT_ELECTION_TIMEOUT_MAX_MS_MAX;
 use raftlog_types::limits::RAFT_ELECTION_TIMEOUT_MIN_MS_MAX;
 use raftlog_types::limits::RAFT_HEARTBEAT_INTERVAL_MS_MAX;
@@ -378,6 +380,12 @@ impl ClusterConfig {
             raft.election_timeout_max_ms,
             raft.election_timeout_min_ms + 1,
             RAFT_ELECTION_TIMEOUT_MAX_MS_MAX,
+        )?;
+        check_range(
+            "raft.controller_snapshot_entries",
+            raft.controller_snapshot_entries,
+            CONTROLLER_SNAPSHOT_ENTRIES_MIN,
+            CONTROLLER_SNAPSHOT_ENTRIES_MAX,
         )?;
         check_range(
             "limits.request_timeout_ms",

@@ -63,6 +63,8 @@ pub struct ClusterSpec {
     pub addressing: Addressing,
     /// The cluster id; `None`: `test-<address>`, naming the cluster's address.
     pub cluster_id: Option<String>,
+    /// `raft.controller_snapshot_entries`; `None`: the node's default.
+    pub controller_snapshot_entries: Option<u64>,
 }
 
 impl ClusterSpec {
@@ -74,6 +76,7 @@ impl ClusterSpec {
             request_timeout_ms: REQUEST_TIMEOUT_MS,
             addressing: Addressing::SharedIp,
             cluster_id: None,
+            controller_snapshot_entries: None,
         }
     }
 
@@ -86,6 +89,12 @@ impl ClusterSpec {
     /// The same with `addressing`.
     pub fn addressing(mut self, addressing: Addressing) -> ClusterSpec {
         self.addressing = addressing;
+        self
+    }
+
+    /// The same with the controller snapshotting every `entries` entries.
+    pub fn controller_snapshot_entries(mut self, entries: u64) -> ClusterSpec {
+        self.controller_snapshot_entries = Some(entries);
         self
     }
 
@@ -176,8 +185,12 @@ pub fn write_config(dir: &Path, spec: &ClusterSpec) -> std::io::Result<Generated
         election_min_ms,
         election_max_ms,
     } = spec.timers;
+    let controller_snapshots = spec
+        .controller_snapshot_entries
+        .map(|entries| format!("controller_snapshot_entries = {entries}\n"))
+        .unwrap_or_default();
     let mut text = format!(
-        "cluster_id = \"{cluster_id}\"\ndata_dir = {:?}\n[raft]\nheartbeat_interval_ms = {heartbeat_ms}\nelection_timeout_min_ms = {election_min_ms}\nelection_timeout_max_ms = {election_max_ms}\n[limits]\nrequest_timeout_ms = {}\n[storage]\nretention_check_interval_ms = {RETENTION_CHECK_INTERVAL_MS}\n",
+        "cluster_id = \"{cluster_id}\"\ndata_dir = {:?}\n[raft]\nheartbeat_interval_ms = {heartbeat_ms}\nelection_timeout_min_ms = {election_min_ms}\nelection_timeout_max_ms = {election_max_ms}\n{controller_snapshots}[limits]\nrequest_timeout_ms = {}\n[storage]\nretention_check_interval_ms = {RETENTION_CHECK_INTERVAL_MS}\n",
         dir.join("data").display().to_string(),
         spec.request_timeout_ms,
     );

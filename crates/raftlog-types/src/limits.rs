@@ -180,3 +180,10 @@ pub const MIN_FREE_BYTES_DEFAULT: u64 = 256 * 1024 * 1024;
 
 /// How long a node trusts one reading of its data dir's free space before it asks again.
 pub const DISK_SPACE_CHECK_INTERVAL_MS: u64 = 100;
+
+/// Fewest entries between two controller snapshots (`raft.controller_snapshot_entries`):
+/// below it the controller would spend its time snapshotting.
+pub const CONTROLLER_SNAPSHOT_ENTRIES_MIN: u64 = 16;
+/// Most entries between two controller snapshots: the log kept until a snapshot is replayed
+/// at every start.
+pub const CONTROLLER_SNAPSHOT_ENTRIES_MAX: u64 = 10_000_000;

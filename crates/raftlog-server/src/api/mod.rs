@@ -283,6 +283,9 @@ mod tests {
             term,
             high_watermark,
             log_start_offset: 0,
+            snapshot_index: None,
+            purged_index: None,
+            last_log_index: None,
         }
     }
 

@@ -50,6 +50,9 @@ impl PeerDirectory for NodeDirectory {
                     term: metrics.current_term,
                     high_watermark,
                     log_start_offset,
+                    snapshot_index: metrics.snapshot.map(|id| id.index),
+                    purged_index: metrics.purged.map(|id| id.index),
+                    last_log_index: metrics.last_log_index,
                 })
             })
             .collect();

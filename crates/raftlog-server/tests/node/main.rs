@@ -11,6 +11,7 @@ mod admin;
 mod bad_input;
 mod common;
 mod consumer_groups;
+mod controller_snapshots;
 mod damaged_replicas;
 mod disk_full;
 mod elections;

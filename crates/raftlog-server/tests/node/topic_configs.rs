@@ -24,6 +24,15 @@ fn configs(pairs: &[(&str, &str)]) -> HashMap<String, String> {
 }
 
 /// `(value, source)` of every key.
+/// A record with an empty key, which counts no bytes against `max.message.bytes` and is a
+/// key to a compacted topic.
+fn empty_keyed(value: &[u8]) -> v1::Record {
+    v1::Record {
+        key: Some(Vec::new().into()),
+        ..record(value)
+    }
+}
+
 fn by_key(configs: &[v1::TopicConfig]) -> HashMap<String, (String, v1::ConfigSource)> {
     configs
         .iter()
@@ -123,7 +132,7 @@ async fn configs_are_set_described_altered_and_agreed_on_by_every_node() {
         v1::ProduceRequest {
             topic: "events".into(),
             partition: 0,
-            records: vec![record(&[7; 1000])],
+            records: vec![empty_keyed(&[7; 1000])],
             ..Default::default()
         },
         Duration::from_secs(10),
@@ -138,7 +147,7 @@ async fn configs_are_set_described_altered_and_agreed_on_by_every_node() {
             .produce(v1::ProduceRequest {
                 topic: "events".into(),
                 partition: 0,
-                records: vec![record(&[7; 1001])],
+                records: vec![empty_keyed(&[7; 1001])],
                 ..Default::default()
             })
             .await,
@@ -187,7 +196,7 @@ async fn configs_are_set_described_altered_and_agreed_on_by_every_node() {
         v1::ProduceRequest {
             topic: "events".into(),
             partition: 0,
-            records: vec![record(&[7; 1500])],
+            records: vec![empty_keyed(&[7; 1500])],
             ..Default::default()
         },
         Duration::from_secs(10),
