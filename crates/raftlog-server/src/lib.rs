@@ -31,3 +31,8 @@ pub use config::ConfigError;
 pub use error::NodeError;
 pub use error::ServerError;
 pub use node::run;
+
+/// The controller's state machine, public only for the crate's benchmark of its apply cost
+/// (`benches/controller_apply.rs`); nodes build it themselves.
+#[doc(hidden)]
+pub use controller::ControllerStateMachine;

@@ -24,4 +24,4 @@ pub(crate) use proposal::ControllerOutcome;
 pub(crate) use state::ControllerState;
 pub(crate) use state::PartitionMeta;
 pub(crate) use state::TopicMeta;
-pub(crate) use state_machine::ControllerStateMachine;
+pub use state_machine::ControllerStateMachine;

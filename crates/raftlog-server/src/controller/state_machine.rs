@@ -207,12 +207,12 @@ impl ControllerStateMachine {
     }
 
     /// The committed offsets, as this state machine applies them.
-    pub fn offsets(&self) -> GroupOffsets {
+    pub(crate) fn offsets(&self) -> GroupOffsets {
         self.offsets.clone()
     }
 
     /// Follows every new version of the metadata.
-    pub fn subscribe(&self) -> watch::Receiver<Arc<ControllerState>> {
+    pub(crate) fn subscribe(&self) -> watch::Receiver<Arc<ControllerState>> {
         self.publisher.subscribe()
     }
 
@@ -321,15 +321,20 @@ impl RaftStateMachine<TypeConfig> for ControllerStateMachine {
             .wait_for_entries(entries)
             .await
             .map_err(sm_error)?;
-        let mut next = self.persisted.clone();
+        // The metadata is copied only for an entry that may change it: an offset commit, by far
+        // the most frequent entry, then costs what it commits, whatever the number of topics
+        // and groups (the lifecycle issue's apply-cost benchmark, `benches/controller_apply.rs`).
+        let mut last_applied = self.persisted.last_applied;
+        let mut membership = None;
+        let mut next_state: Option<ControllerState> = None;
         let mut writes = OffsetWrites::default();
         let mut responses = Vec::new();
         for entry in entries {
-            next.last_applied = Some(entry.log_id);
+            last_applied = Some(entry.log_id);
             responses.push(match entry.payload {
                 EntryPayload::Blank => CommandResponse::None,
-                EntryPayload::Membership(membership) => {
-                    next.membership = StoredMembership::new(Some(entry.log_id), membership);
+                EntryPayload::Membership(changed) => {
+                    membership = Some(StoredMembership::new(Some(entry.log_id), changed));
                     CommandResponse::None
                 }
                 EntryPayload::Normal(Command::Controller(ControllerCommand::CommitOffsets {
@@ -344,7 +349,9 @@ impl RaftStateMachine<TypeConfig> for ControllerStateMachine {
                         ControllerCommand::DeleteTopic { name } => Some(name.clone()),
                         _ => None,
                     };
-                    let response = next.state.apply(command);
+                    let response = next_state
+                        .get_or_insert_with(|| self.persisted.state.clone())
+                        .apply(command);
                     if let (Some(topic), CommandResponse::TopicDeleted) = (deleted, &response) {
                         // A re-created topic starts empty: positions in the old one mean nothing.
                         self.offsets.forget_topic(&topic, &mut writes);
@@ -361,12 +368,21 @@ impl RaftStateMachine<TypeConfig> for ControllerStateMachine {
                 },
             });
         }
-        let changed = next.state != self.persisted.state;
-        self.store(&next, changed, writes)?;
+        self.persisted.last_applied = last_applied;
+        if let Some(membership) = membership {
+            self.persisted.membership = membership;
+        }
+        let changed = match next_state {
+            Some(state) if state != self.persisted.state => {
+                self.persisted.state = state;
+                true
+            }
+            _ => false,
+        };
+        self.store(&self.persisted, changed, writes)?;
         // Flushing keeps a restarted node from serving stale metadata or offsets until the
         // controller log is re-applied (sled buffers writes in-process).
         self.tree.flush_async().await.map_err(sm_error)?;
-        self.persisted = next;
         if changed {
             self.publisher
                 .send_replace(Arc::new(self.persisted.state.clone()));
