@@ -358,46 +358,18 @@ impl Client {
         request: v1::ProduceRequest,
     ) -> Result<v1::ProduceResponse, ClientError> {
         let (topic, partition) = (request.topic.clone(), request.partition);
-        let idempotent = request.producer.is_some();
-        let deadline = Instant::now() + self.options.retry_deadline;
-        let mut attempts = 0u32;
-        let mut backoff = Duration::from_millis(50);
-        let mut refused_by: Option<String> = None;
-        loop {
-            attempts += 1;
-            let address = match self.cached_leader(&topic, partition) {
-                Some(address) => address,
-                None => {
-                    self.describe_topic_avoiding(&topic, refused_by.as_deref())
-                        .await?;
-                    self.cached_leader(&topic, partition)
-                        .unwrap_or_else(|| self.bootstrap[0].clone())
-                }
-            };
-            let mut client = ProduceClient::new(self.channel(&address)?)
-                .max_encoding_message_size(GRPC_MESSAGE_BYTES_MAX);
-            let error = match client.produce(request.clone()).await {
-                Ok(response) => return Ok(response.into_inner()),
-                Err(status) => transport_aware(&address, &status),
-            };
-            if !(error.refused_before_write() || (idempotent && error.outcome_unknown())) {
-                return Err(error);
+        // A lost answer may mean written: only an idempotent produce may go again after one.
+        let retry_unknown = request.producer.is_some();
+        self.with_partition_leader(&topic, partition, retry_unknown, |channel| {
+            let request = request.clone();
+            async move {
+                ProduceClient::new(channel)
+                    .max_encoding_message_size(GRPC_MESSAGE_BYTES_MAX)
+                    .produce(request)
+                    .await
             }
-            let hinted = error.metadata("leader_address").map(str::to_owned);
-            let immediate = hinted.is_some() && hinted.as_deref() != Some(address.as_str());
-            self.set_leader(&topic, partition, hinted);
-            refused_by = Some(address);
-            if Instant::now() >= deadline {
-                return Err(ClientError::RetriesExhausted {
-                    attempts,
-                    last: Box::new(error),
-                });
-            }
-            if !immediate {
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(Duration::from_secs(1));
-            }
-        }
+        })
+        .await
     }
 
     /// Deletes a partition's records below `before_offset` (Kafka's DeleteRecords), routed to
@@ -415,6 +387,34 @@ impl Client {
             partition,
             before_offset,
         };
+        self.with_partition_leader(topic, partition, true, |channel| {
+            let request = request.clone();
+            async move {
+                AdminClient::new(channel)
+                    .max_decoding_message_size(GRPC_MESSAGE_BYTES_MAX)
+                    .delete_records(request)
+                    .await
+            }
+        })
+        .await
+    }
+
+    /// Runs a call against the leader of `topic`/`partition`, as the client last learned it
+    /// (asking for the topic's placement when it knows none, avoiding the node that last
+    /// refused): a refusal that names the leader goes there at once; any other refusal before
+    /// a write, and with `retry_unknown` a lost answer too, is retried with backoff until the
+    /// deadline.
+    async fn with_partition_leader<T, F, Fut>(
+        &self,
+        topic: &str,
+        partition: u32,
+        retry_unknown: bool,
+        call: F,
+    ) -> Result<T, ClientError>
+    where
+        F: Fn(Channel) -> Fut,
+        Fut: std::future::Future<Output = Result<tonic::Response<T>, tonic::Status>>,
+    {
         let deadline = Instant::now() + self.options.retry_deadline;
         let mut attempts = 0u32;
         let mut backoff = Duration::from_millis(50);
@@ -430,15 +430,11 @@ impl Client {
                         .unwrap_or_else(|| self.bootstrap[0].clone())
                 }
             };
-            let error = match self
-                .admin_client(&address)?
-                .delete_records(request.clone())
-                .await
-            {
+            let error = match call(self.channel(&address)?).await {
                 Ok(response) => return Ok(response.into_inner()),
                 Err(status) => transport_aware(&address, &status),
             };
-            if !(error.refused_before_write() || error.outcome_unknown()) {
+            if !(error.refused_before_write() || (retry_unknown && error.outcome_unknown())) {
                 return Err(error);
             }
             let hinted = error.metadata("leader_address").map(str::to_owned);

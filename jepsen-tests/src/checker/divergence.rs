@@ -66,14 +66,21 @@ pub fn check(analysis: &Analysis) -> Vec<String> {
     found
 }
 
-/// Offsets node y holds inside the range node x read (from x's first record to where its read
-/// got) that x lacks.
+/// Offsets node y holds inside the range node x read (from x's first record, or its final log
+/// start if that is later, to where its read got) that x lacks. Below x's final log start
+/// retention deleted them: a replica that catches up by snapshot during its final read has its
+/// log start move past records not yet read, and the read steps over them.
 fn hole(
     partition: u32,
     (node_x, read_x, x): (u64, &FinalRead, &BTreeMap<u64, u64>),
     (node_y, y): (u64, &BTreeMap<u64, u64>),
 ) -> Option<String> {
-    let start = x.keys().next().copied().unwrap_or(read_x.reached);
+    let start = x
+        .keys()
+        .next()
+        .copied()
+        .unwrap_or(read_x.reached)
+        .max(read_x.log_start);
     let lacking: Vec<u64> = y
         .range(start..read_x.reached)
         .map(|(offset, _)| *offset)

@@ -54,11 +54,15 @@ async fn run_clean_with(
         "too little was acknowledged to mean anything:\n{}",
         report.table()
     );
-    assert!(
-        report.valid,
-        "anomalies found (seed {seed}):\n{}",
-        report.table()
-    );
+    if !report.valid {
+        // The nodes' logs and data dirs are what explains a failure: keep them.
+        let kept = dir.keep();
+        panic!(
+            "anomalies found (seed {seed}; nodes' logs and data kept in {}):\n{}",
+            kept.display(),
+            report.table()
+        );
+    }
     report
 }
 

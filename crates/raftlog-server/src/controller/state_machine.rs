@@ -292,6 +292,9 @@ impl RaftSnapshotBuilder<TypeConfig> for ControllerSnapshotBuilder {
         })
         .map_err(sm_error)?;
         self.tree.insert(SNAPSHOT_KEY, stored).map_err(sm_error)?;
+        // openraft purges the log below the snapshot next: it must be on disk first, or a crash
+        // could leave neither the purged entries nor a snapshot of them.
+        self.tree.flush_async().await.map_err(sm_error)?;
         Ok(Snapshot {
             meta,
             snapshot: Box::new(Cursor::new(data)),
@@ -436,6 +439,8 @@ impl RaftStateMachine<TypeConfig> for ControllerStateMachine {
         })
         .map_err(sm_error)?;
         self.tree.insert(SNAPSHOT_KEY, stored).map_err(sm_error)?;
+        // As after building one: openraft purges the log up to the installed snapshot next.
+        self.tree.flush_async().await.map_err(sm_error)?;
         self.persisted = persisted;
         self.publisher
             .send_replace(Arc::new(self.persisted.state.clone()));

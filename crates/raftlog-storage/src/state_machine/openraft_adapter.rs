@@ -52,10 +52,11 @@ impl RaftStateMachine<TypeConfig> for PartitionStateMachine {
 
     async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
         // The stored snapshot must not be ahead of the stored applied state.
-        if let Err(error) = self.persist() {
+        let written = self.persist();
+        if let Err(error) = &written {
             tracing::error!(group = self.group.0, %error, "could not write the applied state before a snapshot");
         }
-        self.snapshot_builder()
+        self.snapshot_builder(written.err())
     }
 
     async fn begin_receiving_snapshot(
@@ -70,7 +71,13 @@ impl RaftStateMachine<TypeConfig> for PartitionStateMachine {
         snapshot: Box<Cursor<Vec<u8>>>,
     ) -> std::result::Result<(), RaftStorageError> {
         self.install(meta, snapshot.into_inner())
-            .map_err(|e| raft_sm_write_error(&e))
+            .map_err(|e| raft_sm_write_error(&e))?;
+        // openraft purges the log up to the snapshot next (see `snapshot.rs`, Durability).
+        self.tree
+            .flush_async()
+            .await
+            .map(|_| ())
+            .map_err(|e| raft_sm_write_error(&self.store.error(e)))
     }
 
     async fn get_current_snapshot(

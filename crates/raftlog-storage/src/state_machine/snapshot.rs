@@ -10,11 +10,16 @@
 //! newer. Its log start is its own next offset: nothing below it is left once the log is purged
 //! there, and the `AdvanceLogStart` entries after it move the start on as they did here.
 //!
-//! Durability: like the rest of the state, snapshots need crash consistency only. A built
-//! snapshot is stored in the group's tree (`snapshot` key); `get_snapshot_builder` first writes
-//! the held-back applied state, so that the stored snapshot is not ahead of the stored applied
-//! state. Installing replaces the whole state, the snapshot included, in one atomic sled batch,
-//! and drops what was held back.
+//! Durability: a built snapshot is stored in the group's tree (`snapshot` key);
+//! `get_snapshot_builder` first writes the held-back applied state, so that the stored snapshot
+//! is not ahead of the stored applied state. Installing replaces the whole state, the snapshot
+//! included, in one atomic sled batch, and drops what was held back. Unlike the rest of the
+//! state, a snapshot needs more than crash consistency: openraft purges the log up to it as soon
+//! as it is built or installed, and a purged entry cannot be applied again. So both flush sled
+//! (which syncs it) before they return: after any crash, the stored state has at least what the
+//! purged entries made. Without it, a node killed within sled's flush interval of a purge came
+//! back with its applied state behind its purged log, and its Raft core panicked at start (the
+//! Jepsen retention run under kills found it).
 
 use std::collections::BTreeMap;
 use std::io::Cursor;
@@ -65,9 +70,14 @@ pub(super) struct StoredSnapshot {
 
 impl PartitionStateMachine {
     /// A builder of a snapshot of the state as it is now; the caller writes the held-back state
-    /// first (`get_snapshot_builder`).
-    pub(super) fn snapshot_builder(&self) -> PartitionSnapshotBuilder {
+    /// first (`get_snapshot_builder`) and passes the error if that failed, which the builder
+    /// then returns instead of a snapshot.
+    pub(super) fn snapshot_builder(
+        &self,
+        state_write_error: Option<StorageError>,
+    ) -> PartitionSnapshotBuilder {
         PartitionSnapshotBuilder {
+            state_write_error,
             group: self.group,
             store: self.store.clone(),
             tree: self.tree.clone(),
@@ -135,6 +145,8 @@ impl PartitionStateMachine {
 
 /// Builds a snapshot of the state as it was when the builder was made.
 pub struct PartitionSnapshotBuilder {
+    /// Why the held-back applied state could not be written before the builder was made.
+    state_write_error: Option<StorageError>,
     group: GroupId,
     store: StateStore,
     tree: sled::Tree,
@@ -246,6 +258,18 @@ impl RaftSnapshotBuilder<TypeConfig> for PartitionSnapshotBuilder {
     async fn build_snapshot(
         &mut self,
     ) -> std::result::Result<Snapshot<TypeConfig>, RaftStorageError> {
-        self.build().map_err(|e| raft_sm_write_error(&e))
+        if let Some(error) = self.state_write_error.take() {
+            // The stored applied state may be behind the one snapshotted: no snapshot, or the
+            // log could be purged past what a restart can rebuild.
+            return Err(raft_sm_write_error(&error));
+        }
+        let snapshot = self.build().map_err(|e| raft_sm_write_error(&e))?;
+        // openraft purges the log up to the snapshot next: it and the state it covers must be
+        // on disk first (see the module's Durability).
+        self.tree
+            .flush_async()
+            .await
+            .map_err(|e| raft_sm_write_error(&self.store.error(e)))?;
+        Ok(snapshot)
     }
 }

@@ -203,7 +203,7 @@ async fn a_snapshot_carries_the_partition_clock_to_the_replica_that_installs_it(
         }])
         .expect("apply");
     let snapshot = source
-        .snapshot_builder()
+        .snapshot_builder(None)
         .build_snapshot()
         .await
         .expect("snapshot");
