@@ -147,3 +147,21 @@ pub fn metadata(status: &tonic::Status, key: &str) -> Option<String> {
         .get_details_error_info()
         .and_then(|info| info.metadata.get(key).cloned())
 }
+
+/// The segment files of node `id`'s replica of `group`, sorted (by base index: the names are
+/// zero-padded).
+pub fn segment_files(cluster: &InProcessCluster, id: u64, group: u64) -> Vec<std::path::PathBuf> {
+    let dir = cluster
+        .data_dir(id)
+        .join("groups")
+        .join(group.to_string())
+        .join("log");
+    let mut files: Vec<std::path::PathBuf> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .filter_map(|entry| entry.ok())
+        .map(|entry| entry.path())
+        .filter(|path| path.extension().is_some_and(|x| x == "seg"))
+        .collect();
+    files.sort();
+    files
+}

@@ -16,6 +16,7 @@ use crate::common::expect_status;
 use crate::common::metadata;
 use crate::common::produce_to_leader;
 use crate::common::record;
+use crate::common::segment_files;
 
 const SEGMENT_BYTES: u64 = 64 * 1024;
 const RECORD_BYTES: usize = 16 * 1024;
@@ -62,16 +63,9 @@ async fn produce(cluster: &InProcessCluster, topic: &str, first: usize, count: u
 
 /// Bytes of node `id`'s segment files of `group`.
 fn log_bytes(cluster: &InProcessCluster, id: u64, group: u64) -> u64 {
-    let dir = cluster
-        .data_dir(id)
-        .join("groups")
-        .join(group.to_string())
-        .join("log");
-    std::fs::read_dir(&dir)
-        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
-        .filter_map(|entry| entry.ok())
-        .filter(|e| e.path().extension().is_some_and(|x| x == "seg"))
-        .filter_map(|e| e.metadata().ok())
+    segment_files(cluster, id, group)
+        .iter()
+        .filter_map(|path| std::fs::metadata(path).ok())
         .map(|m| m.len())
         .sum()
 }

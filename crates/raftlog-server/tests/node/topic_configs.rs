@@ -15,6 +15,7 @@ use crate::common::expect_status;
 use crate::common::produce_request;
 use crate::common::produce_to_leader;
 use crate::common::record;
+use crate::common::segment_files;
 
 fn configs(pairs: &[(&str, &str)]) -> HashMap<String, String> {
     pairs
@@ -433,19 +434,7 @@ async fn a_compacted_topic_refuses_records_without_a_key_and_writes_nothing() {
 
 /// Segment files of node `id`'s replica of `group`.
 fn segment_count(cluster: &InProcessCluster, id: u64, group: u64) -> usize {
-    let dir = cluster
-        .data_dir(id)
-        .join("groups")
-        .join(group.to_string())
-        .join("log");
-    std::fs::read_dir(&dir)
-        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
-        .filter(|entry| {
-            entry
-                .as_ref()
-                .is_ok_and(|e| e.path().extension().is_some_and(|x| x == "seg"))
-        })
-        .count()
+    segment_files(cluster, id, group).len()
 }
 
 async fn produce_kib(cluster: &InProcessCluster, topic: &str, kib: usize) {
