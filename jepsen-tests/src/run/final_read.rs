@@ -45,14 +45,23 @@ pub(super) async fn read_all(
     let description = describe_with_leaders(client, topic).await?;
     for partition in &description.partitions {
         // Every replica of the partition; with more nodes than replicas the others hold none.
-        let replicas: Vec<(u64, String)> = cluster
+        // The leader first: the description's high watermark is the answering node's view,
+        // which a replica that was cut off and is still catching up gives too low, and a read
+        // of that replica would end there, short of what was acknowledged. Each later read
+        // must reach at least where the reads before it ended.
+        let mut replicas: Vec<(u64, String)> = cluster
             .nodes()
             .iter()
             .filter(|n| partition.replicas.contains(&n.id))
             .map(|n| (n.id, n.client_addr.clone()))
             .collect();
+        replicas.sort_by_key(|(node, _)| Some(*node) != partition.leader_id);
+        let mut partition = partition.clone();
         for (node, address) in replicas {
-            let mut read = read_replica(client, &address, topic, partition, READ_LIMITS).await;
+            let mut read = read_replica(client, &address, topic, &partition, READ_LIMITS).await;
+            if read.error.is_none() && !read.out_of_service {
+                partition.high_watermark = partition.high_watermark.max(read.reached);
+            }
             if let Some(error) = &mut read.error {
                 if let Some(exit) = cluster.unexpected_exit(node) {
                     error.push_str(&format!("; the node exited: {exit}"));
