@@ -191,6 +191,13 @@ mod needs_root {
         election_max_ms: 2000,
     };
 
+    /// How soon after the fault the other nodes lead every partition again: three election
+    /// timeouts, one more than the leader has to lose them. Once it has, a follower still waits
+    /// out its own election timeout and a pre-vote and vote round; on two shared cores the
+    /// takeover came in at 4.01-4.04 s in about one CI rehearsal in three against a bound of
+    /// two timeouts, though it usually takes 1.9-2.5 s.
+    const TAKEOVER_BOUND: Duration = Duration::from_millis(3 * TIMERS.election_max_ms);
+
     /// Three node processes on addresses of their own (for iptables) with [`TIMERS`], their
     /// data in `dir/data` (where `Disks::mount` puts its file systems).
     fn start_cluster(dir: &std::path::Path) -> ProcessCluster {
@@ -224,7 +231,7 @@ mod needs_root {
         let two_timeouts = Duration::from_millis(2 * TIMERS.election_max_ms);
         let lost = leads_none_within(&cluster, leader, &groups, cut_at, two_timeouts).await;
         let led_again =
-            survivors_lead_within(&cluster, &others, &groups, cut_at, two_timeouts).await;
+            survivors_lead_within(&cluster, &others, &groups, cut_at, TAKEOVER_BOUND).await;
         let survivors = client_of(&cluster, &others).await;
         for (partition, _) in &led {
             produce_within(&survivors, "one-way", *partition, Duration::from_secs(30)).await;
@@ -235,7 +242,7 @@ mod needs_root {
         }
         eprintln!(
             "node {leader} led groups {groups:?}: lost them {lost:?} after the cut, the others led \
-             them {led_again:?} after it (bound {two_timeouts:?})"
+             them {led_again:?} after it (bounds {two_timeouts:?} and {TAKEOVER_BOUND:?})"
         );
         network.heal().expect("heal");
     }
@@ -251,8 +258,8 @@ mod needs_root {
     }
 
     /// The leader's data dir stops completing writes and fsyncs (a fault file system under
-    /// each node's data dir). Its partitions are led by the others within two election
-    /// timeouts and take writes again; once the disk is released, it serves again.
+    /// each node's data dir). Its partitions are led by the others within three election
+    /// timeouts (`TAKEOVER_BOUND`) and take writes again; once the disk is released, it serves again.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_leader_whose_disk_stalls_loses_every_partition_and_they_take_writes_again() {
         let dir = tempfile::TempDir::new().expect("temp dir");
@@ -278,9 +285,8 @@ mod needs_root {
 
         disks.stall(leader).expect("stall");
         let stalled_at = Instant::now();
-        let two_timeouts = Duration::from_millis(2 * TIMERS.election_max_ms);
         let led_again =
-            survivors_lead_within(&cluster, &others, &groups, stalled_at, two_timeouts).await;
+            survivors_lead_within(&cluster, &others, &groups, stalled_at, TAKEOVER_BOUND).await;
         let survivors = client_of(&cluster, &others).await;
         for (partition, _) in &led {
             produce_within(&survivors, "stall", *partition, Duration::from_secs(30)).await;
@@ -291,7 +297,7 @@ mod needs_root {
         }
         eprintln!(
             "node {leader} led groups {groups:?}; the others led them {led_again:?} after its \
-             disk stalled (bound {two_timeouts:?})"
+             disk stalled (bound {TAKEOVER_BOUND:?})"
         );
 
         drop(release);
